@@ -1,0 +1,21 @@
+/* Runtime choice among the per-ISA builds of _selu_kernels.h. */
+#ifndef FASTSELU_DISPATCH_H
+#define FASTSELU_DISPATCH_H
+#include <stddef.h>
+
+typedef struct {
+    const char *name;
+    void (*forward_f32)(const float *, float *, ptrdiff_t);
+    void (*forward_f64)(const double *, double *, ptrdiff_t);
+    void (*backward_x_f32)(const float *, const float *, float *, ptrdiff_t);
+    void (*backward_x_f64)(const double *, const double *, double *, ptrdiff_t);
+    void (*backward_y_f32)(const float *, const float *, float *, ptrdiff_t);
+    void (*backward_y_f64)(const double *, const double *, double *, ptrdiff_t);
+} fs_kernels;
+
+/* Variants compiled into this build, best first; the last one is always "baseline". */
+int fs_num_variants(void);
+const fs_kernels *fs_variant(int i);
+/* Whether this CPU (and OS) can run variant i. */
+int fs_variant_supported(int i);
+#endif
