@@ -1,0 +1,163 @@
+"""Loading and switching backends (the registry itself is `_config.BACKENDS`).
+
+A backend module exposes the kernel seam used by `_api`:
+``forward(x, out, nthreads)``, ``backward_x(g, x, out, nthreads)``, ``backward_y(g, y, out, nthreads)``
+on 1-D C-contiguous native float32/float64 arrays of one dtype and length (``out`` either is an
+input's exact buffer or does not overlap it), and ``info() -> dict`` with keys 'simd' and 'openmp'.
+Modules are imported lazily with importlib, so `import fastselu` never imports numba when the
+compiled backend loads.
+
+Optionally a backend may also take whole calls in their commonest form, to keep small calls
+cheap: ``fast_forward(x, out, inplace)`` and ``fast_backward(g, x, is_result, out)`` return the
+result, or NotImplemented for anything but plain C-contiguous native float arrays (the front
+end then does everything itself); ``set_thread_source(fn)`` gives them the thread count.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+import warnings
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import _config
+from ._version import __version__
+
+_SEAM = ("forward", "backward_x", "backward_y", "info")
+_loaded: dict[str, ModuleType] = {}
+
+
+def load(name: str) -> ModuleType:
+    """Import backend `name` (a registry key) or raise ImportError saying why it cannot load."""
+    if name in _loaded:
+        return _loaded[name]
+    path = _config.BACKENDS[name]
+    try:
+        module = importlib.import_module(path)
+    except Exception as exc:  # a broken extension can raise anything at import; report it all
+        raise ImportError(
+            f"the {name!r} backend ({path}) cannot be loaded: {type(exc).__name__}: {exc}"
+        ) from exc
+    missing = [f for f in _SEAM if not callable(getattr(module, f, None))]
+    if missing:
+        raise ImportError(f"the {name!r} backend ({path}) lacks {', '.join(missing)}")
+    if hasattr(module, "set_thread_source"):
+        module.set_thread_source(_config.effective_num_threads)
+    _loaded[name] = module
+    return module
+
+
+def _pick_initial() -> tuple[str, ModuleType]:
+    order = list(_config.BACKENDS)
+    if _config.ENV_BACKEND is not None:
+        order.remove(_config.ENV_BACKEND)
+        order.insert(0, _config.ENV_BACKEND)
+    reasons: list[str] = []
+    for name in order:
+        try:
+            module = load(name)
+        except ImportError as exc:
+            reasons.append(str(exc))
+            continue
+        if reasons:
+            requested = _config.ENV_BACKEND or "cython"
+            warnings.warn(
+                f"fastselu: using the {name!r} backend instead of {requested!r}: "
+                + "; ".join(reasons),
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return name, module
+    raise ImportError("fastselu: no backend can be loaded: " + "; ".join(reasons))
+
+
+def _not_taken(*args: Any) -> Any:
+    return NotImplemented
+
+
+def _activate(name: str, module: ModuleType) -> None:
+    global active_name, active, fast_forward, fast_backward
+    active_name, active = name, module
+    fast_forward = getattr(module, "fast_forward", _not_taken)
+    fast_backward = getattr(module, "fast_backward", _not_taken)
+
+
+# The active backend; `_api` reads these on every call so set_backend takes effect at once.
+active_name: str
+active: ModuleType
+fast_forward: Any
+fast_backward: Any
+_activate(*_pick_initial())
+
+
+def get_backend() -> str:
+    """Name of the backend in use: 'cython', 'numba' or 'numpy'."""
+    return active_name
+
+
+def set_backend(name: str) -> None:
+    """Switch the backend for the whole process; ImportError if it cannot load here."""
+    if not isinstance(name, str) or name not in _config.BACKENDS:
+        valid = ", ".join(repr(n) for n in _config.BACKENDS)
+        raise ValueError(f"unknown fastselu backend {name!r}; valid names are {valid}")
+    _activate(name, load(name))  # load raises ImportError with the reason
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends that load in this environment, in preference order."""
+    names = []
+    for name in _config.BACKENDS:
+        try:
+            load(name)
+        except ImportError:
+            continue
+        names.append(name)
+    return tuple(names)
+
+
+def _dist_version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def config_info() -> dict[str, Any]:
+    """What show_config() prints, as a dict (listing backends may import numba)."""
+    info = dict(active.info())
+    return {
+        "version": __version__,
+        "backend": active_name,
+        "available_backends": available_backends(),
+        "simd": info.get("simd"),
+        "simd_cap": _config.SIMD_CAP,
+        "openmp": bool(info.get("openmp")),
+        "threads": _config.effective_num_threads(),
+        "cpus": _config.available_cpus(),
+        "numpy": np.__version__,
+        "numba": _dist_version("numba"),
+        "python": platform.python_version(),
+    }
+
+
+def show_config() -> None:
+    """Print version, backend, SIMD variant in use, OpenMP and threads, numpy/numba versions."""
+    c = config_info()
+    simd = c["simd"] or "none"
+    if c["simd_cap"]:
+        simd += f" (FASTSELU_SIMD={c['simd_cap']})"
+    lines = [
+        f"fastselu {c['version']}",
+        f"backend: {c['backend']} (available: {', '.join(c['available_backends'])})",
+        f"simd: {simd}",
+        f"openmp: {'on' if c['openmp'] else 'off'}",
+        f"threads: {c['threads']} (CPUs available: {c['cpus']})",
+        f"numpy: {c['numpy']}",
+        f"numba: {c['numba']}",
+        f"python: {c['python']}",
+    ]
+    print("\n".join(lines))

@@ -1,0 +1,43 @@
+import os
+
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import fastselu
+
+settings.register_profile(
+    "fastselu",
+    deadline=None,
+    max_examples=60,
+    # `backend` is function-scoped on purpose: it selects the backend once for all examples.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastselu"))
+
+BACKENDS = fastselu.available_backends()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than ~10 s; deselect with -m 'not slow'")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Run the test once per backend that loads here, restoring the previous one afterwards."""
+    previous = fastselu.get_backend()
+    fastselu.set_backend(request.param)
+    try:
+        yield request.param
+    finally:
+        fastselu.set_backend(previous)
+
+
+@pytest.fixture
+def restore_threads():
+    from fastselu import _config
+
+    saved = (_config._num_threads, _config._threadpool_limit)
+    yield
+    _config._num_threads, _config._threadpool_limit = saved

@@ -1,0 +1,37 @@
+"""Helpers shared by the tests."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import fastselu
+
+# The directory holding the package under test, so subprocesses import the same copy.
+PACKAGE_ROOT = str(Path(fastselu.__file__).resolve().parent.parent)
+
+
+def clean_env(**overrides):
+    """os.environ without fastselu/OpenMP settings, plus `overrides`, importing this fastselu."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FASTSELU_") and k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = PACKAGE_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(overrides)
+    return env
+
+
+def run_python(code, *args, timeout=120, **env):
+    """Run `python -c code` (or `python args...` if code is None) in a clean environment."""
+    cmd = [sys.executable] + (["-c", code] if code is not None else []) + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=clean_env(**env), cwd=PACKAGE_ROOT)
+
+
+def same_floats(a, b):
+    """Bitwise-style equality for float arrays: NaN matches NaN, and zeros must agree in sign."""
+    a, b = np.asarray(a), np.asarray(b)
+    return (a.dtype == b.dtype and a.shape == b.shape
+            and np.array_equal(a, b, equal_nan=True)
+            and np.array_equal(np.signbit(a), np.signbit(b)))
