@@ -34,6 +34,12 @@ cdef extern from "<fenv.h>" nogil:
 
 cdef extern from *:
     """
+    #include <string.h>
+    /* Reference loops for benchmarks: what memory speed looks like through the same driver. */
+    static void fs_add_f32(const float *a, const float *b, float *o, Py_ssize_t n)
+    { for (Py_ssize_t i = 0; i < n; i++) o[i] = a[i] + b[i]; }
+    static void fs_add_f64(const double *a, const double *b, double *o, Py_ssize_t n)
+    { for (Py_ssize_t i = 0; i < n; i++) o[i] = a[i] + b[i]; }
     #ifdef _OPENMP
     #define FS_OPENMP 1
     #else
@@ -41,6 +47,9 @@ cdef extern from *:
     #endif
     """
     const int FS_OPENMP
+    void fs_add_f32(const float *, const float *, float *, Py_ssize_t) noexcept nogil
+    void fs_add_f64(const double *, const double *, double *, Py_ssize_t) noexcept nogil
+    void *memcpy(void *, const void *, size_t) noexcept nogil
 
 cdef enum:
     # Below this many elements per thread a parallel region (~5 us to wake the pool here)
@@ -117,7 +126,8 @@ cdef inline Py_ssize_t _bound(Py_ssize_t n, Py_ssize_t nt, Py_ssize_t i) noexcep
     return b - b % ALIGN_ELEMS
 
 
-# kind: 0 forward (a -> o), 1 backward from x (g=a, x=b), 2 backward from y (g=a, y=b)
+# kind: 0 forward (a -> o), 1 backward from x (g=a, x=b), 2 backward from y (g=a, y=b);
+# 3 copy (a -> o) and 4 add (a + b -> o) are the memory-speed references for benchmarks.
 cdef void _run(int kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
                Py_ssize_t nt) noexcept nogil:
     cdef Py_ssize_t i, lo, hi, item = 4 if typenum == cnp.NPY_FLOAT32 else 8
@@ -137,7 +147,14 @@ cdef void _run(int kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
 
 cdef inline void _chunk(int kind, int typenum, char *a, char *b, char *o,
                         Py_ssize_t n) noexcept nogil:
-    if typenum == cnp.NPY_FLOAT32:
+    if kind == 3:
+        memcpy(o, a, n * (4 if typenum == cnp.NPY_FLOAT32 else 8))
+    elif kind == 4:
+        if typenum == cnp.NPY_FLOAT32:
+            fs_add_f32(<float *>a, <float *>b, <float *>o, n)
+        else:
+            fs_add_f64(<double *>a, <double *>b, <double *>o, n)
+    elif typenum == cnp.NPY_FLOAT32:
         if kind == 0:
             K.forward_f32(<float *>a, <float *>o, n)
         elif kind == 1:
@@ -184,3 +201,123 @@ def backward_x(cnp.ndarray g not None, cnp.ndarray x not None, cnp.ndarray out n
 def backward_y(cnp.ndarray g not None, cnp.ndarray y not None, cnp.ndarray out not None,
                int nthreads):
     _call(2, g, y, out, nthreads)
+
+
+def copy(cnp.ndarray src not None, cnp.ndarray dst not None, int nthreads):
+    """dst[:] = src with the kernels' threading (benchmark reference)."""
+    _call(3, src, None, dst, nthreads)
+
+
+def add(cnp.ndarray a not None, cnp.ndarray b not None, cnp.ndarray out not None, int nthreads):
+    """out[:] = a + b with the kernels' threading (benchmark reference)."""
+    _call(4, a, b, out, nthreads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast paths for the front end: the common case (exact ndarray, C-contiguous, aligned, native
+# float32/float64, `out` absent, identical or disjoint) checked and run here in one call, so a
+# small array costs well under a microsecond.  Anything else returns NotImplemented and the
+# front end's general path (fastselu/_api.py) handles it, errors included.
+
+cdef object _num_threads = None   # the front end's effective_num_threads
+
+
+def set_thread_source(fn):
+    """Callable returning the thread count for large calls (asked only above the grain)."""
+    global _num_threads
+    _num_threads = fn
+
+
+cdef inline int _plain(object a, bint writable):
+    """typenum of a plain, C-contiguous, aligned, native float array, else 0."""
+    if type(a) is not cnp.ndarray:
+        return 0
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int need = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+    if writable:
+        need |= cnp.NPY_ARRAY_WRITEABLE
+    if (cnp.PyArray_FLAGS(arr) & need) != need or not cnp.PyArray_ISNOTSWAPPED(arr):
+        return 0
+    cdef int t = cnp.PyArray_TYPE(arr)
+    return t if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64 else 0
+
+
+cdef inline bint _same_shape(cnp.ndarray a, cnp.ndarray b):
+    cdef int i, nd = cnp.PyArray_NDIM(a)
+    if cnp.PyArray_NDIM(b) != nd:
+        return False
+    for i in range(nd):
+        if cnp.PyArray_DIMS(a)[i] != cnp.PyArray_DIMS(b)[i]:
+            return False
+    return True
+
+
+cdef inline bint _identical_or_disjoint(cnp.ndarray a, cnp.ndarray b):
+    """For C-contiguous arrays of one shape and dtype: element i of both at the same address,
+    or no byte shared."""
+    cdef char *pa = <char *>cnp.PyArray_DATA(a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(b)
+    cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(a)
+    return pa == pb or pa + nbytes <= pb or pb + nbytes <= pa
+
+
+cdef inline Py_ssize_t _nthreads(Py_ssize_t n) except -1:
+    if n < 2 * GRAIN or not FS_OPENMP:
+        return 1
+    return _threads_for(n, _num_threads() if _num_threads is not None else 1)
+
+
+def fast_forward(x, out, bint inplace):
+    cdef int t = _plain(x, inplace)
+    if t == 0:
+        return NotImplemented
+    cdef cnp.ndarray xa = <cnp.ndarray>x, res
+    if inplace:
+        if out is not None:
+            return NotImplemented
+        res = xa
+    elif out is None:
+        if cnp.PyArray_NDIM(xa) == 0:          # NumPy scalar result: the general path
+            return NotImplemented
+        res = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    else:
+        if _plain(out, True) != t:
+            return NotImplemented
+        res = <cnp.ndarray>out
+        if not _same_shape(xa, res) or not _identical_or_disjoint(xa, res):
+            return NotImplemented
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    cdef Py_ssize_t nt = _nthreads(n)
+    cdef char *px = <char *>cnp.PyArray_DATA(xa)
+    cdef char *po = <char *>cnp.PyArray_DATA(res)
+    if n > 0:
+        with nogil:
+            _run(0, t, px, px, po, n, nt)
+    return res
+
+
+def fast_backward(g, x, bint is_result, out):
+    cdef int t = _plain(g, False)
+    if t == 0 or _plain(x, False) != t:
+        return NotImplemented
+    cdef cnp.ndarray ga = <cnp.ndarray>g, xa = <cnp.ndarray>x, res
+    if not _same_shape(ga, xa) or cnp.PyArray_NDIM(xa) == 0:
+        return NotImplemented
+    if out is None:
+        res = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    else:
+        if _plain(out, True) != t:
+            return NotImplemented
+        res = <cnp.ndarray>out
+        if (not _same_shape(xa, res) or not _identical_or_disjoint(ga, res)
+                or not _identical_or_disjoint(xa, res)):
+            return NotImplemented
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    cdef Py_ssize_t nt = _nthreads(n)
+    cdef char *pg = <char *>cnp.PyArray_DATA(ga)
+    cdef char *px = <char *>cnp.PyArray_DATA(xa)
+    cdef char *po = <char *>cnp.PyArray_DATA(res)
+    if n > 0:
+        with nogil:
+            _run(2 if is_result else 1, t, pg, px, po, n, nt)
+    return res

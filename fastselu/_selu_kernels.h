@@ -42,6 +42,7 @@
 #define SCALE_LO 0x1.6fc7d272f2695p-55
 #define SA_HI 0x1.c212cc640f031p+0      /* 1.7580993408473768 */
 #define SA_LO 0x1.05161b045a1fep-56
+#define SA_LO2 (-0x1.86ea9161b1aeep-110) /* so y + SA is exact enough when y = -SA_HI */
 #define LOG2E 0x1.71547652b82fep+0
 #define LN2_HI 0x1.62e42fee00000p-1     /* fdlibm's ln2_hi: low 21 bits zero */
 #define LN2_LO 0x1.a39ef35793c76p-33
@@ -118,6 +119,12 @@ FS_INLINE void fs_expm1_small_dd(double r, double r_lo, double *hi, double *lo)
     *hi = a;
     *lo = a_lo + tail;
 }
+
+/* Every NaN result leaves as the default quiet NaN: which NaN operand an instruction passes
+ * on depends on operand order, which compilers choose freely (e.g. among the vfmadd forms), so
+ * only a canonical NaN keeps the variants bit-identical. */
+FS_INLINE double fs_canon64(double r) { return r != r ? (double)NAN : r; }
+FS_INLINE float fs_canon32(float r) { return r != r ? (float)NAN : r; }
 
 /* Fast2Sum for |a| >= |b| or a == 0. */
 FS_INLINE double fs_fast2sum(double a, double b, double *err)
@@ -213,15 +220,19 @@ FS_INLINE double fs_bwd_x_f64(double g, double x)
     return (v * u) * w;
 }
 
+/* g * (y + SA) with y + SA as s + s_lo + SA_LO2: where y = -SA_HI, s = 0 and the result is
+ * g*SA_LO + g*SA_LO2 rounded once, so even that cancellation costs no accuracy. */
 FS_INLINE double fs_bwd_y_f64(double g, double y)
 {
-    double s_lo;
     double s = y + SA_HI;                    /* TwoSum(y, SA_HI) */
     double bb = s - y;
-    s_lo = ((y - (s - bb)) + (SA_HI - bb)) + SA_LO;
-    double dh = y > 0.0 ? SCALE_HI : s;
-    double dl = y > 0.0 ? SCALE_LO : s_lo;
-    return fma(g, dh, g * dl);
+    double s_lo = ((y - (s - bb)) + (SA_HI - bb)) + SA_LO;
+    s_lo = s - s == 0.0 ? s_lo : 0.0;       /* y = -inf: the TwoSum error term is NaN */
+    int pos = y > 0.0;
+    double dh = pos ? SCALE_HI : s;
+    double dl = pos ? SCALE_LO : s_lo;
+    double dl2 = pos ? 0.0 : SA_LO2;
+    return fma(g, dh, fma(g, dl, g * dl2));
 }
 
 /* ---------------- the loops ---------------- */
@@ -229,35 +240,35 @@ FS_INLINE double fs_bwd_y_f64(double g, double y)
 void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
 {
     FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_fwd_f32(x[i]);
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_canon32(fs_fwd_f32(x[i]));
 }
 
 void FS_NAME(fs_forward_f64)(const double *x, double *out, ptrdiff_t n)
 {
     FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_fwd_f64(x[i]);
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_canon64(fs_fwd_f64(x[i]));
 }
 
 void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrdiff_t n)
 {
     FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_bwd_x_f32(g[i], x[i]);
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_canon32(fs_bwd_x_f32(g[i], x[i]));
 }
 
 void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, ptrdiff_t n)
 {
     FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_bwd_x_f64(g[i], x[i]);
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_canon64(fs_bwd_x_f64(g[i], x[i]));
 }
 
 void FS_NAME(fs_backward_y_f32)(const float *g, const float *y, float *out, ptrdiff_t n)
 {
     FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_bwd_y_f32(g[i], y[i]);
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_canon32(fs_bwd_y_f32(g[i], y[i]));
 }
 
 void FS_NAME(fs_backward_y_f64)(const double *g, const double *y, double *out, ptrdiff_t n)
 {
     FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_bwd_y_f64(g[i], y[i]);
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_canon64(fs_bwd_y_f64(g[i], y[i]));
 }

@@ -1,0 +1,174 @@
+"""The compiled kernels: accuracy (sampled here, exhaustive in the slow test), bit-identity
+across SIMD variants, thread counts and strided views."""
+import numpy as np
+import pytest
+
+import fastselu
+from fastselu._ulp import (exact_selu, exact_selu_backward, exact_selu_backward_result,
+                           mp_selu, ulp_error)
+from util import run_python
+
+K = pytest.importorskip("fastselu._kernels")
+pytestmark = pytest.mark.skipif("cython" not in fastselu.available_backends(),
+                                reason="compiled backend not built")
+
+
+def hard_inputs(dtype, n=200_000, seed=0):
+    """Random values over every magnitude plus the regions where SELU is hard to get right."""
+    rng = np.random.default_rng(seed)
+    info = np.finfo(dtype)
+    utype = np.uint64 if info.bits == 64 else np.uint32
+    tiny = float(info.smallest_subnormal)
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, float(info.max), -float(info.max), tiny,
+                -tiny, float(info.smallest_normal), -float(info.smallest_normal),
+                float(info.max) / fastselu.SCALE]
+    with np.errstate(all="ignore"):
+        floats = np.concatenate([
+            rng.uniform(-20, 5, n),
+            -np.exp(rng.uniform(np.log(tiny), 0, n)),
+            (rng.integers(-60, 1, n) + 0.5) * np.log(2.0) * (1 + rng.uniform(-1e-6, 1e-6, n)),
+            specials]).astype(dtype)
+    bits = rng.integers(0, np.iinfo(utype).max, size=n, dtype=utype, endpoint=True).view(dtype)
+    return np.concatenate([bits, floats])
+
+
+def run(kind, *arrays, nthreads=2):
+    out = np.empty_like(arrays[-1])
+    getattr(K, kind)(*arrays, out, nthreads)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("simd", list(K.SUPPORTED))
+def test_accuracy_sampled(dtype, simd):
+    x = hard_inputs(dtype)
+    rng = np.random.default_rng(1)
+    g = (np.exp(rng.uniform(-20, 20, x.size)) * rng.choice([-1, 1], x.size)).astype(dtype)
+    one = np.ones_like(x)
+    K.set_simd(simd)
+    try:
+        y = run("forward", x)
+        assert ulp_error(y, exact_selu(x), dtype).max() <= 1.0
+        assert ulp_error(run("backward_x", one, x), exact_selu_backward(one, x), dtype).max() <= 1.0
+        assert ulp_error(run("backward_x", g, x), exact_selu_backward(g, x), dtype).max() <= 1.5
+        # long double's SA is not exact enough right at y = -SA for float64 (checked by mpmath
+        # in fastselu.check); everywhere else it is
+        keep = np.abs(y.astype(np.longdouble) + np.longdouble(fastselu.SCALE) * np.longdouble(fastselu.ALPHA)) > 1e-12
+        err = ulp_error(run("backward_y", g, y), exact_selu_backward_result(g, y), dtype)
+        assert err[keep].max() <= 1.5
+    finally:
+        K.set_simd(None)
+
+
+def test_float64_against_mpmath():
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.uniform(-40, 0, 3000), -np.exp(rng.uniform(-745, 0, 2000)),
+                        (np.arange(-60, 1) + 0.5) * np.log(2.0)])
+    assert ulp_error(run("forward", x), mp_selu(x), np.float64).max() <= 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_values(dtype):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1e4], dtype=dtype)
+    y = run("forward", x)
+    sa = np.float64(1.7580993408473768).astype(dtype)   # -SA rounded once to the dtype
+    assert np.isnan(y[0]) and y[1] == np.inf
+    assert y[2] == -sa and y[5] == -sa
+    assert y[3] == 0 and not np.signbit(y[3]) and y[4] == 0 and np.signbit(y[4])
+    d = run("backward_x", np.ones_like(x), x)
+    assert np.isnan(d[0]) and d[1] == dtype(1.0507009873554805) and d[2] == 0
+    assert d[3] == d[4] == sa    # derivative at 0 is SCALE*ALPHA
+
+
+def test_overflow_boundary_float32():
+    # x*SCALE rounds to FLT_MAX at 3.2386221e38 (x * float32(SCALE) gives inf there)
+    top = np.float32(np.finfo(np.float32).max)
+    x = np.float32(3.2386221e38)
+    assert run("forward", np.array([x]))[0] == top
+    x_inf = np.nextafter(x, np.float32(np.inf))
+    exact = exact_selu(np.array([x_inf]))
+    assert ulp_error(run("forward", np.array([x_inf])), exact, np.float32)[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threads_and_chunks_bit_identical(dtype):
+    x = hard_inputs(dtype, n=150_001)
+    g = np.random.default_rng(3).standard_normal(x.size).astype(dtype)
+    for kind, args in (("forward", (x,)), ("backward_x", (g, x)), ("backward_y", (g, x))):
+        ref = run(kind, *args, nthreads=1)
+        for nt in (2, 3, 7):
+            assert np.array_equal(run(kind, *args, nthreads=nt).view(np.uint8), ref.view(np.uint8))
+        # piecewise over odd chunks, as the front end does for strided input
+        pieces = np.concatenate([run(kind, *(a[i:i + 9973] for a in args), nthreads=1)
+                                 for i in range(0, x.size, 9973)])
+        assert np.array_equal(pieces.view(np.uint8), ref.view(np.uint8))
+
+
+def test_in_place_same_buffer():
+    x = hard_inputs(np.float64, n=100_000)
+    ref = run("forward", x)
+    K.forward(x, x, 2)
+    assert np.array_equal(x.view(np.uint64), ref.view(np.uint64))
+
+
+def test_strided_view_bit_identical():
+    x = hard_inputs(np.float32, n=300_000).reshape(-1, 3)
+    ref = fastselu.selu(np.ascontiguousarray(x[:, 1]))
+    assert np.array_equal(fastselu.selu(x[:, 1]).view(np.uint32), ref.view(np.uint32))
+    assert np.array_equal(fastselu.selu(x[::-1, 1])[::-1].view(np.uint32), ref.view(np.uint32))
+
+
+def test_simd_variants_bit_identical_across_processes(tmp_path):
+    """FASTSELU_SIMD in fresh processes: every variant gives the same bits."""
+    x = np.concatenate([hard_inputs(np.float32, 50_000).astype(np.float64), hard_inputs(np.float64, 50_000)])
+    np.save(tmp_path / "x.npy", x)
+    code = ("import sys, numpy as np, fastselu; x = np.load(sys.argv[1]); "
+            "g = np.cos(x); y = fastselu.selu(x);"
+            "print(fastselu._kernels.simd()); sys.stdout.flush();"
+            "np.save(sys.argv[2], np.concatenate([y, fastselu.selu(x.astype(np.float32)).astype(np.float64),"
+            " fastselu.selu_backward(g, x), fastselu.selu_backward(g, y, is_result=True)]))")
+    results = {}
+    for simd in K.SUPPORTED:
+        out = tmp_path / f"{simd}.npy"
+        p = run_python(code, str(tmp_path / "x.npy"), str(out), FASTSELU_SIMD=simd)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.strip() == simd
+        results[simd] = np.load(out)
+    first = next(iter(results.values()))
+    for simd, r in results.items():
+        assert np.array_equal(r.view(np.uint64), first.view(np.uint64)), simd
+
+
+def test_simd_cap_picks_best_at_or_below():
+    try:
+        assert K.set_simd("baseline") == "baseline"
+        assert K.set_simd(None) == K.SUPPORTED[0]
+        with pytest.raises(ValueError):
+            K.set_simd("sse9")
+    finally:
+        K.set_simd(None)
+
+
+def test_fp_exception_flags_untouched():
+    import ctypes
+    libm = ctypes.CDLL("libm.so.6")
+    FE_ALL = 0x3D  # x86: invalid, divbyzero, overflow, underflow, inexact (denormal excluded)
+    x = np.array([-1e4, 1e38, np.nan, -1e-40, 0.5] * 1000, dtype=np.float32)
+    out = np.empty_like(x)
+    for kernel, args in ((K.forward, (x,)), (K.backward_x, (x, x)), (K.backward_y, (x, x))):
+        libm.feclearexcept(FE_ALL)
+        kernel(*args, out, 1)
+        assert libm.fetestexcept(FE_ALL) == 0   # the kernels raised flags; none leak
+        libm.feraiseexcept(0x10)                # underflow set before the call stays set
+        kernel(*args, out, 1)
+        assert libm.fetestexcept(FE_ALL) == 0x10
+        libm.feclearexcept(FE_ALL)
+
+
+@pytest.mark.slow
+def test_exhaustive_float32_and_float64_check():
+    """Every float32 input for every variant, and 10^6 float64 inputs against mpmath."""
+    p = run_python(None, "-m", "fastselu.check", "--f64", str(10**6), timeout=3600)
+    print(p.stdout)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "OK" in p.stdout
