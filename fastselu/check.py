@@ -73,9 +73,9 @@ def check_float32(variants, processes, blocks=None):
                     tot[0], tot[1] = worst, at
                 tot[2] += over_half
                 tot[3] += mismatch
-            if sys.stderr.isatty():
+            if sys.stderr.isatty() or done % 64 == 0:
                 print(f"\r  float32: {done}/{len(starts)} blocks, {time.time() - t0:.0f} s",
-                      end="", file=sys.stderr)
+                      end="" if sys.stderr.isatty() else "\n", file=sys.stderr, flush=True)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     n = len(starts) * F32_BLOCK
