@@ -44,5 +44,5 @@ def show(name, coeffs, worst):
 
 
 if __name__ == "__main__":
-    for name, f, deg in (("Q2", q2, 6), ("Q3", q3, 9)):
+    for name, f, deg in (("Q2", q2, 5), ("Q3", q3, 9)):
         show(name, *fit(f, deg))
