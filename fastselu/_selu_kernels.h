@@ -157,7 +157,7 @@ FS_INLINE float fs_bwd_x_f32(float gf, float xf)
     double t;
     /* FLT_MAX * SA * e^-200 < 2^-150: 0 below; t = 2^n stays normal */
     double p = fs_expm1_f32(fs_clamp_below((double)xf, -200.0), &t);
-    double d_neg = (t * SA_HI) * (1.0 + p);
+    double d_neg = xf == -INFINITY ? 0.0 : (t * SA_HI) * (1.0 + p);  /* inf * 0 is NaN */
     double d = xf > 0.0f ? SCALE_HI : d_neg; /* x = 0 takes SA, NaN stays NaN */
     return (float)((double)gf * d);
 }
@@ -209,9 +209,14 @@ FS_INLINE double fs_bwd_x_f64(double g, double x)
     double n3 = n23 - n2;
     double t1 = fs_pow2(n1), t2 = fs_pow2(n2), t3 = fs_pow2(n3);
     int pos = x > 0.0;
-    double dh = pos ? SCALE_HI : d_hi * t1;
-    double dl = pos ? SCALE_LO : d_lo * t1;
+    int zero_d = x == -INFINITY;             /* exp(-inf) = 0 exactly: inf * 0 is NaN */
+    double dh = pos ? SCALE_HI : (zero_d ? 0.0 : d_hi * t1);
+    double dl = pos ? SCALE_LO : (zero_d ? 0.0 : d_lo * t1);
+    /* For g = +-0, +-inf or NaN the split product could mix zero signs or make inf - inf,
+     * and where it overflows the two parts may overflow with opposite signs; there one plain
+     * product is exact enough. */
     double v = fma(g, dh, g * dl);
+    v = g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * (dh + dl);
     double u = pos ? 1.0 : t2;
     double w = pos ? 1.0 : t3;
     return (v * u) * w;
@@ -229,7 +234,8 @@ FS_INLINE double fs_bwd_y_f64(double g, double y)
     double dh = pos ? SCALE_HI : s;
     double dl = pos ? SCALE_LO : s_lo;
     double dl2 = pos ? 0.0 : SA_LO2;
-    return fma(g, dh, fma(g, dl, g * dl2));
+    double v = fma(g, dh, fma(g, dl, g * dl2));
+    return g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * ((dh + dl) + dl2);  /* as above */
 }
 
 /* ---------------- the loops ---------------- */
