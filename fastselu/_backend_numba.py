@@ -1,0 +1,749 @@
+"""The numba backend: a port of the C kernels in ``_selu_kernels.h``, operation for operation.
+
+Same constants (hex floats), same operations in the same order, explicit ``llvm.fma.f64`` through
+a small ``@intrinsic`` (numba on Python 3.11 has no ``math.fma``), 2^n built from exponent bits
+through an ``@intrinsic`` bit cast, and no fastmath flags at all: LLVM neither contracts nor
+reassociates, so the results are the same bits as the compiled (cython) backend's, which is built
+with ``-ffp-contract=off``.  float32 is evaluated in double and rounded once; float64 is carried
+as a double-double.  See ``_selu_kernels.h`` for the accuracy design; this file mirrors it and
+must change with it (tests/test_numba.py compares the two bit for bit).  As there, every NaN
+result leaves as the default quiet NaN: which NaN operand an instruction passes on depends on
+operand order, which compilers choose freely, so only a canonical NaN keeps the bits identical.
+LLVM vectorizes every loop (8 doubles per zmm register on AVX-512 hosts; float32 is widened to
+double in registers).
+
+Backend seam (see ``fastselu/_backends.py``): ``forward(x, out, nthreads)``,
+``backward_x(g, x, out, nthreads)``, ``backward_y(g, y, out, nthreads)`` on 1-D C-contiguous
+native float32/float64 arrays of one dtype and length (``out`` is an input's exact buffer or does
+not overlap it), and ``info()``.  The front end does all argument checking.
+
+Compilation: one dispatcher per (kernel, dtype, serial/parallel), created on first use with its
+one explicit signature and ``cache=True``, so a process compiles (or loads from the on-disk cache)
+only what it calls.  Input arrays are typed read-only so that writable and read-only inputs share
+one compiled specialisation.
+
+Threads: below ``2 * GRAIN`` elements, with ``nthreads == 1``, and in a child created by
+``fork()`` the ``parallel=False`` twin runs on the calling thread (numba's ``parallel=True``
+kernels abort in a forked child of a process that used GNU OpenMP).  Otherwise a
+``parallel=True`` kernel splits the array into one static chunk per thread (``prange`` over the
+chunks).  numba's ``workqueue`` threading layer aborts when two Python threads launch parallel
+kernels at once, so until the layer in use is known, and for good if it is ``workqueue``,
+parallel launches hold a lock; a caller that finds the lock busy does not wait but runs the
+serial twin on its own thread (results are the same bits either way).  The ``omp`` and ``tbb``
+layers are thread-safe and run without the lock.  If the parallel kernels cannot be built at all
+(``NUMBA_THREADING_LAYER`` names a layer that is not installed), one ``RuntimeWarning`` says so
+and every call runs serially.  numba never runs more than ``NUMBA_NUM_THREADS`` threads.  GNU
+OpenMP exits the process when it cannot create a worker thread (ulimit -v, pids cgroup), so
+before a Python thread's first parallel launch the backend checks that it can start that many
+threads, and runs serially if not (``_threads_startable``).
+
+Arguments outside the seam's contract (which the front end never passes) get a clear
+``ValueError``/``TypeError`` instead of numba's "no matching definition"; arrays of different
+lengths are refused inside the compiled driver before anything is written.
+
+The kernels evaluate both branches of a select, so the unselected one may raise floating-point
+flags; every kernel saves the caller's floating-point environment (``fegetenv``) and restores it
+(``fesetenv``) so that no flag leaks (SPEC).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from typing import Any, Dict, Tuple
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_nbconfig: Any = numba.config  # attributes set at run time: opaque to type checkers
+
+# Below this many elements per thread a parallel launch costs more than it saves (the cython
+# backend uses the same grain).
+GRAIN = 32768
+# Chunk boundaries fall on whole cache lines (16 float32 / 8 float64), as in the cython backend.
+ALIGN_ELEMS = 16
+
+# ---------------------------------------------------------------------------------------------
+# Constants: exactly those of _selu_kernels.h.
+
+SCALE_HI = float.fromhex("0x1.0cfabd6a91132p+0")
+SCALE_LO = float.fromhex("0x1.6fc7d272f2695p-55")
+SA_HI = float.fromhex("0x1.c212cc640f031p+0")
+SA_LO = float.fromhex("0x1.05161b045a1fep-56")
+SA_LO2 = float.fromhex("-0x1.86ea9161b1aeep-110")
+LOG2E = float.fromhex("0x1.71547652b82fep+0")
+LN2_HI = float.fromhex("0x1.62e42fee00000p-1")
+LN2_LO = float.fromhex("0x1.a39ef35793c76p-33")
+LN2 = float.fromhex("0x1.62e42fefa39efp-1")
+NEG_LN2 = -LN2
+MAGIC = float.fromhex("0x1.8p52")
+NEG_LN2_HI = -LN2_HI
+MAGIC_1023 = MAGIC + 1023.0  # exact, as the C constant expression (MAGIC + 1023.0)
+# The default quiet NaNs, (double)NAN and (float)NAN: every NaN result leaves as one of them.
+NAN64 = float("nan")
+NAN32 = np.float32(np.nan)
+
+Q2_C0 = float.fromhex("0x1.0000000ba132cp-1")
+Q2_C1 = float.fromhex("0x1.5555555a800cdp-3")
+Q2_C2 = float.fromhex("0x1.5554e8a22b84cp-5")
+Q2_C3 = float.fromhex("0x1.1110e0c5c7f50p-7")
+Q2_C4 = float.fromhex("0x1.6d43af18200d3p-10")
+Q2_C5 = float.fromhex("0x1.a1256cd2f13c2p-13")
+
+Q3_C0 = float.fromhex("0x1.5555555555556p-3")
+Q3_C1 = float.fromhex("0x1.5555555555555p-5")
+Q3_C2 = float.fromhex("0x1.11111111109a6p-7")
+Q3_C3 = float.fromhex("0x1.6c16c16c167dap-10")
+Q3_C4 = float.fromhex("0x1.a01a01a7cebcdp-13")
+Q3_C5 = float.fromhex("0x1.a01a01a48116fp-16")
+Q3_C6 = float.fromhex("0x1.71de0d85293b8p-19")
+Q3_C7 = float.fromhex("0x1.27e4e1dcf773bp-22")
+Q3_C8 = float.fromhex("0x1.af390ba7e6f47p-26")
+Q3_C9 = float.fromhex("0x1.1f6717774d5e0p-29")
+
+# ---------------------------------------------------------------------------------------------
+# Intrinsics: fma, the 2^n bit trick, and the floating-point environment.
+
+_F64 = ir.DoubleType()
+_I64 = ir.IntType(64)
+_I8P = ir.IntType(8).as_pointer()
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):  # type: ignore[no-untyped-def]
+    """a*b + c with one rounding (llvm.fma.f64: an instruction with FMA, else libm's fma)."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        fnty = ir.FunctionType(_F64, [_F64, _F64, _F64])
+        fn = builder.module.declare_intrinsic("llvm.fma", [_F64], fnty)
+        return builder.call(fn, list(args))
+
+    return sig, codegen
+
+
+@intrinsic
+def _shl52_bits(typingctx, m):  # type: ignore[no-untyped-def]
+    """The double whose bits are those of m shifted left by 52 (fs_pow2's memcpy dance)."""
+    sig = types.float64(types.float64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        b = builder.bitcast(args[0], _I64)
+        b = builder.shl(b, ir.Constant(_I64, 52))
+        return builder.bitcast(b, _F64)
+
+    return sig, codegen
+
+
+def _fenv_fn(builder: ir.IRBuilder, name: str) -> ir.Function:
+    fnty = ir.FunctionType(ir.IntType(32), [_I8P])
+    return cgutils.get_or_insert_function(builder.module, fnty, name)
+
+
+@intrinsic
+def _fenv_save(typingctx):  # type: ignore[no-untyped-def]
+    """fegetenv into a buffer in the caller's frame (512 bytes: larger than any fenv_t)."""
+    sig = types.voidptr()
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        buf = cgutils.alloca_once(builder, ir.ArrayType(_I64, 64))
+        p = builder.bitcast(buf, _I8P)
+        builder.call(_fenv_fn(builder, "fegetenv"), [p])
+        return p
+
+    return sig, codegen
+
+
+@intrinsic
+def _fenv_restore(typingctx, p):  # type: ignore[no-untyped-def]
+    """fesetenv from the buffer _fenv_save filled: no flag raised in between survives."""
+    sig = types.void(types.voidptr)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        builder.call(_fenv_fn(builder, "fesetenv"), [args[0]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar kernels: fs_* of _selu_kernels.h.  Inlined at numba IR level so that the loops are
+# straight-line code LLVM can vectorize.
+
+_inline = njit(inline="always", cache=False)
+
+
+@_inline
+def _clamp_below(x, lo):  # type: ignore[no-untyped-def]
+    return lo if x < lo else x  # NaN passes
+
+
+@_inline
+def _pow2(n):  # type: ignore[no-untyped-def]
+    m = n + MAGIC_1023
+    return _shl52_bits(m)
+
+
+@_inline
+def _reduce(x):  # type: ignore[no-untyped-def]
+    n = _fma(x, LOG2E, MAGIC) - MAGIC
+    r = _fma(n, NEG_LN2_HI, x)
+    c = n * LN2_LO
+    s = r - c
+    bb = s - r
+    r_lo = (r - (s - bb)) + (-c - bb)
+    return n, s, r_lo
+
+
+@_inline
+def _expm1_f32(x):  # type: ignore[no-untyped-def]
+    """fs_expm1_f32: (expm1(r), t = 2^n) with x = n*ln2 + r, in double."""
+    n = _fma(x, LOG2E, MAGIC) - MAGIC
+    r = _fma(n, NEG_LN2, x)
+    q = _fma(_fma(_fma(_fma(_fma(Q2_C5, r, Q2_C4), r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0)
+    t = _pow2(n)
+    return _fma(r * r, q, r), t
+
+
+@_inline
+def _expm1_small_dd(r, r_lo):  # type: ignore[no-untyped-def]
+    q = _fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(Q3_C9, r, Q3_C8), r, Q3_C7), r, Q3_C6), r,
+             Q3_C5), r, Q3_C4), r, Q3_C3), r, Q3_C2), r, Q3_C1), r, Q3_C0)
+    hr = 0.5 * r
+    h = hr * r
+    h_err = _fma(hr, r, -h)
+    a = r + h
+    a_lo = h - (a - r)
+    tail = _fma(r * r * r, q, h_err) + _fma(r_lo, r, r_lo)
+    return a, a_lo + tail
+
+
+@_inline
+def _fast2sum(a, b):  # type: ignore[no-untyped-def]
+    s = a + b
+    return s, b - (s - a)
+
+
+@_inline
+def _canon64(r):  # type: ignore[no-untyped-def]
+    return NAN64 if r != r else r
+
+
+@_inline
+def _canon32(r):  # type: ignore[no-untyped-def]
+    return NAN32 if r != r else r
+
+
+@_inline
+def _fwd_f32(xf):  # type: ignore[no-untyped-def]
+    x = np.float64(xf)
+    p, t = _expm1_f32(_clamp_below(x, -128.0))
+    e = _fma(t, p, t - 1.0)
+    neg = e * SA_HI
+    pos = x * SCALE_HI
+    return np.float32(pos if x >= 0.0 else neg)
+
+
+@_inline
+def _bwd_x_f32(gf, xf):  # type: ignore[no-untyped-def]
+    p, t = _expm1_f32(_clamp_below(np.float64(xf), -200.0))
+    d_neg = 0.0 if xf == -np.inf else (t * SA_HI) * (1.0 + p)  # inf * 0 is NaN
+    d = SCALE_HI if xf > 0.0 else d_neg
+    return np.float32(np.float64(gf) * d)
+
+
+@_inline
+def _bwd_y_f32(gf, yf):  # type: ignore[no-untyped-def]
+    y = np.float64(yf)
+    d_neg = (y + SA_HI) + SA_LO
+    d = SCALE_HI if y > 0.0 else d_neg
+    return np.float32(np.float64(gf) * d)
+
+
+@_inline
+def _fwd_f64(x):  # type: ignore[no-untyped-def]
+    xc = _clamp_below(x, -128.0)
+    n, r_hi, r_lo = _reduce(xc)
+    t = _pow2(n)
+    p_hi, p_lo = _expm1_small_dd(r_hi, r_lo)
+    tm1, tm1_lo = _fast2sum(-1.0, t)
+    b, b_lo = _fast2sum(tm1, t * p_hi)
+    a_lo = t * p_lo
+    e_lo = (b_lo + a_lo) + tm1_lo
+    neg = _fma(SA_HI, b, _fma(SA_HI, e_lo, SA_LO * b))
+    pos = _fma(SCALE_HI, x, SCALE_LO * x)
+    return pos if x >= 0.0 else neg
+
+
+@_inline
+def _bwd_x_f64(g, x):  # type: ignore[no-untyped-def]
+    xc = _clamp_below(x, -2000.0)
+    n, r_hi, r_lo = _reduce(xc)
+    p_hi, p_lo = _expm1_small_dd(r_hi, r_lo)
+    s, s_lo = _fast2sum(1.0, p_hi)
+    s_lo = s_lo + p_lo
+    d_hi = SA_HI * s
+    d_lo = _fma(SA_HI, s, -d_hi) + _fma(SA_HI, s_lo, SA_LO * s)
+    n1 = -1000.0 if n < -1000.0 else n
+    n23 = n - n1
+    n2 = -1000.0 if n23 < -1000.0 else n23
+    n3 = n23 - n2
+    t1 = _pow2(n1)
+    t2 = _pow2(n2)
+    t3 = _pow2(n3)
+    pos = x > 0.0
+    zero_d = x == -np.inf  # exp(-inf) = 0 exactly: inf * 0 is NaN
+    dh = SCALE_HI if pos else (0.0 if zero_d else d_hi * t1)
+    dl = SCALE_LO if pos else (0.0 if zero_d else d_lo * t1)
+    # g = +-0, +-inf or NaN, or an overflow: one plain product (the split one could mix zero
+    # signs or make inf - inf)
+    v = _fma(g, dh, g * dl)
+    v = v if (g - g == 0.0) & (g != 0.0) & (v - v == 0.0) else g * (dh + dl)
+    u = 1.0 if pos else t2
+    w = 1.0 if pos else t3
+    return (v * u) * w
+
+
+@_inline
+def _bwd_y_f64(g, y):  # type: ignore[no-untyped-def]
+    s = y + SA_HI
+    bb = s - y
+    s_lo = ((y - (s - bb)) + (SA_HI - bb)) + SA_LO
+    s_lo = s_lo if s - s == 0.0 else 0.0  # y = -inf: the TwoSum error term is NaN
+    pos = y > 0.0
+    dh = SCALE_HI if pos else s
+    dl = SCALE_LO if pos else s_lo
+    dl2 = 0.0 if pos else SA_LO2
+    v = _fma(g, dh, _fma(g, dl, g * dl2))
+    return v if (g - g == 0.0) & (g != 0.0) & (v - v == 0.0) else g * ((dh + dl) + dl2)  # as above
+
+
+# ---------------------------------------------------------------------------------------------
+# Loops over [lo, hi).  LLVM only vectorizes a loop whose output may alias an input after a
+# run-time overlap check, and that check fails when out *is* the input (in-place calls), so each
+# aliasing case gets its own loop in which no written array is also read through another name.
+# Loops run over slices from index 0 so that numba's negative-index wraparound folds away.
+
+
+def _make_chunk1(f: Any, canon: Any) -> Any:
+    @njit(cache=False)
+    def chunk(x, out, lo, hi):  # type: ignore[no-untyped-def]
+        if out.ctypes.data == x.ctypes.data:
+            a = out[lo:hi]
+            for i in range(a.size):
+                a[i] = canon(f(a[i]))
+        else:
+            xs = x[lo:hi]
+            os_ = out[lo:hi]
+            for i in range(xs.size):
+                os_[i] = canon(f(xs[i]))
+
+    return chunk
+
+
+def _make_chunk2(f: Any, canon: Any) -> Any:
+    @njit(cache=False)
+    def chunk(g, x, out, lo, hi):  # type: ignore[no-untyped-def]
+        po = out.ctypes.data
+        if po == g.ctypes.data:
+            a = out[lo:hi]
+            if po == x.ctypes.data:
+                for i in range(a.size):
+                    a[i] = canon(f(a[i], a[i]))
+            else:
+                xs = x[lo:hi]
+                for i in range(a.size):
+                    a[i] = canon(f(a[i], xs[i]))
+        elif po == x.ctypes.data:
+            a = out[lo:hi]
+            gs = g[lo:hi]
+            for i in range(a.size):
+                a[i] = canon(f(gs[i], a[i]))
+        else:  # out overlaps neither input (the front end guarantees it); g may be x
+            gs = g[lo:hi]
+            xs = x[lo:hi]
+            os_ = out[lo:hi]
+            for i in range(os_.size):
+                os_[i] = canon(f(gs[i], xs[i]))
+
+    return chunk
+
+
+# Chunk functions per (kernel, dtype); jitted (not cached themselves: they are compiled into, and
+# cached with, the drivers below).
+_CHUNKS = {
+    ("forward", "float32"): _make_chunk1(_fwd_f32, _canon32),
+    ("forward", "float64"): _make_chunk1(_fwd_f64, _canon64),
+    ("backward_x", "float32"): _make_chunk2(_bwd_x_f32, _canon32),
+    ("backward_x", "float64"): _make_chunk2(_bwd_x_f64, _canon64),
+    ("backward_y", "float32"): _make_chunk2(_bwd_y_f32, _canon32),
+    ("backward_y", "float64"): _make_chunk2(_bwd_y_f64, _canon64),
+}
+
+
+@njit(inline="always", cache=False)
+def _bound(n, nt, i):  # type: ignore[no-untyped-def]
+    if i >= nt:
+        return n
+    b = (n // nt) * i
+    return b - b % ALIGN_ELEMS
+
+
+# ---------------------------------------------------------------------------------------------
+# Drivers.  numba's on-disk cache is keyed by the Python function (qualname and line), not by
+# the parallel flag, so each (kernel, dtype, serial/parallel) is its own Python function, built
+# from source text by _define below.
+
+_DRIVER_SRC = {
+    False: """
+def {name}({args}, out, nt):
+    if {size_mismatch}:
+        raise ValueError("all arrays must have the same number of elements")
+    env = _fenv_save()
+    _chunk_{key}({args}, out, 0, out.size)
+    _fenv_restore(env)
+""",
+    True: """
+def {name}({args}, out, nt):
+    if {size_mismatch}:
+        raise ValueError("all arrays must have the same number of elements")
+    env = _fenv_save()
+    n = out.size
+    for c in prange(nt):
+        _chunk_{key}({args}, out, _bound(n, nt, c), _bound(n, nt, c + 1))
+    _fenv_restore(env)
+""",
+}
+
+_ARGS = {"forward": "x", "backward_x": "g, x", "backward_y": "g, x"}
+_SIZE_MISMATCH = {
+    "forward": "x.size != out.size",
+    "backward_x": "g.size != out.size or x.size != out.size",
+    "backward_y": "g.size != out.size or x.size != out.size",
+}
+_NUMBA_DTYPES: Dict[str, Any] = {"float32": types.float32, "float64": types.float64}
+
+
+def _define(kind: str, dtype: str, parallel: bool) -> Any:
+    """The plain Python function for one driver, defined in this module's namespace (so numba's
+    cache finds its source file) with a unique name."""
+    key = f"{kind}_{dtype}"
+    name = f"_{key}_{'par' if parallel else 'ser'}"
+    glb = globals()
+    glb[f"_chunk_{key}"] = _CHUNKS[(kind, dtype)]
+    code = compile(
+        _DRIVER_SRC[parallel].format(
+            name=name, args=_ARGS[kind], key=key, size_mismatch=_SIZE_MISMATCH[kind]
+        ),
+        __file__,
+        "exec",
+    )
+    exec(code, glb)
+    return glb[name]
+
+
+_dispatchers: Dict[Tuple[str, str, bool], Any] = {}
+_compile_lock = threading.Lock()
+
+
+def _kernel(kind: str, dtype: str, parallel: bool) -> Any:
+    """The compiled driver for (kind, dtype, parallel): created, and compiled or loaded from the
+    on-disk cache, on first use."""
+    k = (kind, dtype, parallel)
+    d = _dispatchers.get(k)
+    if d is not None:
+        return d
+    with _compile_lock:
+        d = _dispatchers.get(k)
+        if d is None:
+            ro = types.Array(_NUMBA_DTYPES[dtype], 1, "C", readonly=True)
+            rw = types.Array(_NUMBA_DTYPES[dtype], 1, "C")
+            arrays = (ro,) if kind == "forward" else (ro, ro)
+            sig = types.void(*arrays, rw, types.intp)
+            py_func = _define(kind, dtype, parallel)
+            try:
+                d = njit(sig, parallel=parallel, cache=True, nogil=True)(py_func)
+            except RuntimeError as exc:  # no writable cache directory anywhere: compile only
+                if "cannot cache" not in str(exc):
+                    raise
+                d = njit(sig, parallel=parallel, cache=False, nogil=True)(py_func)
+            _dispatchers[k] = d
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads, fork and the threading layer.
+
+# True in a child created by fork(): numba's parallel kernels abort there if the parent used GNU
+# OpenMP (numba's omp layer, or the cython backend), so the serial twins run instead.
+_in_forked_child = False
+# Why parallel kernels cannot run in this process (e.g. NUMBA_THREADING_LAYER names a layer
+# that is not installed), or None.
+_parallel_error: Any = None
+# No parallel launch at all: set after a fork or when the parallel kernels cannot be built.
+_serial_only = False
+
+
+def _after_fork_in_child() -> None:
+    global _in_forked_child, _serial_only, _par_lock
+    _in_forked_child = True
+    _serial_only = True
+    _par_lock = threading.Lock()  # the parent's may be held by a thread that is not here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# The threading layer numba picked; None until the first parallel launch tells.
+_layer: Any = None
+_par_lock = threading.Lock()
+# numba cannot run more threads than it started with (NUMBA_NUM_THREADS, default: the CPUs).
+_MAX_THREADS = max(1, int(_nbconfig.NUMBA_NUM_THREADS))
+# Smallest array the parallel kernels take: GRAIN elements per thread, as in the cython backend.
+_PAR_MIN = 2 * GRAIN
+
+# Fast lookup for the per-call path: (kind, dtype.char) -> compiled serial / parallel driver.
+_DTYPE_OF_CHAR = {"f": "float32", "d": "float64"}
+_serial: Dict[Tuple[str, str], Any] = {}
+_parallel: Dict[Tuple[str, str], Any] = {}
+
+
+def _get_serial(kind: str, char: str) -> Any:
+    k = _serial.get((kind, char))
+    if k is None:
+        k = _serial[(kind, char)] = _kernel(kind, _DTYPE_OF_CHAR[char], False)
+    return k
+
+
+def _get_parallel(kind: str, char: str) -> Any:
+    """The parallel driver, or None (and serial from now on) if numba cannot build it here."""
+    global _parallel_error, _serial_only
+    k = _parallel.get((kind, char))
+    if k is None:
+        try:
+            k = _kernel(kind, _DTYPE_OF_CHAR[char], True)
+        except MemoryError:  # transient, perhaps: run serially this time, try again next time
+            return None
+        except Exception as exc:  # numba raises ValueError for a missing layer; be broad
+            _parallel_error = f"{type(exc).__name__}: {exc}".strip()
+            _serial_only = True
+            warnings.warn(
+                "fastselu: numba's parallel kernels cannot run here, using one thread: "
+                + _parallel_error.splitlines()[0],
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return None
+        _parallel[(kind, char)] = k
+    return k
+
+
+_probed = threading.local()
+
+
+def _threads_startable(k: int) -> bool:
+    """Whether k more OS threads with the default stack size can be started now.
+
+    GNU OpenMP exits the whole process ("libgomp: Thread creation failed") when it cannot create
+    a worker, e.g. under an address-space limit (ulimit -v) or a pids cgroup, and libgomp gives
+    every Python thread that launches a parallel region its own workers.  So before a thread's
+    first launch (and before any launch that needs more workers than it has), start k Python
+    threads -- the same default stack size -- and let them exit: if that fails, run serially.
+    """
+    if getattr(_probed, "ok", 0) >= k:
+        return True
+    release = threading.Event()
+    started = []
+    ok = True
+    try:
+        for _ in range(k):
+            t = threading.Thread(target=release.wait, daemon=True)
+            t.start()
+            started.append(t)
+    except (RuntimeError, MemoryError):  # "can't start new thread"
+        ok = False
+    finally:
+        release.set()
+        for t in started:
+            t.join()
+    if ok:
+        _probed.ok = k
+    return ok
+
+
+def _threads_for(n: int, nthreads: int) -> int:
+    if _serial_only:
+        return 1
+    nt = n // GRAIN
+    if nt > nthreads:
+        nt = nthreads
+    if nt > _MAX_THREADS:
+        nt = _MAX_THREADS
+    return nt if nt > 1 else 1
+
+
+def _call_parallel(kernel: Any, args: Tuple[Any, ...], nt: int) -> None:
+    # numba's thread count is per calling thread: set it for this launch, then put the caller's
+    # own setting back.
+    saved = numba.get_num_threads()
+    if saved == nt:
+        kernel(*args, nt)
+        return
+    numba.set_num_threads(nt)
+    try:
+        kernel(*args, nt)
+    finally:
+        numba.set_num_threads(saved)
+
+
+def _run_parallel(kind: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int) -> None:
+    """Run on min(nthreads, n // GRAIN, NUMBA_NUM_THREADS) threads.  While the threading layer
+    is unknown (before the first launch) or is 'workqueue' (which aborts the process when two
+    threads launch at once), launches hold a lock; a thread that finds it busy runs the serial
+    twin on its own thread rather than wait."""
+    global _layer
+    char = out.dtype.char
+    nt = _threads_for(out.shape[0], nthreads)
+    # Before the first launch the layer (and how many threads it starts) is unknown: probe all.
+    if nt > 1 and not _threads_startable(nt - 1 if _layer is not None else _MAX_THREADS):
+        nt = 1
+    kernel = _get_parallel(kind, char) if nt > 1 else None
+    if kernel is None:
+        _get_serial(kind, char)(*arrays, out, 1)
+        return
+    if _layer is not None and _layer != "workqueue":
+        _call_parallel(kernel, (*arrays, out), nt)
+        return
+    lock = _par_lock
+    if not lock.acquire(blocking=False):
+        _get_serial(kind, char)(*arrays, out, 1)
+        return
+    try:
+        _call_parallel(kernel, (*arrays, out), nt)
+        if _layer is None:
+            _layer = numba.threading_layer()
+    finally:
+        lock.release()
+
+
+def _explain(kind: str, arrays: Tuple[Any, ...], out: Any, exc: Exception) -> Exception:
+    """A clear error for arguments outside the seam's contract (numba's dispatcher would only
+    say that no signature matches); the front end never passes such arguments."""
+    names = ("x",) if kind == "forward" else ("grad_output", "x" if kind == "backward_x" else "y")
+    for name, a in (*zip(names, arrays), ("out", out)):
+        if not isinstance(a, np.ndarray):
+            return TypeError(f"{name} must be a numpy.ndarray, not {type(a).__name__}")
+        if a.dtype.char not in "fd" or not a.dtype.isnative:
+            return TypeError(f"{name} must be native float32 or float64, not {a.dtype}")
+        if a.ndim != 1 or not a.flags.c_contiguous:
+            overlap = a.ndim == 1 and a.size > 1 and abs(a.strides[0]) < a.itemsize
+            return ValueError(
+                f"{name} must be a 1-D C-contiguous array (got shape {a.shape}, strides "
+                f"{a.strides}{'; its elements overlap each other' if overlap else ''})"
+            )
+    if not out.flags.writeable:
+        return ValueError("out is read-only")
+    if any(a.dtype != out.dtype for a in arrays):
+        return TypeError("all arrays must have the same dtype")
+    return exc
+
+
+def _call(kind: str, arrays: Tuple[Any, ...], out: Any, nthreads: int) -> None:
+    try:
+        if nthreads < 2 or out.shape[0] < _PAR_MIN or _serial_only:
+            _get_serial(kind, out.dtype.char)(*arrays, out, 1)
+        else:
+            _run_parallel(kind, arrays, out, nthreads)
+    except (TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise _explain(kind, arrays, out, exc) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The seam.  The common serial case is spelled out in each function: it is the per-call overhead
+# of small arrays.
+
+
+def forward(x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+    """out = SELU(x); out may be x."""
+    k = _serial.get(("forward", out.dtype.char))
+    if k is not None and (nthreads < 2 or out.shape[0] < _PAR_MIN or _serial_only):
+        try:
+            k(x, out, 1)
+            return
+        except TypeError:
+            pass
+    _call("forward", (x,), out, nthreads)
+
+
+def backward_x(g: np.ndarray, x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+    """out = g * SELU'(x); out may be g or x."""
+    k = _serial.get(("backward_x", out.dtype.char))
+    if k is not None and (nthreads < 2 or out.shape[0] < _PAR_MIN or _serial_only):
+        try:
+            k(g, x, out, 1)
+            return
+        except TypeError:
+            pass
+    _call("backward_x", (g, x), out, nthreads)
+
+
+def backward_y(g: np.ndarray, y: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+    """out = g * (SCALE if y > 0 else y + SCALE*ALPHA); out may be g or y."""
+    k = _serial.get(("backward_y", out.dtype.char))
+    if k is not None and (nthreads < 2 or out.shape[0] < _PAR_MIN or _serial_only):
+        try:
+            k(g, y, out, 1)
+            return
+        except TypeError:
+            pass
+    _call("backward_y", (g, y), out, nthreads)
+
+
+def threading_layer() -> str:
+    """The numba threading layer in use, or what is configured if no parallel kernel ran yet."""
+    if _layer is not None:
+        return str(_layer)
+    try:
+        return str(numba.threading_layer())
+    except ValueError:  # no parallel launch yet
+        return f"not started (NUMBA_THREADING_LAYER={_nbconfig.THREADING_LAYER})"
+
+
+def _target() -> Tuple[str, str]:
+    """LLVM's target CPU for numba's code and the widest vector ISA it may use there."""
+    from llvmlite import binding as ll
+
+    cpu = _nbconfig.CPU_NAME or ll.get_host_cpu_name()
+    features = _nbconfig.CPU_FEATURES or ll.get_host_cpu_features().flatten()
+    flags = {f[1:] for f in features.split(",") if f.startswith("+")}
+    if "avx512f" in flags:
+        isa = "avx512"
+    elif {"avx2", "fma"} <= flags:
+        isa = "avx2"
+    else:
+        isa = "baseline"
+    return cpu, isa
+
+
+def info() -> Dict[str, Any]:
+    """'simd' is None: numba compiles for the host CPU itself (see 'target_cpu'/'vector_isa'),
+    so FASTSELU_SIMD does not apply to this backend."""
+    cpu, isa = _target()
+    return {
+        "simd": None,
+        "openmp": _MAX_THREADS > 1 and _parallel_error is None,
+        "threading_layer": threading_layer(),
+        "concurrency": "lock while the layer is unknown or 'workqueue'; a busy lock runs serially",
+        "parallel_error": _parallel_error,
+        "numba": numba.__version__,
+        "numba_num_threads": _MAX_THREADS,
+        "target_cpu": cpu,
+        "vector_isa": isa,
+        "grain": GRAIN,
+        "in_forked_child": _in_forked_child,
+    }
