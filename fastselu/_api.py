@@ -64,6 +64,30 @@ def _as_input(x: Any, name: str) -> np.ndarray:
     return np.asarray(x)
 
 
+def _self_overlapping(a: np.ndarray) -> bool:
+    """Whether distinct elements of `a` may share memory (a zero-stride view, say).
+
+    Sufficient test, as NumPy's: with dimensions sorted by |stride|, each stride must clear
+    the extent of all smaller ones.  Layouts failing it are refused as targets, since which
+    write would win is not well defined."""
+    if a.size <= 1:
+        return False
+    extent = a.itemsize
+    for stride, n in sorted((abs(st), n) for st, n in zip(a.strides, a.shape) if n > 1):
+        if stride < extent:
+            return True
+        extent += stride * (n - 1)
+    return False
+
+
+def _check_target(a: np.ndarray, what: str) -> None:
+    if not a.flags.writeable:
+        raise ValueError(f"{what} is read-only; expected a writeable array")
+    if _self_overlapping(a):
+        raise ValueError(f"{what} has elements that overlap each other in memory (e.g. a "
+                         "zero-stride view); expected an array whose elements are distinct")
+
+
 def _check_out(out: Any, shape: tuple[int, ...], rdt: np.dtype[Any]) -> np.ndarray:
     if not isinstance(out, np.ndarray) or isinstance(out, np.ma.MaskedArray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
@@ -71,8 +95,7 @@ def _check_out(out: Any, shape: tuple[int, ...], rdt: np.dtype[Any]) -> np.ndarr
         raise ValueError(f"out has shape {out.shape}; expected exactly {shape} (no broadcasting)")
     if out.dtype.type is not rdt.type:
         raise TypeError(f"out has dtype {out.dtype}; expected {rdt} (either byte order)")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only; expected a writeable array")
+    _check_target(out, "out")
     return np.asarray(out)
 
 
@@ -84,8 +107,7 @@ def _check_inplace(x: Any) -> np.ndarray:
             f"inplace=True needs a float16, float32 or float64 array, got dtype {x.dtype} "
             "(the result of integer and bool inputs is float64: call without inplace)"
         )
-    if not x.flags.writeable:
-        raise ValueError("inplace=True on a read-only array; expected a writeable array")
+    _check_target(x, "the array given with inplace=True")
     return np.asarray(x)
 
 
