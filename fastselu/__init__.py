@@ -9,6 +9,7 @@ from ._constants import ALPHA, SCALE
 from ._config import get_num_threads, set_num_threads
 from ._backends import available_backends, get_backend, set_backend, show_config
 from ._api import SELU, selu, selu_, selu_backward
+from . import _threadpool  # noqa: F401  (registers a threadpoolctl controller if it is installed)
 
 __all__ = [
     "ALPHA",
