@@ -84,6 +84,9 @@ NEG_LN2 = -LN2
 MAGIC = float.fromhex("0x1.8p52")
 NEG_LN2_HI = -LN2_HI
 MAGIC_1023 = MAGIC + 1023.0  # exact, as the C constant expression (MAGIC + 1023.0)
+TWO_P100 = 2.0**100  # scaling for tiny |x| in the float64 forward kernel
+TWO_M100 = 2.0**-100
+TWO_M900 = 2.0**-900
 # The default quiet NaNs, (double)NAN and (float)NAN: every NaN result leaves as one of them.
 NAN64 = float("nan")
 NAN32 = np.float32(np.nan)
@@ -277,7 +280,11 @@ def _fwd_f64(x):  # type: ignore[no-untyped-def]
     e_lo = (b_lo + a_lo) + tm1_lo
     neg = _fma(SA_HI, b, _fma(SA_HI, e_lo, SA_LO * b))
     pos = _fma(SCALE_HI, x, SCALE_LO * x)
-    return pos if x >= 0.0 else neg
+    # |x| < 2^-900: c*x scaled by 2^100 around it, so that c_lo*x cannot underflow
+    xs = x * TWO_P100
+    lin = _fma(SCALE_HI if x >= 0.0 else SA_HI, xs, (SCALE_LO if x >= 0.0 else SA_LO) * xs)
+    r = pos if x >= 0.0 else neg
+    return lin * TWO_M100 if abs(x) < TWO_M900 else r
 
 
 @_inline

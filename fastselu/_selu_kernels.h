@@ -188,7 +188,13 @@ FS_INLINE double fs_fwd_f64(double x)
     /* SCALE*x with one rounding (so overflow to inf exactly when the exact product rounds
      * beyond DBL_MAX); SCALE_LO*x only contributes below the last bit. */
     double pos = fma(SCALE_HI, x, SCALE_LO * x);
-    return x >= 0.0 ? pos : neg;
+    /* |x| < 2^-900: SELU(x) = c*x (expm1(x) = x to 2^-900 relative), but c_lo*x would
+     * underflow and lose up to 1/4 ULP of a result near the subnormal range: scale by 2^100
+     * around it (exact, and below the normal range only the last rounding counts). */
+    double xs = x * 0x1p100;
+    double lin = fma(x >= 0.0 ? SCALE_HI : SA_HI, xs, (x >= 0.0 ? SCALE_LO : SA_LO) * xs);
+    double r = x >= 0.0 ? pos : neg;
+    return fabs(x) < 0x1p-900 ? lin * 0x1p-100 : r;
 }
 
 /* g * d where d = SA*exp(x) (x <= 0) or SCALE, as hi + lo, scaled by 2^n in up to three
