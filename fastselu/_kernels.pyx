@@ -8,8 +8,7 @@ native-endian float32/float64 arrays of one dtype and length; ``out`` may be an 
 import os
 
 cimport numpy as cnp
-from cython.parallel cimport prange
-from cpython.pyport cimport PY_SSIZE_T_MAX
+from cython.parallel cimport prange, parallel
 
 cnp.import_array()
 
@@ -41,33 +40,6 @@ cdef extern from *:
     { for (Py_ssize_t i = 0; i < n; i++) o[i] = a[i] + b[i]; }
     static void fs_add_f64(const double *a, const double *b, double *o, Py_ssize_t n)
     { for (Py_ssize_t i = 0; i < n; i++) o[i] = a[i] + b[i]; }
-    /* Non-temporal stores for large out-of-place results: the result goes straight to memory
-       instead of first being read into the cache (read-for-ownership), a third fewer bytes over
-       the memory bus.  SSE2 streaming stores exist on every x86-64; elsewhere plain memcpy. */
-    #if defined(__SSE2__)
-    #include <emmintrin.h>
-    #include <stdint.h>
-    #define FS_STREAMING 1
-    static void fs_stream_copy(char *dst, const char *src, Py_ssize_t nbytes)
-    {
-        while (((uintptr_t)dst & 15) && nbytes >= 4) {
-            memcpy(dst, src, 4); dst += 4; src += 4; nbytes -= 4;
-        }
-        for (; nbytes >= 64; nbytes -= 64, dst += 64, src += 64) {
-            _mm_stream_si128((__m128i *)dst, _mm_loadu_si128((const __m128i *)src));
-            _mm_stream_si128((__m128i *)(dst + 16), _mm_loadu_si128((const __m128i *)(src + 16)));
-            _mm_stream_si128((__m128i *)(dst + 32), _mm_loadu_si128((const __m128i *)(src + 32)));
-            _mm_stream_si128((__m128i *)(dst + 48), _mm_loadu_si128((const __m128i *)(src + 48)));
-        }
-        memcpy(dst, src, nbytes);
-    }
-    static void fs_stream_fence(void) { _mm_sfence(); }
-    #else
-    #define FS_STREAMING 0
-    static void fs_stream_copy(char *dst, const char *src, Py_ssize_t nbytes)
-    { memcpy(dst, src, nbytes); }
-    static void fs_stream_fence(void) {}
-    #endif
     #ifdef _OPENMP
     #define FS_OPENMP 1
     #else
@@ -75,9 +47,6 @@ cdef extern from *:
     #endif
     """
     const int FS_OPENMP
-    const int FS_STREAMING
-    void fs_stream_copy(char *dst, const char *src, Py_ssize_t nbytes) noexcept nogil
-    void fs_stream_fence() noexcept nogil
     void fs_add_f32(const float *, const float *, float *, Py_ssize_t) noexcept nogil
     void fs_add_f64(const double *, const double *, double *, Py_ssize_t) noexcept nogil
     void *memcpy(void *, const void *, size_t) noexcept nogil
@@ -89,22 +58,6 @@ cdef enum:
     # Chunk boundaries fall on whole cache lines (16 float32 / 8 float64) so threads never
     # share a line of the output.
     ALIGN_ELEMS = 16
-    # Out-of-place results are computed into an L1-sized block and streamed to memory
-    # (non-temporal stores) once they are this large: beyond the last-level cache, where
-    # cached stores cost an extra read of every output line.
-    STREAM_BLOCK_DOUBLES = 1024     # 8 KiB
-
-# Set from bench/ measurements on the 2-core development machine (32 MiB L3).
-cdef Py_ssize_t STREAM_MIN_BYTES = 16 << 20
-
-
-def set_stream_min_bytes(Py_ssize_t nbytes):
-    """Result size from which out-of-place calls use non-temporal stores (-1: never);
-    returns the previous setting."""
-    global STREAM_MIN_BYTES
-    previous = STREAM_MIN_BYTES if STREAM_MIN_BYTES != PY_SSIZE_T_MAX else -1
-    STREAM_MIN_BYTES = nbytes if nbytes >= 0 else PY_SSIZE_T_MAX
-    return previous
 
 cdef const fs_kernels *K = NULL
 cdef int K_index = -1
@@ -181,34 +134,15 @@ cdef void _run(int kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
     cdef fexcept_t saved
     # The kernels evaluate both branches of a select; whatever flags that raises must not leak
     # (SPEC: fastselu leaves the floating-point exception state as it found it).
-    cdef bint stream = (FS_STREAMING and kind < 3 and o != a and o != b
-                        and n * item >= STREAM_MIN_BYTES)
     fegetexceptflag(&saved, FE_ALL_EXCEPT)
     if nt <= 1:
-        _part(kind, typenum, a, b, o, n, stream)
+        _chunk(kind, typenum, a, b, o, n)
     else:
         for i in prange(nt, num_threads=nt, schedule="static"):
             lo = _bound(n, nt, i)
             hi = _bound(n, nt, i + 1)
-            _part(kind, typenum, a + lo * item, b + lo * item, o + lo * item, hi - lo, stream)
+            _chunk(kind, typenum, a + lo * item, b + lo * item, o + lo * item, hi - lo)
     fesetexceptflag(&saved, FE_ALL_EXCEPT)
-
-
-cdef void _part(int kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
-                bint stream) noexcept nogil:
-    """One thread's share: directly, or block by block through an L1 buffer streamed out."""
-    cdef double buf[STREAM_BLOCK_DOUBLES]
-    cdef Py_ssize_t item = 4 if typenum == cnp.NPY_FLOAT32 else 8
-    cdef Py_ssize_t step = STREAM_BLOCK_DOUBLES * 8 // item, off = 0, m
-    if not stream:
-        _chunk(kind, typenum, a, b, o, n)
-        return
-    while off < n:
-        m = n - off if n - off < step else step
-        _chunk(kind, typenum, a + off * item, b + off * item, <char *>buf, m)
-        fs_stream_copy(o + off * item, <char *>buf, m * item)
-        off += m
-    fs_stream_fence()
 
 
 cdef inline void _chunk(int kind, int typenum, char *a, char *b, char *o,

@@ -172,25 +172,3 @@ def test_exhaustive_float32_and_float64_check():
     print(p.stdout)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "OK" in p.stdout
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_streaming_stores_same_bits(dtype):
-    """Large out-of-place results go through non-temporal stores: same bits, any alignment."""
-    x = hard_inputs(dtype, n=70_001)
-    g = np.random.default_rng(4).standard_normal(x.size).astype(dtype)
-    saved = K.set_stream_min_bytes(-1)
-    try:
-        for start in (0, 1, 3):
-            xs, gs = x[start:], g[start:]
-            for kind, args in (("forward", (xs,)), ("backward_x", (gs, xs)), ("backward_y", (gs, xs))):
-                K.set_stream_min_bytes(-1)
-                ref = run(kind, *args, nthreads=3)
-                K.set_stream_min_bytes(0)
-                buf = np.full(x.size + 8, 7, dtype=dtype)
-                out = buf[start + 1:start + 1 + xs.size]     # misaligned against the input too
-                getattr(K, kind)(*args, out, 3)
-                assert np.array_equal(out.view(np.uint8), ref.view(np.uint8))
-                assert (buf[:start + 1] == 7).all() and (buf[start + 1 + xs.size:] == 7).all()
-    finally:
-        K.set_stream_min_bytes(saved)
