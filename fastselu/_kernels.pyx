@@ -96,7 +96,8 @@ def info():
             "simd_compiled": VARIANTS, "grain": GRAIN}
 
 
-set_simd(os.environ.get("FASTSELU_SIMD") or None)
+# The front end has validated the value (fastselu._config); blank means no cap.
+set_simd(os.environ.get("FASTSELU_SIMD", "").strip() or None)
 
 
 cdef inline int _typenum(cnp.ndarray a, str name, bint writable) except -1:

@@ -217,7 +217,7 @@ def main(argv=None):
                   + (f" over_half={r['over_half_ulp']}" if "over_half_ulp" in r else "")
                   + ("  FAIL" if bad else ""))
         print(f"{dtype}: {secs:.0f} s")
-    K.set_simd(os.environ.get("FASTSELU_SIMD") or None)
+    K.set_simd(os.environ.get("FASTSELU_SIMD", "").strip() or None)
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 
