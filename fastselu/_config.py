@@ -42,12 +42,16 @@ def _parse_choice(name: str, choices: tuple[str, ...]) -> Optional[str]:
     return value
 
 
+# Kernels take the thread count as a C int (and no machine has that many CPUs).
+_MAX_THREADS = 2**31 - 1
+
+
 def _parse_positive_int(text: str) -> Optional[int]:
     try:
         n = int(text, 10)
     except ValueError:
         return None
-    return n if n >= 1 else None
+    return n if 1 <= n <= _MAX_THREADS else None
 
 
 # Validated at import (all three before any backend is loaded, so a bad value fails fast).
@@ -59,7 +63,7 @@ ENV_NUM_THREADS: Optional[int] = None
 if _env_threads_text is not None:
     ENV_NUM_THREADS = _parse_positive_int(_env_threads_text)
     if ENV_NUM_THREADS is None:
-        raise _invalid("FASTSELU_NUM_THREADS", _env_threads_text, "a positive integer (or unset)")
+        raise _invalid("FASTSELU_NUM_THREADS", _env_threads_text, f"a positive integer up to {_MAX_THREADS} (or unset)")
 
 
 def _read(path: str) -> Optional[str]:
@@ -143,6 +147,8 @@ def set_num_threads(n: int) -> None:
     value = operator.index(n)
     if value < 1:
         raise ValueError(f"set_num_threads() expects an int >= 1, got {value}")
+    if value > _MAX_THREADS:
+        raise ValueError(f"set_num_threads() expects an int <= {_MAX_THREADS}, got {value}")
     _num_threads = value
 
 

@@ -40,6 +40,27 @@ cdef extern from *:
     { for (Py_ssize_t i = 0; i < n; i++) o[i] = a[i] + b[i]; }
     static void fs_add_f64(const double *a, const double *b, double *o, Py_ssize_t n)
     { for (Py_ssize_t i = 0; i < n; i++) o[i] = a[i] + b[i]; }
+    /* GNU OpenMP exits the whole process when it cannot create a worker thread (under an
+       address-space or task limit, say).  So before a calling thread first asks for more
+       threads than its pool has had, try to start that many plain threads (same default stack
+       size) and cap the request at what worked.  Per calling thread: each has its own pool. */
+    #include <pthread.h>
+    #include <stdlib.h>
+    static __thread int fs_threads_verified = 1;
+    static void *fs_noop(void *arg) { return arg; }
+    static int fs_startable_threads(int want)
+    {
+        if (want <= fs_threads_verified) return want;
+        pthread_t *t = (pthread_t *)malloc(sizeof(pthread_t) * (size_t)want);
+        int started = 0;
+        if (t != NULL)
+            while (started < want - 1 && pthread_create(&t[started], NULL, fs_noop, NULL) == 0)
+                started++;
+        for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
+        free(t);
+        if (started + 1 > fs_threads_verified) fs_threads_verified = started + 1;
+        return started + 1;
+    }
     #ifdef _OPENMP
     #define FS_OPENMP 1
     #else
@@ -47,6 +68,7 @@ cdef extern from *:
     #endif
     """
     const int FS_OPENMP
+    int fs_startable_threads(int want) noexcept nogil
     void fs_add_f32(const float *, const float *, float *, Py_ssize_t) noexcept nogil
     void fs_add_f64(const double *, const double *, double *, Py_ssize_t) noexcept nogil
     void *memcpy(void *, const void *, size_t) noexcept nogil
@@ -103,8 +125,9 @@ set_simd(os.environ.get("FASTSELU_SIMD", "").strip() or None)
 cdef inline int _typenum(cnp.ndarray a, str name, bint writable) except -1:
     # The front end guarantees all of this; checking it here keeps a wrong call from ever
     # touching memory it should not (the checks cost tens of nanoseconds).
-    if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISNOTSWAPPED(a):
-        raise ValueError(f"{name} must be C-contiguous and native-endian")
+    if (not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISNOTSWAPPED(a)
+            or not cnp.PyArray_ISALIGNED(a)):
+        raise ValueError(f"{name} must be C-contiguous, aligned and native-endian")
     if writable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{name} is read-only")
     cdef int t = cnp.PyArray_TYPE(a)
@@ -117,7 +140,7 @@ cdef inline Py_ssize_t _threads_for(Py_ssize_t n, int nthreads) noexcept nogil:
     cdef Py_ssize_t nt = n // GRAIN
     if nt > nthreads:
         nt = nthreads
-    return nt if nt > 1 else 1
+    return fs_startable_threads(<int>nt) if nt > 1 else 1
 
 
 cdef inline Py_ssize_t _bound(Py_ssize_t n, Py_ssize_t nt, Py_ssize_t i) noexcept nogil:
