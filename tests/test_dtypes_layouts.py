@@ -26,7 +26,7 @@ def reference(x):
     x = np.asarray(x)
     rdt = x.dtype.newbyteorder("=") if x.dtype.kind == "f" else np.dtype(np.float64)
     cdt = np.float32 if rdt == np.float16 else rdt
-    flat = np.ascontiguousarray(x, dtype=cdt).reshape(-1)
+    flat = np.array(x, dtype=cdt, order="C").reshape(-1)   # a fresh, aligned copy
     out = np.empty_like(flat)
     kernel().forward(flat, out, 1)
     with np.errstate(over="ignore"):
@@ -364,8 +364,8 @@ def test_property_backward(backend, g, data, is_result):
     rdt = np.result_type(g.dtype, x.dtype)
     rdt = np.dtype(np.float64) if rdt.kind in "biu" else rdt.newbyteorder("=")
     cdt = np.float32 if rdt == np.float16 else rdt
-    gc = np.ascontiguousarray(g, dtype=cdt).reshape(-1)
-    xc = np.ascontiguousarray(x, dtype=cdt).reshape(-1)
+    gc = np.array(g, dtype=cdt, order="C").reshape(-1)
+    xc = np.array(x, dtype=cdt, order="C").reshape(-1)
     ref = np.empty_like(gc)
     (kernel().backward_y if is_result else kernel().backward_x)(gc, xc, ref, 1)
     with np.errstate(over="ignore"):
