@@ -671,44 +671,35 @@ def _call(kind: str, arrays: Tuple[Any, ...], out: Any, nthreads: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The seam.  The common serial case is spelled out in each function: it is the per-call overhead
-# of small arrays.
+# The seam.
+
+
+def _dispatch(kind: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int) -> None:
+    # The common serial case first, without _call's checks: it is the per-call cost of small
+    # arrays (a TypeError there means arguments outside the seam: _call explains them).
+    k = _serial.get((kind, out.dtype.char))
+    if k is not None and (nthreads < 2 or out.shape[0] < _PAR_MIN or _serial_only):
+        try:
+            k(*arrays, out, 1)
+            return
+        except TypeError:
+            pass
+    _call(kind, arrays, out, nthreads)
 
 
 def forward(x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
     """out = SELU(x); out may be x."""
-    k = _serial.get(("forward", out.dtype.char))
-    if k is not None and (nthreads < 2 or out.shape[0] < _PAR_MIN or _serial_only):
-        try:
-            k(x, out, 1)
-            return
-        except TypeError:
-            pass
-    _call("forward", (x,), out, nthreads)
+    _dispatch("forward", (x,), out, nthreads)
 
 
 def backward_x(g: np.ndarray, x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
     """out = g * SELU'(x); out may be g or x."""
-    k = _serial.get(("backward_x", out.dtype.char))
-    if k is not None and (nthreads < 2 or out.shape[0] < _PAR_MIN or _serial_only):
-        try:
-            k(g, x, out, 1)
-            return
-        except TypeError:
-            pass
-    _call("backward_x", (g, x), out, nthreads)
+    _dispatch("backward_x", (g, x), out, nthreads)
 
 
 def backward_y(g: np.ndarray, y: np.ndarray, out: np.ndarray, nthreads: int) -> None:
     """out = g * (SCALE if y > 0 else y + SCALE*ALPHA); out may be g or y."""
-    k = _serial.get(("backward_y", out.dtype.char))
-    if k is not None and (nthreads < 2 or out.shape[0] < _PAR_MIN or _serial_only):
-        try:
-            k(g, y, out, 1)
-            return
-        except TypeError:
-            pass
-    _call("backward_y", (g, y), out, nthreads)
+    _dispatch("backward_y", (g, y), out, nthreads)
 
 
 def threading_layer() -> str:
