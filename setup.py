@@ -18,7 +18,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# Same results on every CPU: no contraction except explicit fma(), no fast-math, no -march=native.
+# Same results on every CPU: no contraction except explicit fma(), no unsafe math, no
+# host-specific target (each SIMD variant names its ISA explicitly below).
 # -fno-math-errno / -fno-trapping-math change no result; they let gcc vectorize fma() and selects.
 KERNEL_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
