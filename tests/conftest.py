@@ -5,6 +5,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import fastselu
+from util import switched_backend
 
 settings.register_profile(
     "fastselu",
@@ -32,12 +33,8 @@ def pytest_configure(config):
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """Run the test once per backend that loads here, restoring the previous one afterwards."""
-    previous = fastselu.get_backend()
-    fastselu.set_backend(request.param)
-    try:
-        yield request.param
-    finally:
-        fastselu.set_backend(previous)
+    with switched_backend(request.param) as name:
+        yield name
 
 
 @pytest.fixture

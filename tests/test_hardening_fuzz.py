@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import fastselu
 from fastselu import _backend_numpy as REF
 from fastselu._constants import SCALE_STR
+from util import switched_backend
 
 BACKENDS = fastselu.available_backends()
 DEFAULT = "cython" if "cython" in BACKENDS else BACKENDS[0]
@@ -46,10 +47,8 @@ def _backend_params():
 
 @pytest.fixture
 def backend(request):
-    previous = fastselu.get_backend()
-    fastselu.set_backend(request.param)
-    yield request.param
-    fastselu.set_backend(previous)
+    with switched_backend(request.param) as backend_name:
+        yield backend_name
 
 
 each_backend = pytest.mark.parametrize("backend", _backend_params(), indirect=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastselu
-from util import run_python
+from util import run_python, switched_backend
 
 BACKENDS = fastselu.available_backends()
 DEFAULT = "cython" if "cython" in BACKENDS else BACKENDS[0]
@@ -276,10 +276,8 @@ def _gil_cases(n):
 
 @pytest.fixture
 def use_backend(request):
-    previous = fastselu.get_backend()
-    fastselu.set_backend(request.param)
-    yield request.param
-    fastselu.set_backend(previous)
+    with switched_backend(request.param) as backend_name:
+        yield backend_name
 
 
 @pytest.mark.parametrize("use_backend", _backend_params(), indirect=True)

@@ -1,5 +1,6 @@
 """Helpers shared by the tests."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,6 +12,17 @@ import fastselu
 
 # The directory holding the package under test, so subprocesses import the same copy.
 PACKAGE_ROOT = str(Path(fastselu.__file__).resolve().parent.parent)
+
+
+@contextlib.contextmanager
+def switched_backend(name):
+    """Use backend `name` inside the block, restoring the previous one afterwards."""
+    previous = fastselu.get_backend()
+    fastselu.set_backend(name)
+    try:
+        yield name
+    finally:
+        fastselu.set_backend(previous)
 
 
 def clean_env(**overrides):
