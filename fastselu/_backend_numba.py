@@ -7,8 +7,9 @@ reassociates, so the results are the same bits as the compiled (cython) backend'
 with ``-ffp-contract=off``.  float32 is evaluated in double and rounded once; float64 is carried
 as a double-double.  See ``_selu_kernels.h`` for the accuracy design; this file mirrors it and
 must change with it (tests/test_numba.py compares the two bit for bit).  As there, every NaN
-result leaves as the default quiet NaN: which NaN operand an instruction passes on depends on
-operand order, which compilers choose freely, so only a canonical NaN keeps the bits identical.
+result of a backward kernel leaves as the default quiet NaN: which NaN operand an instruction
+passes on depends on operand order, which compilers choose freely, so only a canonical NaN keeps
+the bits identical (a forward result's only NaN source is x, whose payload it keeps).
 LLVM vectorizes every loop (8 doubles per zmm register on AVX-512 hosts; float32 is widened to
 double in registers).
 
@@ -83,20 +84,29 @@ LN2 = float.fromhex("0x1.62e42fefa39efp-1")
 NEG_LN2 = -LN2
 MAGIC = float.fromhex("0x1.8p52")
 NEG_LN2_HI = -LN2_HI
-MAGIC_1023 = MAGIC + 1023.0  # exact, as the C constant expression (MAGIC + 1023.0)
+MAGIC_BIAS = MAGIC + 1023.0  # exact, as the C constant expression (MAGIC + 1023.0)
+NEG_LN2_LO = -LN2_LO
+DBL_MAX = float(np.finfo(np.float64).max)
 TWO_P100 = 2.0**100  # scaling for tiny |x| in the float64 forward kernel
 TWO_M100 = 2.0**-100
 TWO_M900 = 2.0**-900
-# The default quiet NaNs, (double)NAN and (float)NAN: every NaN result leaves as one of them.
+# The default quiet NaNs, (double)NAN and (float)NAN: every backward NaN result is one of them.
 NAN64 = float("nan")
 NAN32 = np.float32(np.nan)
 
-Q2_C0 = float.fromhex("0x1.0000000ba132cp-1")
-Q2_C1 = float.fromhex("0x1.5555555a800cdp-3")
-Q2_C2 = float.fromhex("0x1.5554e8a22b84cp-5")
-Q2_C3 = float.fromhex("0x1.1110e0c5c7f50p-7")
-Q2_C4 = float.fromhex("0x1.6d43af18200d3p-10")
-Q2_C5 = float.fromhex("0x1.a1256cd2f13c2p-13")
+Q2_C0 = float.fromhex("0x1.0000000000000p-1")
+Q2_C1 = float.fromhex("0x1.5554dc8961859p-3")
+Q2_C2 = float.fromhex("0x1.555518f5d1200p-5")
+Q2_C3 = float.fromhex("0x1.120be1dcb42dcp-7")
+Q2_C4 = float.fromhex("0x1.6d117cc039048p-10")
+
+EXPSA_C0 = float.fromhex("0x1.c212cc640f031p+0")
+EXPSA_C1 = float.fromhex("0x1.c212cd8291550p+0")
+EXPSA_C2 = float.fromhex("0x1.c212ccaba4df0p-1")
+EXPSA_C3 = float.fromhex("0x1.2c0b5ec0a94d2p-2")
+EXPSA_C4 = float.fromhex("0x1.2c0bf3965c6e9p-4")
+EXPSA_C5 = float.fromhex("0x1.e27da6e4e9b84p-7")
+EXPSA_C6 = float.fromhex("0x1.414209f345461p-9")
 
 Q3_C0 = float.fromhex("0x1.5555555555556p-3")
 Q3_C1 = float.fromhex("0x1.5555555555555p-5")
@@ -188,7 +198,7 @@ def _clamp_below(x, lo):  # type: ignore[no-untyped-def]
 
 @_inline
 def _pow2(n):  # type: ignore[no-untyped-def]
-    m = n + MAGIC_1023
+    m = n + MAGIC_BIAS
     return _shl52_bits(m)
 
 
@@ -206,11 +216,22 @@ def _reduce(x):  # type: ignore[no-untyped-def]
 @_inline
 def _expm1_f32(x):  # type: ignore[no-untyped-def]
     """fs_expm1_f32: (expm1(r), t = 2^n) with x = n*ln2 + r, in double."""
-    n = _fma(x, LOG2E, MAGIC) - MAGIC
+    z = _fma(x, LOG2E, MAGIC_BIAS)
+    n = z - MAGIC_BIAS
     r = _fma(n, NEG_LN2, x)
-    q = _fma(_fma(_fma(_fma(_fma(Q2_C5, r, Q2_C4), r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0)
-    t = _pow2(n)
-    return _fma(r * r, q, r), t
+    q = _fma(_fma(_fma(_fma(Q2_C4, r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0)
+    return _fma(r * r, q, r), _shl52_bits(z)
+
+
+@_inline
+def _sa_exp_f32(x):  # type: ignore[no-untyped-def]
+    """fs_sa_exp_f32: SA * exp(x) in double."""
+    z = _fma(x, LOG2E, MAGIC_BIAS)
+    n = z - MAGIC_BIAS
+    r = _fma(n, NEG_LN2, x)
+    p = _fma(_fma(_fma(_fma(_fma(_fma(EXPSA_C6, r, EXPSA_C5), r, EXPSA_C4), r, EXPSA_C3), r,
+             EXPSA_C2), r, EXPSA_C1), r, EXPSA_C0)
+    return p * _shl52_bits(z)
 
 
 @_inline
@@ -233,6 +254,11 @@ def _fast2sum(a, b):  # type: ignore[no-untyped-def]
 
 
 @_inline
+def _same(r):  # type: ignore[no-untyped-def]
+    return r
+
+
+@_inline
 def _canon64(r):  # type: ignore[no-untyped-def]
     return NAN64 if r != r else r
 
@@ -249,13 +275,13 @@ def _fwd_f32(xf):  # type: ignore[no-untyped-def]
     e = _fma(t, p, t - 1.0)
     neg = e * SA_HI
     pos = x * SCALE_HI
-    return np.float32(pos if x >= 0.0 else neg)
+    return np.float32(neg if x < 0.0 else pos)  # NaN: x's own payload, as in C
 
 
 @_inline
 def _bwd_x_f32(gf, xf):  # type: ignore[no-untyped-def]
-    p, t = _expm1_f32(_clamp_below(np.float64(xf), -200.0))
-    d_neg = 0.0 if xf == -np.inf else (t * SA_HI) * (1.0 + p)  # inf * 0 is NaN
+    # exp(-inf) = 0 exactly (g = inf gives inf * 0 = NaN)
+    d_neg = 0.0 if xf == -np.inf else _sa_exp_f32(_clamp_below(np.float64(xf), -200.0))
     d = SCALE_HI if xf > 0.0 else d_neg
     return np.float32(np.float64(gf) * d)
 
@@ -283,7 +309,7 @@ def _fwd_f64(x):  # type: ignore[no-untyped-def]
     # |x| < 2^-900: c*x scaled by 2^100 around it, so that c_lo*x cannot underflow
     xs = x * TWO_P100
     lin = _fma(SCALE_HI if x >= 0.0 else SA_HI, xs, (SCALE_LO if x >= 0.0 else SA_LO) * xs)
-    r = pos if x >= 0.0 else neg
+    r = neg if x < 0.0 else pos
     return lin * TWO_M100 if abs(x) < TWO_M900 else r
 
 
@@ -314,6 +340,38 @@ def _bwd_x_f64(g, x):  # type: ignore[no-untyped-def]
     u = 1.0 if pos else t2
     w = 1.0 if pos else t3
     return (v * u) * w
+
+
+@_inline
+def _bwd_x_f64_hard(g, x):  # type: ignore[no-untyped-def]
+    return (not (x > -700.0)) | (not (abs(g) <= DBL_MAX)) | (g == 0.0)
+
+
+@_inline
+def _bwd_x_f64_fast(g, x):  # type: ignore[no-untyped-def]
+    z = _fma(x, LOG2E, MAGIC_BIAS)
+    n = z - MAGIC_BIAS
+    r1 = _fma(n, NEG_LN2_HI, x)
+    r = _fma(n, NEG_LN2_LO, r1)
+    r_lo = _fma(n, NEG_LN2_LO, r1 - r)
+    q = _fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(Q3_C9, r, Q3_C8), r, Q3_C7), r, Q3_C6), r,
+             Q3_C5), r, Q3_C4), r, Q3_C3), r, Q3_C2), r, Q3_C1), r, Q3_C0)
+    u = (r * r) * _fma(r, q, 0.5)
+    s1, e1 = _fast2sum(1.0, r)
+    s, e2 = _fast2sum(s1, u)
+    lo = _fma(r_lo, s, e1 + e2)
+    d_hi = SA_HI * s
+    d_lo = _fma(SA_HI, s, -d_hi) + _fma(SA_HI, lo, SA_LO * s)
+    t = _shl52_bits(z)
+    pos = x > 0.0
+    dh = SCALE_HI if pos else d_hi * t
+    dl = SCALE_LO if pos else d_lo * t
+    return _fma(g, dh, g * dl)
+
+
+@_inline
+def _bwd_x_f64_mixed(g, x):  # type: ignore[no-untyped-def]
+    return _bwd_x_f64(g, x) if _bwd_x_f64_hard(g, x) else _bwd_x_f64_fast(g, x)
 
 
 @_inline
@@ -381,13 +439,42 @@ def _make_chunk2(f: Any, canon: Any) -> Any:
     return chunk
 
 
+# Elements per block of the fast/hard split of the float64 backward (FS_BLOCK in the header).
+BLOCK = 512
+
+
+def _make_chunk2_split(fast: Any, hard: Any, mixed: Any, canon: Any) -> Any:
+    """fs_backward_x_f64's blocks: the fast kernel alone where no element of the block is hard,
+    else ``mixed`` (the full kernel where hard, the fast one elsewhere: the same bits for every
+    element that is not hard, so blocking never shows in the results)."""
+    fast_chunk = _make_chunk2(fast, _same)
+    mixed_chunk = _make_chunk2(mixed, canon)
+
+    @njit(cache=False)
+    def chunk(g, x, out, lo, hi):  # type: ignore[no-untyped-def]
+        for b in range(lo, hi, BLOCK):
+            e = min(b + BLOCK, hi)
+            gs = g[b:e]
+            xs = x[b:e]
+            h = False
+            for i in range(xs.size):
+                h |= hard(gs[i], xs[i])
+            if h:
+                mixed_chunk(g, x, out, b, e)
+            else:
+                fast_chunk(g, x, out, b, e)
+
+    return chunk
+
+
 # Chunk functions per (kernel, dtype); jitted (not cached themselves: they are compiled into, and
 # cached with, the drivers below).
 _CHUNKS = {
-    ("forward", "float32"): _make_chunk1(_fwd_f32, _canon32),
-    ("forward", "float64"): _make_chunk1(_fwd_f64, _canon64),
+    ("forward", "float32"): _make_chunk1(_fwd_f32, _same),
+    ("forward", "float64"): _make_chunk1(_fwd_f64, _same),
     ("backward_x", "float32"): _make_chunk2(_bwd_x_f32, _canon32),
-    ("backward_x", "float64"): _make_chunk2(_bwd_x_f64, _canon64),
+    ("backward_x", "float64"): _make_chunk2_split(_bwd_x_f64_fast, _bwd_x_f64_hard,
+                                                  _bwd_x_f64_mixed, _canon64),
     ("backward_y", "float32"): _make_chunk2(_bwd_y_f32, _canon32),
     ("backward_y", "float64"): _make_chunk2(_bwd_y_f64, _canon64),
 }

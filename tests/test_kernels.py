@@ -118,6 +118,41 @@ def test_strided_view_bit_identical():
     assert np.array_equal(fastselu.selu(x[::-1, 1])[::-1].view(np.uint32), ref.view(np.uint32))
 
 
+def fast_block_inputs(n=4096, seed=3):
+    """float64 (g, x) where every element takes the fast backward kernel: x > -700, g finite
+    and nonzero (fs_bwd_x_f64_hard is false everywhere)."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.uniform(-30, 5, n // 2), -np.exp(rng.uniform(-745, np.log(699.0), n // 2))])
+    g = np.exp(rng.uniform(-700, 700, n)) * rng.choice([-1.0, 1.0], n)
+    return g, x
+
+
+@pytest.mark.parametrize("simd", list(K.SUPPORTED))
+def test_float64_backward_fast_blocks(simd):
+    """Blocks with no hard element run the fast kernel alone: within the bounds, and the same
+    bits for every element whatever else shares its block (so blocking, thread chunks and strides
+    never show)."""
+    g, x = fast_block_inputs()
+    one = np.ones_like(x)
+    K.set_simd(simd)
+    try:
+        assert ulp_error(run("backward_x", one, x), exact_selu_backward(one, x), np.float64).max() <= 1.0
+        fast = run("backward_x", g, x, nthreads=1)
+        assert ulp_error(fast, exact_selu_backward(g, x), np.float64).max() <= 1.5
+        for i, (gi, xi) in enumerate([(1.0, -800.0), (0.0, 1.0), (-0.0, -1.0), (np.inf, -1.0),
+                                      (np.nan, 0.5), (1.0, np.nan), (1.0, -np.inf)]):
+            gh, xh = g.copy(), x.copy()
+            k = 100 + 550 * i  # each in a block of 512 of its own
+            gh[k], xh[k] = gi, xi
+            mixed = run("backward_x", gh, xh, nthreads=1)
+            keep = np.arange(x.size) != k
+            assert np.array_equal(mixed[keep].view(np.uint64), fast[keep].view(np.uint64))
+            assert np.array_equal(mixed[k:k + 1], run("backward_x", gh[k:k + 1], xh[k:k + 1]),
+                                  equal_nan=True)
+    finally:
+        K.set_simd(None)
+
+
 def test_simd_variants_bit_identical_across_processes(tmp_path):
     """FASTSELU_SIMD in fresh processes: every variant gives the same bits."""
     x = np.concatenate([hard_inputs(np.float32, 50_000).astype(np.float64), hard_inputs(np.float64, 50_000)])
