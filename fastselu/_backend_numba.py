@@ -85,7 +85,6 @@ NEG_LN2 = -LN2
 MAGIC = float.fromhex("0x1.8p52")
 NEG_LN2_HI = -LN2_HI
 MAGIC_BIAS = MAGIC + 1023.0  # exact, as the C constant expression (MAGIC + 1023.0)
-NEG_LN2_LO = -LN2_LO
 DBL_MAX = float(np.finfo(np.float64).max)
 TWO_P100 = 2.0**100  # scaling for tiny |x| in the float64 forward kernel
 TWO_M100 = 2.0**-100
@@ -107,6 +106,52 @@ EXPSA_C3 = float.fromhex("0x1.2c0b5ec0a94d2p-2")
 EXPSA_C4 = float.fromhex("0x1.2c0bf3965c6e9p-4")
 EXPSA_C5 = float.fromhex("0x1.e27da6e4e9b84p-7")
 EXPSA_C6 = float.fromhex("0x1.414209f345461p-9")
+
+# The backward's table-driven fast path (see the header): float32 constants are np.float32 so
+# that numba keeps that arithmetic in float32.
+_f32 = np.float32
+LOG2E16_F = _f32(float.fromhex("0x1.715476p+4"))
+NEG_L16_HI_F = _f32(-float.fromhex("0x1.62ep-5"))
+NEG_L16_LO_F = _f32(-float.fromhex("0x1.0bfbe8p-19"))
+MAGIC_F = _f32(float.fromhex("0x1.8p23"))
+SCALE_HI_F = _f32(float.fromhex("0x1.0cfabep+0"))
+SCALE_LO_F = _f32(-float.fromhex("0x1.2adddap-25"))
+EXPS_F_C0 = _f32(0.5)
+EXPS_F_C1 = _f32(float.fromhex("0x1.5556ep-3"))
+EXPS_F_C2 = _f32(float.fromhex("0x1.55565cp-5"))
+FLT_MAX = _f32(np.finfo(np.float32).max)
+HARD_F32 = _f32(-86.0)
+LOG2E16 = float.fromhex("0x1.71547652b82fep+4")
+NEG_L16_HI = -float.fromhex("0x1.62e42fefa0000p-5")
+NEG_L16_LO = -float.fromhex("0x1.cf79abc9e3b3ap-44")
+EXPS_C0 = float.fromhex("0x1.0000000000001p-1")
+EXPS_C1 = float.fromhex("0x1.5555555555556p-3")
+EXPS_C2 = float.fromhex("0x1.55555554e8d7bp-5")
+EXPS_C3 = float.fromhex("0x1.11111110e0d94p-7")
+EXPS_C4 = float.fromhex("0x1.6c17ede661f5cp-10")
+EXPS_C5 = float.fromhex("0x1.a01b0cb76698bp-13")
+_T32_HI = np.array([float.fromhex(v) for v in (
+    "0x1.c212ccp+0", "0x1.d5fff8p+0", "0x1.eacefep+0", "0x1.0044eep+1", "0x1.0b9d82p+1",
+    "0x1.1776aep+1", "0x1.23d626p+1", "0x1.30c1dap+1", "0x1.3e3ffep+1", "0x1.4c5712p+1",
+    "0x1.5b0dd6p+1", "0x1.6a6b62p+1", "0x1.7a7714p+1", "0x1.8b38a2p+1", "0x1.9cb81ap+1",
+    "0x1.aefde6p+1")], np.float32)
+_T32_LO = np.array([float.fromhex(v) for v in (
+    "0x1.903c0cp-26", "0x1.b4252cp-26", "-0x1.9eb3f8p-26", "-0x1.464ceep-26", "-0x1.9acdd8p-27",
+    "0x1.69a00cp-24", "-0x1.b5504ep-26", "-0x1.9b6f44p-24", "0x1.84a4eap-25", "-0x1.b3425cp-24",
+    "0x1.9d9428p-24", "-0x1.36a63ep-24", "-0x1.d51ef0p-24", "-0x1.0846c6p-25", "0x1.3ddd34p-24",
+    "0x1.dd331ap-26")], np.float32)
+_T64_HI = np.array([float.fromhex(v) for v in (
+    "0x1.c212cc640f031p+0", "0x1.d5fff86d094aep+0", "0x1.eacefd9853023p+0", "0x1.0044edd736624p+1",
+    "0x1.0b9d81e653228p+1", "0x1.1776aeb4d0064p+1", "0x1.23d625c955f64p+1", "0x1.30c1d932485dbp+1",
+    "0x1.3e3ffe61293a6p+1", "0x1.4c5711265ed25p+1", "0x1.5b0dd6ceca13bp+1", "0x1.6a6b6164ace15p+1",
+    "0x1.7a7713157087dp+1", "0x1.8b38a1bdee4ebp+1", "0x1.9cb81a9eee99dp+1", "0x1.aefde63ba6636p+1")])
+_T64_LO = np.array([float.fromhex(v) for v in (
+    "0x1.05161b045a1fep-56", "-0x1.f07437b0bb672p-54", "0x1.f5c494d2a5d56p-54",
+    "-0x1.ba1c06d25ad0fp-55", "0x1.ddd72aa878b9cp-53", "0x1.6417ff027a53fp-53",
+    "-0x1.8766ff2f71404p-54", "0x1.2848905c2cc21p-53", "-0x1.d348933b02bb3p-56",
+    "0x1.6059b12d894c6p-54", "-0x1.78c00a804739fp-55", "-0x1.1a43bdbaac558p-53",
+    "-0x1.bd3218005a96ep-55", "-0x1.541d2a714a3cap-53", "-0x1.27c3c89e54c3ep-53",
+    "-0x1.0c2ce871b8c2ap-53")])
 
 Q3_C0 = float.fromhex("0x1.5555555555556p-3")
 Q3_C1 = float.fromhex("0x1.5555555555555p-5")
@@ -149,6 +194,56 @@ def _shl52_bits(typingctx, m):  # type: ignore[no-untyped-def]
         b = builder.bitcast(args[0], _I64)
         b = builder.shl(b, ir.Constant(_I64, 52))
         return builder.bitcast(b, _F64)
+
+    return sig, codegen
+
+
+_F32 = ir.FloatType()
+_I32 = ir.IntType(32)
+
+
+@intrinsic
+def _fmaf(typingctx, a, b, c):  # type: ignore[no-untyped-def]
+    """float32 a*b + c with one rounding (llvm.fma.f32)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        fnty = ir.FunctionType(_F32, [_F32, _F32, _F32])
+        fn = builder.module.declare_intrinsic("llvm.fma", [_F32], fnty)
+        return builder.call(fn, list(args))
+
+    return sig, codegen
+
+
+def _table_bits(fty: ir.Type, ity: ir.IntType, bias: int, mant: int) -> Any:
+    """(2^m, j) from z = fma(x, 16/ln2, MAGIC), k = 16m + j in z's low bits: 2^m's exponent field
+    is (bits - bias) >> 4 (arithmetic shift) moved up by the mantissa width; j = bits & 15."""
+
+    def build(builder: ir.IRBuilder, z: Any) -> Tuple[Any, Any]:
+        b = builder.bitcast(z, ity)
+        e = builder.ashr(builder.sub(b, ir.Constant(ity, bias)), ir.Constant(ity, 4))
+        t = builder.bitcast(builder.shl(e, ir.Constant(ity, mant)), fty)
+        j = builder.and_(b, ir.Constant(ity, 15))
+        return t, j
+
+    return build
+
+
+_BITS32 = _table_bits(_F32, _I32, 0x4B400000 - 2032, 23)
+_BITS64 = _table_bits(_F64, _I64, 0x4338000000000000 - 16368, 52)
+
+
+@intrinsic
+def _pow2_index(typingctx, z):  # type: ignore[no-untyped-def]
+    """(2^m, j) of the header's fs_bwd_x_*_fast, for float32 or float64 z."""
+    is32 = z == types.float32
+    build = _BITS32 if is32 else _BITS64
+    sig = types.Tuple((z, types.intp))(z)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        t, j = build(builder, args[0])
+        j = builder.zext(j, _I64) if is32 else j
+        return context.make_tuple(builder, signature.return_type, (t, j))
 
     return sig, codegen
 
@@ -343,35 +438,59 @@ def _bwd_x_f64(g, x):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _bwd_x_f64_hard(g, x):  # type: ignore[no-untyped-def]
-    return (not (x > -700.0)) | (not (abs(g) <= DBL_MAX)) | (g == 0.0)
+def _bwd_x_f32_hard(x):  # type: ignore[no-untyped-def]
+    return not (x >= HARD_F32)
+
+
+@_inline
+def _bwd_x_f64_hard(x):  # type: ignore[no-untyped-def]
+    return not (x > -700.0)
+
+
+@_inline
+def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
+    z = _fmaf(x, LOG2E16_F, MAGIC_F)
+    k = z - MAGIC_F
+    s = _fmaf(k, NEG_L16_LO_F, _fmaf(k, NEG_L16_HI_F, x))
+    t, j = _pow2_index(z)
+    th = _T32_HI[j]
+    tl = _T32_LO[j]
+    p = _fmaf(s * s, _fmaf(_fmaf(s, EXPS_F_C2, EXPS_F_C1), s, EXPS_F_C0), s)
+    l = _fmaf(th, p, tl)
+    pos = x > 0.0
+    a = SCALE_HI_F if pos else th * t
+    bl = SCALE_LO_F if pos else l * t
+    ag = abs(g)
+    return _fmaf(g, a, g * bl) if (ag > 0.0) & (ag <= FLT_MAX) else _canon32(g * a)
 
 
 @_inline
 def _bwd_x_f64_fast(g, x):  # type: ignore[no-untyped-def]
-    z = _fma(x, LOG2E, MAGIC_BIAS)
-    n = z - MAGIC_BIAS
-    r1 = _fma(n, NEG_LN2_HI, x)
-    r = _fma(n, NEG_LN2_LO, r1)
-    r_lo = _fma(n, NEG_LN2_LO, r1 - r)
-    q = _fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(Q3_C9, r, Q3_C8), r, Q3_C7), r, Q3_C6), r,
-             Q3_C5), r, Q3_C4), r, Q3_C3), r, Q3_C2), r, Q3_C1), r, Q3_C0)
-    u = (r * r) * _fma(r, q, 0.5)
-    s1, e1 = _fast2sum(1.0, r)
-    s, e2 = _fast2sum(s1, u)
-    lo = _fma(r_lo, s, e1 + e2)
-    d_hi = SA_HI * s
-    d_lo = _fma(SA_HI, s, -d_hi) + _fma(SA_HI, lo, SA_LO * s)
-    t = _shl52_bits(z)
+    z = _fma(x, LOG2E16, MAGIC)
+    k = z - MAGIC
+    s = _fma(k, NEG_L16_LO, _fma(k, NEG_L16_HI, x))
+    t, j = _pow2_index(z)
+    th = _T64_HI[j]
+    tl = _T64_LO[j]
+    q = _fma(_fma(_fma(_fma(_fma(EXPS_C5, s, EXPS_C4), s, EXPS_C3), s, EXPS_C2), s, EXPS_C1), s,
+             EXPS_C0)
+    p = _fma(s * s, q, s)
+    l = _fma(th, p, tl)
     pos = x > 0.0
-    dh = SCALE_HI if pos else d_hi * t
-    dl = SCALE_LO if pos else d_lo * t
-    return _fma(g, dh, g * dl)
+    a = SCALE_HI if pos else th * t
+    bl = SCALE_LO if pos else l * t
+    ag = abs(g)
+    return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= DBL_MAX) else _canon64(g * a)
 
 
 @_inline
-def _bwd_x_f64_mixed(g, x):  # type: ignore[no-untyped-def]
-    return _bwd_x_f64(g, x) if _bwd_x_f64_hard(g, x) else _bwd_x_f64_fast(g, x)
+def _bwd_x_f32_any(g, x):  # type: ignore[no-untyped-def]
+    return _canon32(_bwd_x_f32(g, x)) if _bwd_x_f32_hard(x) else _bwd_x_f32_fast(g, x)
+
+
+@_inline
+def _bwd_x_f64_any(g, x):  # type: ignore[no-untyped-def]
+    return _canon64(_bwd_x_f64(g, x)) if _bwd_x_f64_hard(x) else _bwd_x_f64_fast(g, x)
 
 
 @_inline
@@ -439,28 +558,27 @@ def _make_chunk2(f: Any, canon: Any) -> Any:
     return chunk
 
 
-# Elements per block of the fast/hard split of the float64 backward (FS_BLOCK in the header).
-BLOCK = 512
+# Elements per block of the backward's fast/hard split (FS_BLOCK in the header).
+BLOCK = 1024
 
 
-def _make_chunk2_split(fast: Any, hard: Any, mixed: Any, canon: Any) -> Any:
-    """fs_backward_x_f64's blocks: the fast kernel alone where no element of the block is hard,
-    else ``mixed`` (the full kernel where hard, the fast one elsewhere: the same bits for every
-    element that is not hard, so blocking never shows in the results)."""
+def _make_chunk2_split(fast: Any, hard: Any, any_: Any) -> Any:
+    """The backward's blocks, as the header's generic FS_BLOCKED_BACKWARD: the fast kernel alone
+    where no x of the block is hard, else ``any_`` (the full kernel where hard, the fast one
+    elsewhere: the same bits for every element that is not hard, so blocking never shows)."""
     fast_chunk = _make_chunk2(fast, _same)
-    mixed_chunk = _make_chunk2(mixed, canon)
+    any_chunk = _make_chunk2(any_, _same)
 
     @njit(cache=False)
     def chunk(g, x, out, lo, hi):  # type: ignore[no-untyped-def]
         for b in range(lo, hi, BLOCK):
             e = min(b + BLOCK, hi)
-            gs = g[b:e]
             xs = x[b:e]
             h = False
             for i in range(xs.size):
-                h |= hard(gs[i], xs[i])
+                h |= hard(xs[i])
             if h:
-                mixed_chunk(g, x, out, b, e)
+                any_chunk(g, x, out, b, e)
             else:
                 fast_chunk(g, x, out, b, e)
 
@@ -472,9 +590,8 @@ def _make_chunk2_split(fast: Any, hard: Any, mixed: Any, canon: Any) -> Any:
 _CHUNKS = {
     ("forward", "float32"): _make_chunk1(_fwd_f32, _same),
     ("forward", "float64"): _make_chunk1(_fwd_f64, _same),
-    ("backward_x", "float32"): _make_chunk2(_bwd_x_f32, _canon32),
-    ("backward_x", "float64"): _make_chunk2_split(_bwd_x_f64_fast, _bwd_x_f64_hard,
-                                                  _bwd_x_f64_mixed, _canon64),
+    ("backward_x", "float32"): _make_chunk2_split(_bwd_x_f32_fast, _bwd_x_f32_hard, _bwd_x_f32_any),
+    ("backward_x", "float64"): _make_chunk2_split(_bwd_x_f64_fast, _bwd_x_f64_hard, _bwd_x_f64_any),
     ("backward_y", "float32"): _make_chunk2(_bwd_y_f32, _canon32),
     ("backward_y", "float64"): _make_chunk2(_bwd_y_f64, _canon64),
 }

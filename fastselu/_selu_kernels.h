@@ -5,15 +5,22 @@
  * the explicit fma() calls below, so every variant performs the same IEEE operations in the same
  * order and produces the same bits (with -mfma they are instructions, without it libm's fma).
  *
- * Accuracy design (ULP bounds are the SPEC's; fastselu.check measures them):
- * - float32 kernels evaluate in double and round once at the end: expm1 to ~1e-13 relative, so
- *   the result is the correctly rounded value up to a hair (<= 0.5 + 2^-20 ULP).
- * - float64 kernels carry expm1 / exp as a double-double (hi + lo) through range reduction,
- *   polynomial and reconstruction, and fold SCALE*ALPHA (itself split hi + lo) in with a final
- *   fma, so the only error that matters is the last rounding (~0.5 ULP).
+ * Accuracy design (ULP bounds are the SPEC's; fastselu.check measures them, exhaustively for
+ * float32), and speed: each kernel is as cheap as its bound allows, as operations per element
+ * are what limits it below ~10^7 elements.
+ * - float32 forward: evaluated in double and rounded once; expm1 to ~1e-8 relative (<= 0.8 ULP).
+ * - float64 forward: expm1 as a double-double (hi + lo) through range reduction, polynomial and
+ *   reconstruction, SCALE*ALPHA (itself hi + lo) folded in with a final fma (~0.5 ULP, 0.75 at
+ *   subnormal results).
+ * - backward from x: a table-driven fast path (see there) in the dtype's own arithmetic, ~0.55
+ *   ULP; the full kernels (float32 in double, float64 in double-double, with 2^n applied in
+ *   steps) take only x below the fast path's range, -inf and NaN.
+ * - backward from y: g * (y + SA), the sum exact enough in double / double-double.
  * - x = n*ln2 + r, |r| <= ln2/2, n by magic-bias rounding (vectorizes where round() does not),
  *   2^n built from the exponent bits; ln2 is split Cody-Waite style (LN2_HI has 21 trailing zero
  *   bits so n*LN2_HI is exact).
+ * AVX-512 builds write the backward's fast path with intrinsics (a table lookup must be a
+ * permute, which compilers do not generate from C); everything else is plain C.
  * The loops are branch-free selects so that gcc vectorizes them (-fno-trapping-math); the
  * unselected branch may raise FP flags, which the caller saves and restores.
  */
@@ -153,6 +160,7 @@ FS_INLINE void fs_expm1_small_dd(double r, double r_lo, double *hi, double *lo)
 FS_INLINE double fs_canon64(double r) { return r != r ? (double)NAN : r; }
 FS_INLINE float fs_canon32(float r) { return r != r ? (float)NAN : r; }
 
+
 /* Fast2Sum for |a| >= |b| or a == 0. */
 FS_INLINE double fs_fast2sum(double a, double b, double *err)
 {
@@ -251,39 +259,6 @@ FS_INLINE double fs_bwd_x_f64(double g, double x)
     return (v * u) * w;
 }
 
-/* The common case of fs_bwd_x_f64 at about two thirds of its cost: x > -700 (so 2^n and
- * SA*exp(x) are normal) and g finite and nonzero (so the split product has no zero-sign,
- * inf - inf or overflow cases); fs_bwd_x_f64_hard says where these fail.  exp(r) is carried as
- * s + lo: 1 + r and then + (r^2/2 + r^3*q3) by Fast2Sum, so the only roundings that reach the
- * result are of r^2 and of that small sum (< 2^-55 relative: ~0.7 ULP worst case in all). */
-FS_INLINE int fs_bwd_x_f64_hard(double g, double x)
-{
-    return !(x > -700.0) | !(fabs(g) <= DBL_MAX) | (g == 0.0);
-}
-
-FS_INLINE double fs_bwd_x_f64_fast(double g, double x)
-{
-    double z = fma(x, LOG2E, MAGIC_BIAS);
-    double n = z - MAGIC_BIAS;
-    double r1 = fma(n, -LN2_HI, x);          /* exact */
-    double r = fma(n, -LN2_LO, r1);
-    double r_lo = fma(n, -LN2_LO, r1 - r);   /* r1 - r is exact unless both are tiny */
-    double q = fma(fma(fma(fma(fma(fma(fma(fma(fma(Q3_C9, r, Q3_C8), r, Q3_C7), r, Q3_C6), r,
-                   Q3_C5), r, Q3_C4), r, Q3_C3), r, Q3_C2), r, Q3_C1), r, Q3_C0);
-    double u = (r * r) * fma(r, q, 0.5);     /* expm1(r) - r, |u| < 0.07 */
-    double e1, e2;
-    double s1 = fs_fast2sum(1.0, r, &e1);
-    double s = fs_fast2sum(s1, u, &e2);
-    double lo = fma(r_lo, s, e1 + e2);       /* exp(r + r_lo) = s + lo */
-    double d_hi = SA_HI * s;
-    double d_lo = fma(SA_HI, s, -d_hi) + fma(SA_HI, lo, SA_LO * s);
-    double t = fs_pow2_biased(z);
-    int pos = x > 0.0;
-    double dh = pos ? SCALE_HI : d_hi * t;
-    double dl = pos ? SCALE_LO : d_lo * t;
-    return fma(g, dh, g * dl);
-}
-
 /* g * (y + SA) with y + SA as s + s_lo + SA_LO2: where y = -SA_HI, s = 0 and the result is
  * g*SA_LO + g*SA_LO2 rounded once, so even that cancellation costs no accuracy. */
 FS_INLINE double fs_bwd_y_f64(double g, double y)
@@ -300,9 +275,223 @@ FS_INLINE double fs_bwd_y_f64(double g, double y)
     return g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * ((dh + dl) + dl2);  /* as above */
 }
 
-/* ---------------- the loops ---------------- */
+/* ---------------- the backward's fast path: table-driven, at most ~0.6 ULP ---------------- */
 
-#define FS_BLOCK 512   /* elements per block of the fast/hard split: 4 KiB of float64 */
+/* For x in the common range, SA*exp(x) = 2^m * T[j] * exp(s) with x = (16m + j) * ln2/16 + s,
+ * |s| <= ln2/32 and T[j] = SA * 2^(j/16) tabulated as hi + lo.  So short an s needs only a short
+ * polynomial for p = expm1(s), and in float32 arithmetic too: T_hi + (T_hi*p + T_lo) is within
+ * ~2^-28 of the exact value, and the product with g rounds once (fma).  That is the float32
+ * backward evaluated in float32 (16 lanes per AVX-512 register, not 8) at ~0.53 ULP, and the
+ * float64 one without double-double arithmetic at ~0.57 ULP.  Valid where 2^m and T*2^m are
+ * normal numbers: x >= -86 (float32) and x > -700 (float64); fs_bwd_*_hard flags the rest
+ * (NaN and -inf included) for the full kernels.  g = +-0, +-inf or NaN take g * T_hi*2^m alone:
+ * the split product could give +0 for g = -0 or inf - inf. */
+#ifndef FS_TABLE_CONSTANTS
+#define FS_TABLE_CONSTANTS
+#define LOG2E16_F 0x1.715476p+4f        /* 16/ln2 */
+#define L16_HI_F 0x1.62ep-5f            /* ln2/16 in 12 bits: k*L16_HI_F is exact */
+#define L16_LO_F 0x1.0bfbe8p-19f
+#define MAGIC_F 0x1.8p23f
+#define MAGIC_F_BITS 0x4B400000u
+#define SCALE_HI_F 0x1.0cfabep+0f
+#define SCALE_LO_F (-0x1.2adddap-25f)
+#define EXPS_F_C0 0.5f                  /* (expm1(s) - s) / s^2, degree 2, rel. error 4.3e-8 */
+#define EXPS_F_C1 0x1.5556ep-3f
+#define EXPS_F_C2 0x1.55565cp-5f
+#define LOG2E16 0x1.71547652b82fep+4
+#define L16_HI 0x1.62e42fefa0000p-5     /* ln2/16 in 38 bits: k*L16_HI is exact */
+#define L16_LO 0x1.cf79abc9e3b3ap-44
+#define MAGIC_BITS 0x4338000000000000ull
+#define EXPS_C0 0x1.0000000000001p-1    /* (expm1(s) - s) / s^2, degree 5, rel. error 2.2e-16 */
+#define EXPS_C1 0x1.5555555555556p-3
+#define EXPS_C2 0x1.55555554e8d7bp-5
+#define EXPS_C3 0x1.11111110e0d94p-7
+#define EXPS_C4 0x1.6c17ede661f5cp-10
+#define EXPS_C5 0x1.a01b0cb76698bp-13
+/* SA * 2^(j/16), j = 0..15, rounded (hi) plus the rounded remainder (lo); tools/fit_poly.py. */
+static const float FS_T32_HI[16] = {
+    0x1.c212ccp+0f, 0x1.d5fff8p+0f, 0x1.eacefep+0f, 0x1.0044eep+1f, 0x1.0b9d82p+1f, 0x1.1776aep+1f,
+    0x1.23d626p+1f, 0x1.30c1dap+1f, 0x1.3e3ffep+1f, 0x1.4c5712p+1f, 0x1.5b0dd6p+1f, 0x1.6a6b62p+1f,
+    0x1.7a7714p+1f, 0x1.8b38a2p+1f, 0x1.9cb81ap+1f, 0x1.aefde6p+1f};
+static const float FS_T32_LO[16] = {
+    0x1.903c0cp-26f, 0x1.b4252cp-26f, -0x1.9eb3f8p-26f, -0x1.464ceep-26f, -0x1.9acdd8p-27f,
+    0x1.69a00cp-24f, -0x1.b5504ep-26f, -0x1.9b6f44p-24f, 0x1.84a4eap-25f, -0x1.b3425cp-24f,
+    0x1.9d9428p-24f, -0x1.36a63ep-24f, -0x1.d51ef0p-24f, -0x1.0846c6p-25f, 0x1.3ddd34p-24f,
+    0x1.dd331ap-26f};
+static const double FS_T64_HI[16] = {
+    0x1.c212cc640f031p+0, 0x1.d5fff86d094aep+0, 0x1.eacefd9853023p+0, 0x1.0044edd736624p+1,
+    0x1.0b9d81e653228p+1, 0x1.1776aeb4d0064p+1, 0x1.23d625c955f64p+1, 0x1.30c1d932485dbp+1,
+    0x1.3e3ffe61293a6p+1, 0x1.4c5711265ed25p+1, 0x1.5b0dd6ceca13bp+1, 0x1.6a6b6164ace15p+1,
+    0x1.7a7713157087dp+1, 0x1.8b38a1bdee4ebp+1, 0x1.9cb81a9eee99dp+1, 0x1.aefde63ba6636p+1};
+static const double FS_T64_LO[16] = {
+    0x1.05161b045a1fep-56, -0x1.f07437b0bb672p-54, 0x1.f5c494d2a5d56p-54, -0x1.ba1c06d25ad0fp-55,
+    0x1.ddd72aa878b9cp-53, 0x1.6417ff027a53fp-53, -0x1.8766ff2f71404p-54, 0x1.2848905c2cc21p-53,
+    -0x1.d348933b02bb3p-56, 0x1.6059b12d894c6p-54, -0x1.78c00a804739fp-55, -0x1.1a43bdbaac558p-53,
+    -0x1.bd3218005a96ep-55, -0x1.541d2a714a3cap-53, -0x1.27c3c89e54c3ep-53, -0x1.0c2ce871b8c2ap-53};
+#endif /* FS_TABLE_CONSTANTS */
+
+FS_INLINE int fs_bwd_x_f32_hard(float x) { return !(x >= -86.0f); }
+FS_INLINE int fs_bwd_x_f64_hard(double x) { return !(x > -700.0); }
+
+FS_INLINE float fs_bwd_x_f32_fast(float g, float x)
+{
+    float z = fmaf(x, LOG2E16_F, MAGIC_F);   /* low bits: k = round(16x/ln2) */
+    float k = z - MAGIC_F;
+    float s = fmaf(k, -L16_LO_F, fmaf(k, -L16_HI_F, x));
+    uint32_t b;
+    memcpy(&b, &z, sizeof b);
+    float th = FS_T32_HI[b & 15], tl = FS_T32_LO[b & 15];
+    /* 2^m, m = k >> 4: the exponent field (k + 16*127) >> 4 (arithmetic shift) */
+    uint32_t eb = (uint32_t)((int32_t)(b - (MAGIC_F_BITS - 2032u)) >> 4) << 23;
+    float t;
+    memcpy(&t, &eb, sizeof t);
+    float p = fmaf(s * s, fmaf(fmaf(s, EXPS_F_C2, EXPS_F_C1), s, EXPS_F_C0), s);
+    float l = fmaf(th, p, tl);
+    int pos = x > 0.0f;
+    float a = pos ? SCALE_HI_F : th * t;
+    float bl = pos ? SCALE_LO_F : l * t;
+    float ag = fabsf(g);
+    return ag > 0.0f && ag <= FLT_MAX ? fmaf(g, a, g * bl) : fs_canon32(g * a);
+}
+
+FS_INLINE double fs_bwd_x_f64_fast(double g, double x)
+{
+    double z = fma(x, LOG2E16, MAGIC);
+    double k = z - MAGIC;
+    double s = fma(k, -L16_LO, fma(k, -L16_HI, x));
+    uint64_t b;
+    memcpy(&b, &z, sizeof b);
+    double th = FS_T64_HI[b & 15], tl = FS_T64_LO[b & 15];
+    uint64_t eb = (uint64_t)((int64_t)(b - (MAGIC_BITS - 16368u)) >> 4) << 52;
+    double t;
+    memcpy(&t, &eb, sizeof t);
+    double q = fma(fma(fma(fma(fma(EXPS_C5, s, EXPS_C4), s, EXPS_C3), s, EXPS_C2), s, EXPS_C1), s,
+                   EXPS_C0);
+    double p = fma(s * s, q, s);
+    double l = fma(th, p, tl);
+    int pos = x > 0.0;
+    double a = pos ? SCALE_HI : th * t;
+    double bl = pos ? SCALE_LO : l * t;
+    double ag = fabs(g);
+    return ag > 0.0 && ag <= DBL_MAX ? fma(g, a, g * bl) : fs_canon64(g * a);
+}
+
+/* Any element: the full kernel where hard, else the fast one (bit for bit what the fast loops
+ * give, so that an element's bits never depend on its neighbours). */
+FS_INLINE float fs_bwd_x_f32_any(float g, float x)
+{
+    return fs_bwd_x_f32_hard(x) ? fs_canon32(fs_bwd_x_f32(g, x)) : fs_bwd_x_f32_fast(g, x);
+}
+
+FS_INLINE double fs_bwd_x_f64_any(double g, double x)
+{
+    return fs_bwd_x_f64_hard(x) ? fs_canon64(fs_bwd_x_f64(g, x)) : fs_bwd_x_f64_fast(g, x);
+}
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#include <immintrin.h>
+/* The fast kernels above, 16 / 8 lanes at a time: the same operations (fnmadd(k, c, x) is
+ * fma(k, -c, x)), with the tables in registers (a permute, not a gather).  A vector with a hard
+ * lane (rare) is done element by element instead. */
+void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrdiff_t n)
+{
+    const __m512 thv = _mm512_loadu_ps(FS_T32_HI), tlv = _mm512_loadu_ps(FS_T32_LO);
+    const __m512i ebias = _mm512_set1_epi32((int)(MAGIC_F_BITS - 2032u));
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(mk, x + i), gv = _mm512_maskz_loadu_ps(mk, g + i);
+        if (_mm512_mask_cmp_ps_mask(mk, xv, _mm512_set1_ps(-86.0f), _CMP_NGE_UQ)) {
+            for (ptrdiff_t j = i; j < i + 16 && j < n; j++) out[j] = fs_bwd_x_f32_any(g[j], x[j]);
+            continue;
+        }
+        __m512 z = _mm512_fmadd_ps(xv, _mm512_set1_ps(LOG2E16_F), _mm512_set1_ps(MAGIC_F));
+        __m512 k = _mm512_sub_ps(z, _mm512_set1_ps(MAGIC_F));
+        __m512 s = _mm512_fnmadd_ps(k, _mm512_set1_ps(L16_LO_F),
+                                    _mm512_fnmadd_ps(k, _mm512_set1_ps(L16_HI_F), xv));
+        __m512i b = _mm512_castps_si512(z);
+        __m512 th = _mm512_permutexvar_ps(b, thv), tl = _mm512_permutexvar_ps(b, tlv);
+        __m512 t = _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_srai_epi32(_mm512_sub_epi32(b, ebias), 4), 23));
+        __m512 q = _mm512_fmadd_ps(_mm512_fmadd_ps(s, _mm512_set1_ps(EXPS_F_C2),
+                                                   _mm512_set1_ps(EXPS_F_C1)),
+                                   s, _mm512_set1_ps(EXPS_F_C0));
+        __m512 p = _mm512_fmadd_ps(_mm512_mul_ps(s, s), q, s);
+        __m512 l = _mm512_fmadd_ps(th, p, tl);
+        __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GT_OQ);
+        __m512 a = _mm512_mask_mov_ps(_mm512_mul_ps(th, t), pos, _mm512_set1_ps(SCALE_HI_F));
+        __m512 bl = _mm512_mask_mov_ps(_mm512_mul_ps(l, t), pos, _mm512_set1_ps(SCALE_LO_F));
+        __m512 v = _mm512_fmadd_ps(gv, a, _mm512_mul_ps(gv, bl));
+        v = _mm512_mask_mul_ps(v, _mm512_fpclass_ps_mask(gv, 0x9F), gv, a); /* NaN, 0, inf */
+        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_ps(NAN));
+        _mm512_mask_storeu_ps(out + i, mk, v);
+    }
+}
+
+void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, ptrdiff_t n)
+{
+    const __m512d th0 = _mm512_loadu_pd(FS_T64_HI), th1 = _mm512_loadu_pd(FS_T64_HI + 8);
+    const __m512d tl0 = _mm512_loadu_pd(FS_T64_LO), tl1 = _mm512_loadu_pd(FS_T64_LO + 8);
+    const __m512i ebias = _mm512_set1_epi64((long long)(MAGIC_BITS - 16368u));
+    for (ptrdiff_t i = 0; i < n; i += 8) {
+        __mmask8 mk = n - i >= 8 ? 0xFF : (__mmask8)((1u << (n - i)) - 1);
+        __m512d xv = _mm512_maskz_loadu_pd(mk, x + i), gv = _mm512_maskz_loadu_pd(mk, g + i);
+        if (_mm512_mask_cmp_pd_mask(mk, xv, _mm512_set1_pd(-700.0), _CMP_NGT_UQ)) {
+            for (ptrdiff_t j = i; j < i + 8 && j < n; j++) out[j] = fs_bwd_x_f64_any(g[j], x[j]);
+            continue;
+        }
+        __m512d z = _mm512_fmadd_pd(xv, _mm512_set1_pd(LOG2E16), _mm512_set1_pd(MAGIC));
+        __m512d k = _mm512_sub_pd(z, _mm512_set1_pd(MAGIC));
+        __m512d s = _mm512_fnmadd_pd(k, _mm512_set1_pd(L16_LO),
+                                     _mm512_fnmadd_pd(k, _mm512_set1_pd(L16_HI), xv));
+        __m512i b = _mm512_castpd_si512(z);
+        __m512d th = _mm512_permutex2var_pd(th0, b, th1), tl = _mm512_permutex2var_pd(tl0, b, tl1);
+        __m512d t = _mm512_castsi512_pd(
+            _mm512_slli_epi64(_mm512_srai_epi64(_mm512_sub_epi64(b, ebias), 4), 52));
+        __m512d q = _mm512_set1_pd(EXPS_C5);
+        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C4));
+        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C3));
+        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C2));
+        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C1));
+        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C0));
+        __m512d p = _mm512_fmadd_pd(_mm512_mul_pd(s, s), q, s);
+        __m512d l = _mm512_fmadd_pd(th, p, tl);
+        __mmask8 pos = _mm512_cmp_pd_mask(xv, _mm512_setzero_pd(), _CMP_GT_OQ);
+        __m512d a = _mm512_mask_mov_pd(_mm512_mul_pd(th, t), pos, _mm512_set1_pd(SCALE_HI));
+        __m512d bl = _mm512_mask_mov_pd(_mm512_mul_pd(l, t), pos, _mm512_set1_pd(SCALE_LO));
+        __m512d v = _mm512_fmadd_pd(gv, a, _mm512_mul_pd(gv, bl));
+        v = _mm512_mask_mul_pd(v, _mm512_fpclass_pd_mask(gv, 0x9F), gv, a);
+        v = _mm512_mask_mov_pd(v, _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q), _mm512_set1_pd(NAN));
+        _mm512_mask_storeu_pd(out + i, mk, v);
+    }
+}
+#else
+/* Block by block: where no x of a block is hard, the fast kernel alone (a loop the compiler
+ * vectorizes without the hard case's branches), else fs_bwd_x_*_any.  The scan reads x once
+ * more, from L1. */
+#define FS_BLOCK 1024  /* elements per block */
+#define FS_BLOCKED_BACKWARD(T, BITS)                                                              \
+void FS_NAME(fs_backward_x_##BITS)(const T *g, const T *x, T *out, ptrdiff_t n)                  \
+{                                                                                                 \
+    for (ptrdiff_t b = 0; b < n; b += FS_BLOCK) {                                                 \
+        const T *gb = g + b, *xb = x + b;                                                         \
+        T *ob = out + b;                                                                          \
+        ptrdiff_t m = n - b < FS_BLOCK ? n - b : FS_BLOCK;                                        \
+        int hard = 0;                                                                             \
+        for (ptrdiff_t i = 0; i < m; i++) hard |= fs_bwd_x_##BITS##_hard(xb[i]);                  \
+        if (!hard) {                                                                              \
+            FS_IVDEP                                                                              \
+            for (ptrdiff_t i = 0; i < m; i++) ob[i] = fs_bwd_x_##BITS##_fast(gb[i], xb[i]);       \
+        } else {                                                                                  \
+            FS_IVDEP                                                                              \
+            for (ptrdiff_t i = 0; i < m; i++) ob[i] = fs_bwd_x_##BITS##_any(gb[i], xb[i]);        \
+        }                                                                                         \
+    }                                                                                             \
+}
+FS_BLOCKED_BACKWARD(float, f32)
+FS_BLOCKED_BACKWARD(double, f64)
+#endif
+
+/* ---------------- the loops ---------------- */
 
 /* The forward kernels need no NaN canonicalisation: a NaN x takes the positive branch, whose
  * only NaN operand is x itself, so every variant passes on x's payload (quieted). */
@@ -318,34 +507,6 @@ void FS_NAME(fs_forward_f64)(const double *x, double *out, ptrdiff_t n)
     for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_fwd_f64(x[i]);
 }
 
-void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrdiff_t n)
-{
-    FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_canon32(fs_bwd_x_f32(g[i], x[i]));
-}
-
-/* Block by block: where no element of a block is hard, the fast kernel alone; otherwise the
- * full kernel where hard and the fast one elsewhere, so that an element's bits never depend on
- * its neighbours (and hence not on thread chunks or strides). */
-void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, ptrdiff_t n)
-{
-    for (ptrdiff_t b = 0; b < n; b += FS_BLOCK) {
-        const double *gb = g + b, *xb = x + b;
-        double *ob = out + b;
-        ptrdiff_t m = n - b < FS_BLOCK ? n - b : FS_BLOCK;
-        int hard = 0;
-        for (ptrdiff_t i = 0; i < m; i++) hard |= fs_bwd_x_f64_hard(gb[i], xb[i]);
-        if (!hard) {
-            FS_IVDEP
-            for (ptrdiff_t i = 0; i < m; i++) ob[i] = fs_bwd_x_f64_fast(gb[i], xb[i]);
-        } else {
-            FS_IVDEP
-            for (ptrdiff_t i = 0; i < m; i++)
-                ob[i] = fs_canon64(fs_bwd_x_f64_hard(gb[i], xb[i]) ? fs_bwd_x_f64(gb[i], xb[i])
-                                                                   : fs_bwd_x_f64_fast(gb[i], xb[i]));
-        }
-    }
-}
 
 void FS_NAME(fs_backward_y_f32)(const float *g, const float *y, float *out, ptrdiff_t n)
 {

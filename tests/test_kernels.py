@@ -118,37 +118,41 @@ def test_strided_view_bit_identical():
     assert np.array_equal(fastselu.selu(x[::-1, 1])[::-1].view(np.uint32), ref.view(np.uint32))
 
 
-def fast_block_inputs(n=4096, seed=3):
-    """float64 (g, x) where every element takes the fast backward kernel: x > -700, g finite
-    and nonzero (fs_bwd_x_f64_hard is false everywhere)."""
+def fast_block_inputs(dtype, n=4096, seed=3):
+    """(g, x) where every x takes the backward's fast path (fs_bwd_x_*_hard false: x >= -86 in
+    float32, x > -700 in float64), g over many magnitudes."""
     rng = np.random.default_rng(seed)
-    x = np.concatenate([rng.uniform(-30, 5, n // 2), -np.exp(rng.uniform(-745, np.log(699.0), n // 2))])
-    g = np.exp(rng.uniform(-700, 700, n)) * rng.choice([-1.0, 1.0], n)
-    return g, x
+    lim, gmax = (85.0, 80) if dtype == np.float32 else (699.0, 700)
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    x = np.concatenate([rng.uniform(-30, 5, n // 2), -np.exp(rng.uniform(np.log(tiny), np.log(lim), n // 2))])
+    g = np.exp(rng.uniform(-gmax, gmax, n)) * rng.choice([-1.0, 1.0], n)
+    return g.astype(dtype), x.astype(dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("simd", list(K.SUPPORTED))
-def test_float64_backward_fast_blocks(simd):
-    """Blocks with no hard element run the fast kernel alone: within the bounds, and the same
-    bits for every element whatever else shares its block (so blocking, thread chunks and strides
-    never show)."""
-    g, x = fast_block_inputs()
+def test_backward_fast_path_blocks(dtype, simd):
+    """Runs of x without a hard element take the backward's fast path alone (one vector at a
+    time with AVX-512, blocks of 1024 elsewhere): within the bounds, and the same bits for every
+    element whatever else shares its vector or block (so that never shows in the results)."""
+    g, x = fast_block_inputs(dtype)
     one = np.ones_like(x)
+    hard_x = -90.0 if dtype == np.float32 else -800.0
     K.set_simd(simd)
     try:
-        assert ulp_error(run("backward_x", one, x), exact_selu_backward(one, x), np.float64).max() <= 1.0
+        assert ulp_error(run("backward_x", one, x), exact_selu_backward(one, x), dtype).max() <= 1.0
         fast = run("backward_x", g, x, nthreads=1)
-        assert ulp_error(fast, exact_selu_backward(g, x), np.float64).max() <= 1.5
-        for i, (gi, xi) in enumerate([(1.0, -800.0), (0.0, 1.0), (-0.0, -1.0), (np.inf, -1.0),
+        assert ulp_error(fast, exact_selu_backward(g, x), dtype).max() <= 1.5
+        for i, (gi, xi) in enumerate([(1.0, hard_x), (0.0, 1.0), (-0.0, -1.0), (np.inf, -1.0),
                                       (np.nan, 0.5), (1.0, np.nan), (1.0, -np.inf)]):
             gh, xh = g.copy(), x.copy()
-            k = 100 + 550 * i  # each in a block of 512 of its own
+            k = 100 + 550 * i  # each in a block of 1024 of its own, or nearly
             gh[k], xh[k] = gi, xi
             mixed = run("backward_x", gh, xh, nthreads=1)
             keep = np.arange(x.size) != k
-            assert np.array_equal(mixed[keep].view(np.uint64), fast[keep].view(np.uint64))
-            assert np.array_equal(mixed[k:k + 1], run("backward_x", gh[k:k + 1], xh[k:k + 1]),
-                                  equal_nan=True)
+            bits = (lambda a: a.view(np.uint32 if dtype == np.float32 else np.uint64))
+            assert np.array_equal(bits(mixed[keep]), bits(fast[keep]))
+            assert bits(mixed[k:k + 1]) == bits(run("backward_x", gh[k:k + 1], xh[k:k + 1]))
     finally:
         K.set_simd(None)
 

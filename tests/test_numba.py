@@ -174,13 +174,16 @@ def test_bit_parity_with_cython(dtype, kind, nthreads):
 
 
 @needs_cython
-def test_bit_parity_float64_backward_fast_blocks():
-    """Data without hard elements (x > -700, g finite and nonzero), so that whole blocks take
-    the fast float64 backward kernel; then one hard element in a block."""
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bit_parity_backward_fast_path(dtype):
+    """Data without hard x (x >= -86 in float32, x > -700 in float64), so that whole blocks take
+    the backward's table-driven fast path; then one hard element among them."""
     rng = np.random.default_rng(4)
-    x = np.concatenate([rng.uniform(-30, 5, 3000), -np.exp(rng.uniform(-745, np.log(699.0), 3000))])
-    g = np.exp(rng.uniform(-700, 700, x.size)) * rng.choice([-1.0, 1.0], x.size)
-    for gi, xi in ((1.0, 2.0), (0.0, -1.0), (1.0, -750.0)):
+    lim, gmax = (85.0, 80) if dtype == np.float32 else (699.0, 700)
+    x = np.concatenate([rng.uniform(-30, 5, 3000), -np.exp(rng.uniform(-745, np.log(lim), 3000))])
+    g = np.exp(rng.uniform(-gmax, gmax, x.size)) * rng.choice([-1.0, 1.0], x.size)
+    x, g = x.astype(dtype), g.astype(dtype)
+    for gi, xi in ((1.0, 2.0), (0.0, -1.0), (np.nan, -1.0), (1.0, -750.0)):
         g[1234], x[1234] = gi, xi
         got = call(NB, "backward_x", g, x)
         want = call(K, "backward_x", g, x)
