@@ -1,17 +1,18 @@
 """The numba backend: a port of the C kernels in ``_selu_kernels.h``, operation for operation.
 
-Same constants (hex floats), same operations in the same order, explicit ``llvm.fma.f64`` through
-a small ``@intrinsic`` (numba on Python 3.11 has no ``math.fma``), 2^n built from exponent bits
-through an ``@intrinsic`` bit cast, and no fastmath flags at all: LLVM neither contracts nor
-reassociates, so the results are the same bits as the compiled (cython) backend's, which is built
-with ``-ffp-contract=off``.  float32 is evaluated in double and rounded once; float64 is carried
-as a double-double.  See ``_selu_kernels.h`` for the accuracy design; this file mirrors it and
-must change with it (tests/test_numba.py compares the two bit for bit).  As there, every NaN
-result of a backward kernel leaves as the default quiet NaN: which NaN operand an instruction
-passes on depends on operand order, which compilers choose freely, so only a canonical NaN keeps
-the bits identical (a forward result's only NaN source is x, whose payload it keeps).
-LLVM vectorizes every loop (8 doubles per zmm register on AVX-512 hosts; float32 is widened to
-double in registers).
+Same constants and tables (hex floats), same operations in the same order, explicit
+``llvm.fma`` through small ``@intrinsic`` wrappers (numba on Python 3.11 has no ``math.fma``),
+2^n built from exponent bits through ``@intrinsic`` bit casts, and no fastmath flags at all: LLVM
+neither contracts nor reassociates, so the results are the same bits as the compiled (cython)
+backend's, which is built with ``-ffp-contract=off``.  See ``_selu_kernels.h`` for the accuracy
+design (the float32 forward in double; float64 in double-double; the backward's table-driven fast
+path in the dtype's own arithmetic); this file mirrors it and must change with it
+(tests/test_numba.py compares the two bit for bit).  As there, every NaN result of a backward
+kernel leaves as the default quiet NaN: which NaN operand an instruction passes on depends on
+operand order, which compilers choose freely, so only a canonical NaN keeps the bits identical (a
+forward result's only NaN source is x, whose payload it keeps).  LLVM vectorizes every loop; the
+backward's table lookups become gathers (the C kernels' AVX-512 build uses register permutes, which
+LLVM does not generate from scalar code), so this backend's backward is 2-3x slower than cython's.
 
 Backend seam (see ``fastselu/_backends.py``): ``forward(x, out, nthreads)``,
 ``backward_x(g, x, out, nthreads)``, ``backward_y(g, y, out, nthreads)`` on 1-D C-contiguous

@@ -397,11 +397,11 @@ void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrd
 {
     const __m512 thv = _mm512_loadu_ps(FS_T32_HI), tlv = _mm512_loadu_ps(FS_T32_LO);
     const __m512i ebias = _mm512_set1_epi32((int)(MAGIC_F_BITS - 2032u));
-    for (ptrdiff_t i = 0; i < n; i += 16) {
-        __mmask16 mk = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 xv = _mm512_maskz_loadu_ps(mk, x + i), gv = _mm512_maskz_loadu_ps(mk, g + i);
-        if (_mm512_mask_cmp_ps_mask(mk, xv, _mm512_set1_ps(-86.0f), _CMP_NGE_UQ)) {
-            for (ptrdiff_t j = i; j < i + 16 && j < n; j++) out[j] = fs_bwd_x_f32_any(g[j], x[j]);
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i), gv = _mm512_loadu_ps(g + i);
+        if (_mm512_cmp_ps_mask(xv, _mm512_set1_ps(-86.0f), _CMP_NGE_UQ)) {
+            for (ptrdiff_t j = i; j < i + 16; j++) out[j] = fs_bwd_x_f32_any(g[j], x[j]);
             continue;
         }
         __m512 z = _mm512_fmadd_ps(xv, _mm512_set1_ps(LOG2E16_F), _mm512_set1_ps(MAGIC_F));
@@ -423,8 +423,9 @@ void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrd
         __m512 v = _mm512_fmadd_ps(gv, a, _mm512_mul_ps(gv, bl));
         v = _mm512_mask_mul_ps(v, _mm512_fpclass_ps_mask(gv, 0x9F), gv, a); /* NaN, 0, inf */
         v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_ps(NAN));
-        _mm512_mask_storeu_ps(out + i, mk, v);
+        _mm512_storeu_ps(out + i, v);
     }
+    for (; i < n; i++) out[i] = fs_bwd_x_f32_any(g[i], x[i]);
 }
 
 void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, ptrdiff_t n)
@@ -432,11 +433,11 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
     const __m512d th0 = _mm512_loadu_pd(FS_T64_HI), th1 = _mm512_loadu_pd(FS_T64_HI + 8);
     const __m512d tl0 = _mm512_loadu_pd(FS_T64_LO), tl1 = _mm512_loadu_pd(FS_T64_LO + 8);
     const __m512i ebias = _mm512_set1_epi64((long long)(MAGIC_BITS - 16368u));
-    for (ptrdiff_t i = 0; i < n; i += 8) {
-        __mmask8 mk = n - i >= 8 ? 0xFF : (__mmask8)((1u << (n - i)) - 1);
-        __m512d xv = _mm512_maskz_loadu_pd(mk, x + i), gv = _mm512_maskz_loadu_pd(mk, g + i);
-        if (_mm512_mask_cmp_pd_mask(mk, xv, _mm512_set1_pd(-700.0), _CMP_NGT_UQ)) {
-            for (ptrdiff_t j = i; j < i + 8 && j < n; j++) out[j] = fs_bwd_x_f64_any(g[j], x[j]);
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m512d xv = _mm512_loadu_pd(x + i), gv = _mm512_loadu_pd(g + i);
+        if (_mm512_cmp_pd_mask(xv, _mm512_set1_pd(-700.0), _CMP_NGT_UQ)) {
+            for (ptrdiff_t j = i; j < i + 8; j++) out[j] = fs_bwd_x_f64_any(g[j], x[j]);
             continue;
         }
         __m512d z = _mm512_fmadd_pd(xv, _mm512_set1_pd(LOG2E16), _mm512_set1_pd(MAGIC));
@@ -461,8 +462,9 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
         __m512d v = _mm512_fmadd_pd(gv, a, _mm512_mul_pd(gv, bl));
         v = _mm512_mask_mul_pd(v, _mm512_fpclass_pd_mask(gv, 0x9F), gv, a);
         v = _mm512_mask_mov_pd(v, _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q), _mm512_set1_pd(NAN));
-        _mm512_mask_storeu_pd(out + i, mk, v);
+        _mm512_storeu_pd(out + i, v);
     }
+    for (; i < n; i++) out[i] = fs_bwd_x_f64_any(g[i], x[i]);
 }
 #else
 /* Block by block: where no x of a block is hard, the fast kernel alone (a loop the compiler
