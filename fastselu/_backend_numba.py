@@ -11,8 +11,8 @@ path in the dtype's own arithmetic); this file mirrors it and must change with i
 kernel leaves as the default quiet NaN: which NaN operand an instruction passes on depends on
 operand order, which compilers choose freely, so only a canonical NaN keeps the bits identical (a
 forward result's only NaN source is x, whose payload it keeps).  LLVM vectorizes every loop; the
-backward's table lookups become gathers (the C kernels' AVX-512 build uses register permutes, which
-LLVM does not generate from scalar code), so this backend's backward is 2-3x slower than cython's.
+backward's four-entry table lookups are selects (blends), where the C kernels' AVX-512 build uses
+register permutes.
 
 Backend seam (see ``fastselu/_backends.py``): ``forward(x, out, nthreads)``,
 ``backward_x(g, x, out, nthreads)``, ``backward_y(g, y, out, nthreads)`` on 1-D C-contiguous
@@ -111,48 +111,38 @@ EXPSA_C6 = float.fromhex("0x1.414209f345461p-9")
 # The backward's table-driven fast path (see the header): float32 constants are np.float32 so
 # that numba keeps that arithmetic in float32.
 _f32 = np.float32
-LOG2E16_F = _f32(float.fromhex("0x1.715476p+4"))
-NEG_L16_HI_F = _f32(-float.fromhex("0x1.62ep-5"))
-NEG_L16_LO_F = _f32(-float.fromhex("0x1.0bfbe8p-19"))
+LOG2E4_F = _f32(float.fromhex("0x1.715476p+2"))
+NEG_L4_HI_F = _f32(-float.fromhex("0x1.62ep-3"))
+NEG_L4_LO_F = _f32(-float.fromhex("0x1.0bfbe8p-17"))
 MAGIC_F = _f32(float.fromhex("0x1.8p23"))
 SCALE_HI_F = _f32(float.fromhex("0x1.0cfabep+0"))
 SCALE_LO_F = _f32(-float.fromhex("0x1.2adddap-25"))
 EXPS_F_C0 = _f32(0.5)
-EXPS_F_C1 = _f32(float.fromhex("0x1.5556ep-3"))
-EXPS_F_C2 = _f32(float.fromhex("0x1.55565cp-5"))
+EXPS_F_C1 = _f32(float.fromhex("0x1.555556p-3"))
+EXPS_F_C2 = _f32(float.fromhex("0x1.556b3ep-5"))
+EXPS_F_C3 = _f32(float.fromhex("0x1.111d96p-7"))
 FLT_MAX = _f32(np.finfo(np.float32).max)
-HARD_F32 = _f32(-86.0)
-LOG2E16 = float.fromhex("0x1.71547652b82fep+4")
-NEG_L16_HI = -float.fromhex("0x1.62e42fefa0000p-5")
-NEG_L16_LO = -float.fromhex("0x1.cf79abc9e3b3ap-44")
-EXPS_C0 = float.fromhex("0x1.0000000000001p-1")
-EXPS_C1 = float.fromhex("0x1.5555555555556p-3")
-EXPS_C2 = float.fromhex("0x1.55555554e8d7bp-5")
-EXPS_C3 = float.fromhex("0x1.11111110e0d94p-7")
-EXPS_C4 = float.fromhex("0x1.6c17ede661f5cp-10")
-EXPS_C5 = float.fromhex("0x1.a01b0cb76698bp-13")
-_T32_HI = np.array([float.fromhex(v) for v in (
-    "0x1.c212ccp+0", "0x1.d5fff8p+0", "0x1.eacefep+0", "0x1.0044eep+1", "0x1.0b9d82p+1",
-    "0x1.1776aep+1", "0x1.23d626p+1", "0x1.30c1dap+1", "0x1.3e3ffep+1", "0x1.4c5712p+1",
-    "0x1.5b0dd6p+1", "0x1.6a6b62p+1", "0x1.7a7714p+1", "0x1.8b38a2p+1", "0x1.9cb81ap+1",
-    "0x1.aefde6p+1")], np.float32)
-_T32_LO = np.array([float.fromhex(v) for v in (
-    "0x1.903c0cp-26", "0x1.b4252cp-26", "-0x1.9eb3f8p-26", "-0x1.464ceep-26", "-0x1.9acdd8p-27",
-    "0x1.69a00cp-24", "-0x1.b5504ep-26", "-0x1.9b6f44p-24", "0x1.84a4eap-25", "-0x1.b3425cp-24",
-    "0x1.9d9428p-24", "-0x1.36a63ep-24", "-0x1.d51ef0p-24", "-0x1.0846c6p-25", "0x1.3ddd34p-24",
-    "0x1.dd331ap-26")], np.float32)
-_T64_HI = np.array([float.fromhex(v) for v in (
-    "0x1.c212cc640f031p+0", "0x1.d5fff86d094aep+0", "0x1.eacefd9853023p+0", "0x1.0044edd736624p+1",
-    "0x1.0b9d81e653228p+1", "0x1.1776aeb4d0064p+1", "0x1.23d625c955f64p+1", "0x1.30c1d932485dbp+1",
-    "0x1.3e3ffe61293a6p+1", "0x1.4c5711265ed25p+1", "0x1.5b0dd6ceca13bp+1", "0x1.6a6b6164ace15p+1",
-    "0x1.7a7713157087dp+1", "0x1.8b38a1bdee4ebp+1", "0x1.9cb81a9eee99dp+1", "0x1.aefde63ba6636p+1")])
-_T64_LO = np.array([float.fromhex(v) for v in (
-    "0x1.05161b045a1fep-56", "-0x1.f07437b0bb672p-54", "0x1.f5c494d2a5d56p-54",
-    "-0x1.ba1c06d25ad0fp-55", "0x1.ddd72aa878b9cp-53", "0x1.6417ff027a53fp-53",
-    "-0x1.8766ff2f71404p-54", "0x1.2848905c2cc21p-53", "-0x1.d348933b02bb3p-56",
-    "0x1.6059b12d894c6p-54", "-0x1.78c00a804739fp-55", "-0x1.1a43bdbaac558p-53",
-    "-0x1.bd3218005a96ep-55", "-0x1.541d2a714a3cap-53", "-0x1.27c3c89e54c3ep-53",
-    "-0x1.0c2ce871b8c2ap-53")])
+HARD_F32 = _f32(-80.0)
+LOG2E4 = float.fromhex("0x1.71547652b82fep+2")
+NEG_L4_HI = -float.fromhex("0x1.62e42fefa4000p-3")
+NEG_L4_LO = float.fromhex("0x1.8432a1b0e2634p-45")
+EXPS_C0 = 0.5
+EXPS_C1 = float.fromhex("0x1.5555555555555p-3")
+EXPS_C2 = float.fromhex("0x1.55555555565d8p-5")
+EXPS_C3 = float.fromhex("0x1.1111111111712p-7")
+EXPS_C4 = float.fromhex("0x1.6c16c1165c0a8p-10")
+EXPS_C5 = float.fromhex("0x1.a01a0161c102ep-13")
+EXPS_C6 = float.fromhex("0x1.a02bd0505eadep-16")
+EXPS_C7 = float.fromhex("0x1.71eb2db41d575p-19")
+# SA * 2^(j/4), j = 0..3, hi + lo (FS_T32_*, FS_T64_* in the header)
+T32_HI = tuple(_f32(float.fromhex(v)) for v in ("0x1.c212ccp+0", "0x1.0b9d82p+1", "0x1.3e3ffep+1",
+                                                 "0x1.7a7714p+1"))
+T32_LO = tuple(_f32(float.fromhex(v)) for v in ("0x1.903c0cp-26", "-0x1.9acdd8p-27",
+                                                 "0x1.84a4eap-25", "-0x1.d51ef0p-24"))
+T64_HI = tuple(float.fromhex(v) for v in ("0x1.c212cc640f031p+0", "0x1.0b9d81e653228p+1",
+                                           "0x1.3e3ffe61293a6p+1", "0x1.7a7713157087dp+1"))
+T64_LO = tuple(float.fromhex(v) for v in ("0x1.05161b045a1fep-56", "0x1.ddd72aa878b9cp-53",
+                                           "-0x1.d348933b02bb3p-56", "-0x1.bd3218005a96ep-55"))
 
 Q3_C0 = float.fromhex("0x1.5555555555556p-3")
 Q3_C1 = float.fromhex("0x1.5555555555555p-5")
@@ -217,34 +207,35 @@ def _fmaf(typingctx, a, b, c):  # type: ignore[no-untyped-def]
 
 
 def _table_bits(fty: ir.Type, ity: ir.IntType, bias: int, mant: int) -> Any:
-    """(2^m, j) from z = fma(x, 16/ln2, MAGIC), k = 16m + j in z's low bits: 2^m's exponent field
-    is (bits - bias) >> 4 (arithmetic shift) moved up by the mantissa width; j = bits & 15."""
+    """2^m and the bits of j from z = fma(x, 4/ln2, MAGIC), k = 4m + j in z's low bits: 2^m's
+    exponent field is (bits - bias) >> 2 (arithmetic shift) moved up by the mantissa width; j's
+    bits are bits & 1 and bits & 2, as booleans (selects on them vectorize in z's width)."""
 
-    def build(builder: ir.IRBuilder, z: Any) -> Tuple[Any, Any]:
+    def build(builder: ir.IRBuilder, z: Any) -> Tuple[Any, ...]:
         b = builder.bitcast(z, ity)
-        e = builder.ashr(builder.sub(b, ir.Constant(ity, bias)), ir.Constant(ity, 4))
+        e = builder.ashr(builder.sub(b, ir.Constant(ity, bias)), ir.Constant(ity, 2))
         t = builder.bitcast(builder.shl(e, ir.Constant(ity, mant)), fty)
-        j = builder.and_(b, ir.Constant(ity, 15))
-        return t, j
+        bits = [builder.icmp_unsigned("!=", builder.and_(b, ir.Constant(ity, 1 << i)),
+                                      ir.Constant(ity, 0)) for i in range(2)]
+        return (t, *bits)
 
     return build
 
 
-_BITS32 = _table_bits(_F32, _I32, 0x4B400000 - 2032, 23)
-_BITS64 = _table_bits(_F64, _I64, 0x4338000000000000 - 16368, 52)
+_BITS32 = _table_bits(_F32, _I32, 0x4B400000 - 508, 23)
+_BITS64 = _table_bits(_F64, _I64, 0x4338000000000000 - 4092, 52)
 
 
 @intrinsic
 def _pow2_index(typingctx, z):  # type: ignore[no-untyped-def]
-    """(2^m, j) of the header's fs_bwd_x_*_fast, for float32 or float64 z."""
-    is32 = z == types.float32
-    build = _BITS32 if is32 else _BITS64
-    sig = types.Tuple((z, types.intp))(z)
+    """(2^m, j & 1, j & 2) of the header's fs_bwd_x_*_fast, for float32 or float64 z."""
+    build = _BITS32 if z == types.float32 else _BITS64
+    sig = types.Tuple((z,) + (types.boolean,) * 2)(z)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        t, j = build(builder, args[0])
-        j = builder.zext(j, _I64) if is32 else j
-        return context.make_tuple(builder, signature.return_type, (t, j))
+        t, *bits = build(builder, args[0])
+        bits = [context.cast(builder, v, types.boolean, types.boolean) for v in bits]
+        return context.make_tuple(builder, signature.return_type, (t, *bits))
 
     return sig, codegen
 
@@ -439,6 +430,13 @@ def _bwd_x_f64(g, x):  # type: ignore[no-untyped-def]
 
 
 @_inline
+def _lookup4(table, b0, b1):  # type: ignore[no-untyped-def]
+    """table[j] for j given as its two bits: selects (LLVM vectorizes them as blends, where an
+    indexed load would become a gather)."""
+    return (table[3] if b0 else table[2]) if b1 else (table[1] if b0 else table[0])
+
+
+@_inline
 def _bwd_x_f32_hard(x):  # type: ignore[no-untyped-def]
     return not (x >= HARD_F32)
 
@@ -450,13 +448,13 @@ def _bwd_x_f64_hard(x):  # type: ignore[no-untyped-def]
 
 @_inline
 def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
-    z = _fmaf(x, LOG2E16_F, MAGIC_F)
+    z = _fmaf(x, LOG2E4_F, MAGIC_F)
     k = z - MAGIC_F
-    s = _fmaf(k, NEG_L16_LO_F, _fmaf(k, NEG_L16_HI_F, x))
-    t, j = _pow2_index(z)
-    th = _T32_HI[j]
-    tl = _T32_LO[j]
-    p = _fmaf(s * s, _fmaf(_fmaf(s, EXPS_F_C2, EXPS_F_C1), s, EXPS_F_C0), s)
+    s = _fmaf(k, NEG_L4_LO_F, _fmaf(k, NEG_L4_HI_F, x))
+    t, b0, b1 = _pow2_index(z)
+    th = _lookup4(T32_HI, b0, b1)
+    tl = _lookup4(T32_LO, b0, b1)
+    p = _fmaf(s * s, _fmaf(_fmaf(_fmaf(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s)
     l = _fmaf(th, p, tl)
     pos = x > 0.0
     a = SCALE_HI_F if pos else th * t
@@ -467,14 +465,14 @@ def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
 
 @_inline
 def _bwd_x_f64_fast(g, x):  # type: ignore[no-untyped-def]
-    z = _fma(x, LOG2E16, MAGIC)
+    z = _fma(x, LOG2E4, MAGIC)
     k = z - MAGIC
-    s = _fma(k, NEG_L16_LO, _fma(k, NEG_L16_HI, x))
-    t, j = _pow2_index(z)
-    th = _T64_HI[j]
-    tl = _T64_LO[j]
-    q = _fma(_fma(_fma(_fma(_fma(EXPS_C5, s, EXPS_C4), s, EXPS_C3), s, EXPS_C2), s, EXPS_C1), s,
-             EXPS_C0)
+    s = _fma(k, NEG_L4_LO, _fma(k, NEG_L4_HI, x))
+    t, b0, b1 = _pow2_index(z)
+    th = _lookup4(T64_HI, b0, b1)
+    tl = _lookup4(T64_LO, b0, b1)
+    q = _fma(_fma(_fma(_fma(_fma(_fma(_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5), s, EXPS_C4), s,
+             EXPS_C3), s, EXPS_C2), s, EXPS_C1), s, EXPS_C0)
     p = _fma(s * s, q, s)
     l = _fma(th, p, tl)
     pos = x > 0.0

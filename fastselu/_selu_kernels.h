@@ -277,75 +277,68 @@ FS_INLINE double fs_bwd_y_f64(double g, double y)
 
 /* ---------------- the backward's fast path: table-driven, at most ~0.6 ULP ---------------- */
 
-/* For x in the common range, SA*exp(x) = 2^m * T[j] * exp(s) with x = (16m + j) * ln2/16 + s,
- * |s| <= ln2/32 and T[j] = SA * 2^(j/16) tabulated as hi + lo.  So short an s needs only a short
+/* For x in the common range, SA*exp(x) = 2^m * T[j] * exp(s) with x = (4m + j) * ln2/4 + s,
+ * |s| <= ln2/8 and T[j] = SA * 2^(j/4) tabulated as hi + lo.  So short an s needs only a short
  * polynomial for p = expm1(s), and in float32 arithmetic too: T_hi + (T_hi*p + T_lo) is within
- * ~2^-28 of the exact value, and the product with g rounds once (fma).  That is the float32
- * backward evaluated in float32 (16 lanes per AVX-512 register, not 8) at ~0.53 ULP, and the
- * float64 one without double-double arithmetic at ~0.57 ULP.  Valid where 2^m and T*2^m are
- * normal numbers: x >= -86 (float32) and x > -700 (float64); fs_bwd_*_hard flags the rest
- * (NaN and -inf included) for the full kernels.  g = +-0, +-inf or NaN take g * T_hi*2^m alone:
- * the split product could give +0 for g = -0 or inf - inf. */
+ * ~2^-26 of the exact value, and the product with g rounds once (fma).  That is the float32
+ * backward evaluated in float32 (16 lanes per AVX-512 register, not 8) at 0.70 ULP, and the
+ * float64 one without double-double arithmetic at ~0.6 ULP.  Four entries, not more, so that
+ * a lookup is a few selects where it cannot be a register permute (numba).  Valid where 2^m
+ * and T*2^m are normal numbers: x > -700 (float64), and x >= -80 in float32, where the low
+ * part's underflow below that would cost up to 0.1 ULP; fs_bwd_*_hard flags the rest (NaN and
+ * -inf included) for the full kernels.  g = +-0, +-inf or NaN take
+ * g * T_hi*2^m alone: the split product could give +0 for g = -0 or inf - inf. */
 #ifndef FS_TABLE_CONSTANTS
 #define FS_TABLE_CONSTANTS
-#define LOG2E16_F 0x1.715476p+4f        /* 16/ln2 */
-#define L16_HI_F 0x1.62ep-5f            /* ln2/16 in 12 bits: k*L16_HI_F is exact */
-#define L16_LO_F 0x1.0bfbe8p-19f
+#define LOG2E4_F 0x1.715476p+2f         /* 4/ln2 */
+#define L4_HI_F 0x1.62ep-3f             /* ln2/4 in 13 bits: k*L4_HI_F is exact */
+#define L4_LO_F 0x1.0bfbe8p-17f
 #define MAGIC_F 0x1.8p23f
 #define MAGIC_F_BITS 0x4B400000u
 #define SCALE_HI_F 0x1.0cfabep+0f
 #define SCALE_LO_F (-0x1.2adddap-25f)
-#define EXPS_F_C0 0.5f                  /* (expm1(s) - s) / s^2, degree 2, rel. error 4.3e-8 */
-#define EXPS_F_C1 0x1.5556ep-3f
-#define EXPS_F_C2 0x1.55565cp-5f
-#define LOG2E16 0x1.71547652b82fep+4
-#define L16_HI 0x1.62e42fefa0000p-5     /* ln2/16 in 38 bits: k*L16_HI is exact */
-#define L16_LO 0x1.cf79abc9e3b3ap-44
+#define EXPS_F_C0 0.5f                  /* (expm1(s) - s) / s^2, degree 3, rel. error 3.9e-8 */
+#define EXPS_F_C1 0x1.555556p-3f
+#define EXPS_F_C2 0x1.556b3ep-5f
+#define EXPS_F_C3 0x1.111d96p-7f
+#define LOG2E4 0x1.71547652b82fep+2
+#define L4_HI 0x1.62e42fefa4000p-3      /* ln2/4 in 39 bits: k*L4_HI is exact */
+#define L4_LO (-0x1.8432a1b0e2634p-45)
 #define MAGIC_BITS 0x4338000000000000ull
-#define EXPS_C0 0x1.0000000000001p-1    /* (expm1(s) - s) / s^2, degree 5, rel. error 2.2e-16 */
-#define EXPS_C1 0x1.5555555555556p-3
-#define EXPS_C2 0x1.55555554e8d7bp-5
-#define EXPS_C3 0x1.11111110e0d94p-7
-#define EXPS_C4 0x1.6c17ede661f5cp-10
-#define EXPS_C5 0x1.a01b0cb76698bp-13
-/* SA * 2^(j/16), j = 0..15, rounded (hi) plus the rounded remainder (lo); tools/fit_poly.py. */
-static const float FS_T32_HI[16] = {
-    0x1.c212ccp+0f, 0x1.d5fff8p+0f, 0x1.eacefep+0f, 0x1.0044eep+1f, 0x1.0b9d82p+1f, 0x1.1776aep+1f,
-    0x1.23d626p+1f, 0x1.30c1dap+1f, 0x1.3e3ffep+1f, 0x1.4c5712p+1f, 0x1.5b0dd6p+1f, 0x1.6a6b62p+1f,
-    0x1.7a7714p+1f, 0x1.8b38a2p+1f, 0x1.9cb81ap+1f, 0x1.aefde6p+1f};
-static const float FS_T32_LO[16] = {
-    0x1.903c0cp-26f, 0x1.b4252cp-26f, -0x1.9eb3f8p-26f, -0x1.464ceep-26f, -0x1.9acdd8p-27f,
-    0x1.69a00cp-24f, -0x1.b5504ep-26f, -0x1.9b6f44p-24f, 0x1.84a4eap-25f, -0x1.b3425cp-24f,
-    0x1.9d9428p-24f, -0x1.36a63ep-24f, -0x1.d51ef0p-24f, -0x1.0846c6p-25f, 0x1.3ddd34p-24f,
-    0x1.dd331ap-26f};
-static const double FS_T64_HI[16] = {
-    0x1.c212cc640f031p+0, 0x1.d5fff86d094aep+0, 0x1.eacefd9853023p+0, 0x1.0044edd736624p+1,
-    0x1.0b9d81e653228p+1, 0x1.1776aeb4d0064p+1, 0x1.23d625c955f64p+1, 0x1.30c1d932485dbp+1,
-    0x1.3e3ffe61293a6p+1, 0x1.4c5711265ed25p+1, 0x1.5b0dd6ceca13bp+1, 0x1.6a6b6164ace15p+1,
-    0x1.7a7713157087dp+1, 0x1.8b38a1bdee4ebp+1, 0x1.9cb81a9eee99dp+1, 0x1.aefde63ba6636p+1};
-static const double FS_T64_LO[16] = {
-    0x1.05161b045a1fep-56, -0x1.f07437b0bb672p-54, 0x1.f5c494d2a5d56p-54, -0x1.ba1c06d25ad0fp-55,
-    0x1.ddd72aa878b9cp-53, 0x1.6417ff027a53fp-53, -0x1.8766ff2f71404p-54, 0x1.2848905c2cc21p-53,
-    -0x1.d348933b02bb3p-56, 0x1.6059b12d894c6p-54, -0x1.78c00a804739fp-55, -0x1.1a43bdbaac558p-53,
-    -0x1.bd3218005a96ep-55, -0x1.541d2a714a3cap-53, -0x1.27c3c89e54c3ep-53, -0x1.0c2ce871b8c2ap-53};
+#define EXPS_C0 0.5                     /* (expm1(s) - s) / s^2, degree 7, rel. error 3.0e-17 */
+#define EXPS_C1 0x1.5555555555555p-3
+#define EXPS_C2 0x1.55555555565d8p-5
+#define EXPS_C3 0x1.1111111111712p-7
+#define EXPS_C4 0x1.6c16c1165c0a8p-10
+#define EXPS_C5 0x1.a01a0161c102ep-13
+#define EXPS_C6 0x1.a02bd0505eadep-16
+#define EXPS_C7 0x1.71eb2db41d575p-19
+/* SA * 2^(j/4), j = 0..3, rounded (hi) plus the rounded remainder (lo); tools/fit_poly.py. */
+static const float FS_T32_HI[4] = {0x1.c212ccp+0f, 0x1.0b9d82p+1f, 0x1.3e3ffep+1f, 0x1.7a7714p+1f};
+static const float FS_T32_LO[4] = {0x1.903c0cp-26f, -0x1.9acdd8p-27f, 0x1.84a4eap-25f,
+                                   -0x1.d51ef0p-24f};
+static const double FS_T64_HI[4] = {0x1.c212cc640f031p+0, 0x1.0b9d81e653228p+1,
+                                    0x1.3e3ffe61293a6p+1, 0x1.7a7713157087dp+1};
+static const double FS_T64_LO[4] = {0x1.05161b045a1fep-56, 0x1.ddd72aa878b9cp-53,
+                                    -0x1.d348933b02bb3p-56, -0x1.bd3218005a96ep-55};
 #endif /* FS_TABLE_CONSTANTS */
 
-FS_INLINE int fs_bwd_x_f32_hard(float x) { return !(x >= -86.0f); }
+FS_INLINE int fs_bwd_x_f32_hard(float x) { return !(x >= -80.0f); }
 FS_INLINE int fs_bwd_x_f64_hard(double x) { return !(x > -700.0); }
 
 FS_INLINE float fs_bwd_x_f32_fast(float g, float x)
 {
-    float z = fmaf(x, LOG2E16_F, MAGIC_F);   /* low bits: k = round(16x/ln2) */
+    float z = fmaf(x, LOG2E4_F, MAGIC_F);    /* low bits: k = round(4x/ln2) */
     float k = z - MAGIC_F;
-    float s = fmaf(k, -L16_LO_F, fmaf(k, -L16_HI_F, x));
+    float s = fmaf(k, -L4_LO_F, fmaf(k, -L4_HI_F, x));
     uint32_t b;
     memcpy(&b, &z, sizeof b);
-    float th = FS_T32_HI[b & 15], tl = FS_T32_LO[b & 15];
-    /* 2^m, m = k >> 4: the exponent field (k + 16*127) >> 4 (arithmetic shift) */
-    uint32_t eb = (uint32_t)((int32_t)(b - (MAGIC_F_BITS - 2032u)) >> 4) << 23;
+    float th = FS_T32_HI[b & 3], tl = FS_T32_LO[b & 3];
+    /* 2^m, m = k >> 2: the exponent field (k + 4*127) >> 2 (arithmetic shift) */
+    uint32_t eb = (uint32_t)((int32_t)(b - (MAGIC_F_BITS - 508u)) >> 2) << 23;
     float t;
     memcpy(&t, &eb, sizeof t);
-    float p = fmaf(s * s, fmaf(fmaf(s, EXPS_F_C2, EXPS_F_C1), s, EXPS_F_C0), s);
+    float p = fmaf(s * s, fmaf(fmaf(fmaf(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s);
     float l = fmaf(th, p, tl);
     int pos = x > 0.0f;
     float a = pos ? SCALE_HI_F : th * t;
@@ -356,17 +349,17 @@ FS_INLINE float fs_bwd_x_f32_fast(float g, float x)
 
 FS_INLINE double fs_bwd_x_f64_fast(double g, double x)
 {
-    double z = fma(x, LOG2E16, MAGIC);
+    double z = fma(x, LOG2E4, MAGIC);
     double k = z - MAGIC;
-    double s = fma(k, -L16_LO, fma(k, -L16_HI, x));
+    double s = fma(k, -L4_LO, fma(k, -L4_HI, x));
     uint64_t b;
     memcpy(&b, &z, sizeof b);
-    double th = FS_T64_HI[b & 15], tl = FS_T64_LO[b & 15];
-    uint64_t eb = (uint64_t)((int64_t)(b - (MAGIC_BITS - 16368u)) >> 4) << 52;
+    double th = FS_T64_HI[b & 3], tl = FS_T64_LO[b & 3];
+    uint64_t eb = (uint64_t)((int64_t)(b - (MAGIC_BITS - 4092u)) >> 2) << 52;
     double t;
     memcpy(&t, &eb, sizeof t);
-    double q = fma(fma(fma(fma(fma(EXPS_C5, s, EXPS_C4), s, EXPS_C3), s, EXPS_C2), s, EXPS_C1), s,
-                   EXPS_C0);
+    double q = fma(fma(fma(fma(fma(fma(fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5), s, EXPS_C4), s,
+                   EXPS_C3), s, EXPS_C2), s, EXPS_C1), s, EXPS_C0);
     double p = fma(s * s, q, s);
     double l = fma(th, p, tl);
     int pos = x > 0.0;
@@ -395,26 +388,28 @@ FS_INLINE double fs_bwd_x_f64_any(double g, double x)
  * lane (rare) is done element by element instead. */
 void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrdiff_t n)
 {
-    const __m512 thv = _mm512_loadu_ps(FS_T32_HI), tlv = _mm512_loadu_ps(FS_T32_LO);
-    const __m512i ebias = _mm512_set1_epi32((int)(MAGIC_F_BITS - 2032u));
+    /* the table four times over: a permute by the index's low 4 bits picks T[b & 3] */
+    const __m512 thv = _mm512_broadcast_f32x4(_mm_loadu_ps(FS_T32_HI));
+    const __m512 tlv = _mm512_broadcast_f32x4(_mm_loadu_ps(FS_T32_LO));
+    const __m512i ebias = _mm512_set1_epi32((int)(MAGIC_F_BITS - 508u));
     ptrdiff_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512 xv = _mm512_loadu_ps(x + i), gv = _mm512_loadu_ps(g + i);
-        if (_mm512_cmp_ps_mask(xv, _mm512_set1_ps(-86.0f), _CMP_NGE_UQ)) {
+        if (_mm512_cmp_ps_mask(xv, _mm512_set1_ps(-80.0f), _CMP_NGE_UQ)) {
             for (ptrdiff_t j = i; j < i + 16; j++) out[j] = fs_bwd_x_f32_any(g[j], x[j]);
             continue;
         }
-        __m512 z = _mm512_fmadd_ps(xv, _mm512_set1_ps(LOG2E16_F), _mm512_set1_ps(MAGIC_F));
+        __m512 z = _mm512_fmadd_ps(xv, _mm512_set1_ps(LOG2E4_F), _mm512_set1_ps(MAGIC_F));
         __m512 k = _mm512_sub_ps(z, _mm512_set1_ps(MAGIC_F));
-        __m512 s = _mm512_fnmadd_ps(k, _mm512_set1_ps(L16_LO_F),
-                                    _mm512_fnmadd_ps(k, _mm512_set1_ps(L16_HI_F), xv));
+        __m512 s = _mm512_fnmadd_ps(k, _mm512_set1_ps(L4_LO_F),
+                                    _mm512_fnmadd_ps(k, _mm512_set1_ps(L4_HI_F), xv));
         __m512i b = _mm512_castps_si512(z);
         __m512 th = _mm512_permutexvar_ps(b, thv), tl = _mm512_permutexvar_ps(b, tlv);
         __m512 t = _mm512_castsi512_ps(
-            _mm512_slli_epi32(_mm512_srai_epi32(_mm512_sub_epi32(b, ebias), 4), 23));
-        __m512 q = _mm512_fmadd_ps(_mm512_fmadd_ps(s, _mm512_set1_ps(EXPS_F_C2),
-                                                   _mm512_set1_ps(EXPS_F_C1)),
-                                   s, _mm512_set1_ps(EXPS_F_C0));
+            _mm512_slli_epi32(_mm512_srai_epi32(_mm512_sub_epi32(b, ebias), 2), 23));
+        __m512 q = _mm512_fmadd_ps(s, _mm512_set1_ps(EXPS_F_C3), _mm512_set1_ps(EXPS_F_C2));
+        q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(EXPS_F_C1));
+        q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(EXPS_F_C0));
         __m512 p = _mm512_fmadd_ps(_mm512_mul_ps(s, s), q, s);
         __m512 l = _mm512_fmadd_ps(th, p, tl);
         __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GT_OQ);
@@ -430,9 +425,9 @@ void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrd
 
 void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, ptrdiff_t n)
 {
-    const __m512d th0 = _mm512_loadu_pd(FS_T64_HI), th1 = _mm512_loadu_pd(FS_T64_HI + 8);
-    const __m512d tl0 = _mm512_loadu_pd(FS_T64_LO), tl1 = _mm512_loadu_pd(FS_T64_LO + 8);
-    const __m512i ebias = _mm512_set1_epi64((long long)(MAGIC_BITS - 16368u));
+    const __m512d thv = _mm512_broadcast_f64x4(_mm256_loadu_pd(FS_T64_HI));
+    const __m512d tlv = _mm512_broadcast_f64x4(_mm256_loadu_pd(FS_T64_LO));
+    const __m512i ebias = _mm512_set1_epi64((long long)(MAGIC_BITS - 4092u));
     ptrdiff_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m512d xv = _mm512_loadu_pd(x + i), gv = _mm512_loadu_pd(g + i);
@@ -440,15 +435,17 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
             for (ptrdiff_t j = i; j < i + 8; j++) out[j] = fs_bwd_x_f64_any(g[j], x[j]);
             continue;
         }
-        __m512d z = _mm512_fmadd_pd(xv, _mm512_set1_pd(LOG2E16), _mm512_set1_pd(MAGIC));
+        __m512d z = _mm512_fmadd_pd(xv, _mm512_set1_pd(LOG2E4), _mm512_set1_pd(MAGIC));
         __m512d k = _mm512_sub_pd(z, _mm512_set1_pd(MAGIC));
-        __m512d s = _mm512_fnmadd_pd(k, _mm512_set1_pd(L16_LO),
-                                     _mm512_fnmadd_pd(k, _mm512_set1_pd(L16_HI), xv));
+        __m512d s = _mm512_fnmadd_pd(k, _mm512_set1_pd(L4_LO),
+                                     _mm512_fnmadd_pd(k, _mm512_set1_pd(L4_HI), xv));
         __m512i b = _mm512_castpd_si512(z);
-        __m512d th = _mm512_permutex2var_pd(th0, b, th1), tl = _mm512_permutex2var_pd(tl0, b, tl1);
+        __m512d th = _mm512_permutexvar_pd(b, thv), tl = _mm512_permutexvar_pd(b, tlv);
         __m512d t = _mm512_castsi512_pd(
-            _mm512_slli_epi64(_mm512_srai_epi64(_mm512_sub_epi64(b, ebias), 4), 52));
-        __m512d q = _mm512_set1_pd(EXPS_C5);
+            _mm512_slli_epi64(_mm512_srai_epi64(_mm512_sub_epi64(b, ebias), 2), 52));
+        __m512d q = _mm512_set1_pd(EXPS_C7);
+        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C6));
+        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C5));
         q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C4));
         q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C3));
         q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C2));
