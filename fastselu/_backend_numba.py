@@ -159,18 +159,23 @@ Q3_C9 = float.fromhex("0x1.1f6717774d5e0p-29")
 # Intrinsics: fma, the 2^n bit trick, and the floating-point environment.
 
 _F64 = ir.DoubleType()
+_F32 = ir.FloatType()
 _I64 = ir.IntType(64)
+_I32 = ir.IntType(32)
 _I8P = ir.IntType(8).as_pointer()
 
 
 @intrinsic
 def _fma(typingctx, a, b, c):  # type: ignore[no-untyped-def]
-    """a*b + c with one rounding (llvm.fma.f64: an instruction with FMA, else libm's fma)."""
-    sig = types.float64(types.float64, types.float64, types.float64)
+    """a*b + c with one rounding (llvm.fma: an instruction with FMA, else libm's fma), in
+    float32 when all three are float32, else in float64."""
+    f32 = a == b == c == types.float32
+    ty, llty = (types.float32, _F32) if f32 else (types.float64, _F64)
+    sig = ty(ty, ty, ty)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        fnty = ir.FunctionType(_F64, [_F64, _F64, _F64])
-        fn = builder.module.declare_intrinsic("llvm.fma", [_F64], fnty)
+        fnty = ir.FunctionType(llty, [llty, llty, llty])
+        fn = builder.module.declare_intrinsic("llvm.fma", [llty], fnty)
         return builder.call(fn, list(args))
 
     return sig, codegen
@@ -185,23 +190,6 @@ def _shl52_bits(typingctx, m):  # type: ignore[no-untyped-def]
         b = builder.bitcast(args[0], _I64)
         b = builder.shl(b, ir.Constant(_I64, 52))
         return builder.bitcast(b, _F64)
-
-    return sig, codegen
-
-
-_F32 = ir.FloatType()
-_I32 = ir.IntType(32)
-
-
-@intrinsic
-def _fmaf(typingctx, a, b, c):  # type: ignore[no-untyped-def]
-    """float32 a*b + c with one rounding (llvm.fma.f32)."""
-    sig = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        fnty = ir.FunctionType(_F32, [_F32, _F32, _F32])
-        fn = builder.module.declare_intrinsic("llvm.fma", [_F32], fnty)
-        return builder.call(fn, list(args))
 
     return sig, codegen
 
@@ -448,19 +436,19 @@ def _bwd_x_f64_hard(x):  # type: ignore[no-untyped-def]
 
 @_inline
 def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
-    z = _fmaf(x, LOG2E4_F, MAGIC_F)
+    z = _fma(x, LOG2E4_F, MAGIC_F)
     k = z - MAGIC_F
-    s = _fmaf(k, NEG_L4_LO_F, _fmaf(k, NEG_L4_HI_F, x))
+    s = _fma(k, NEG_L4_LO_F, _fma(k, NEG_L4_HI_F, x))
     t, b0, b1 = _pow2_index(z)
     th = _lookup4(T32_HI, b0, b1)
     tl = _lookup4(T32_LO, b0, b1)
-    p = _fmaf(s * s, _fmaf(_fmaf(_fmaf(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s)
-    l = _fmaf(th, p, tl)
+    p = _fma(s * s, _fma(_fma(_fma(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s)
+    l = _fma(th, p, tl)
     pos = x > 0.0
     a = SCALE_HI_F if pos else th * t
     bl = SCALE_LO_F if pos else l * t
     ag = abs(g)
-    return _fmaf(g, a, g * bl) if (ag > 0.0) & (ag <= FLT_MAX) else _canon32(g * a)
+    return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= FLT_MAX) else _canon32(g * a)
 
 
 @_inline
