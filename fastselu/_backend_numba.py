@@ -123,6 +123,7 @@ EXPS_F_C2 = _f32(float.fromhex("0x1.556b3ep-5"))
 EXPS_F_C3 = _f32(float.fromhex("0x1.111d96p-7"))
 FLT_MAX = _f32(np.finfo(np.float32).max)
 HARD_F32 = _f32(-80.0)
+ZERO_F = _f32(0.0)  # a float32 0: comparing with the literal 0.0 would widen to double
 LOG2E4 = float.fromhex("0x1.71547652b82fep+2")
 NEG_L4_HI = -float.fromhex("0x1.62e42fefa4000p-3")
 NEG_L4_LO = float.fromhex("0x1.8432a1b0e2634p-45")
@@ -444,11 +445,11 @@ def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
     tl = _lookup4(T32_LO, b0, b1)
     p = _fma(s * s, _fma(_fma(_fma(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s)
     l = _fma(th, p, tl)
-    pos = x > 0.0
+    pos = x > ZERO_F
     a = SCALE_HI_F if pos else th * t
     bl = SCALE_LO_F if pos else l * t
     ag = abs(g)
-    return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= FLT_MAX) else _canon32(g * a)
+    return _fma(g, a, g * bl) if (ag > ZERO_F) & (ag <= FLT_MAX) else _canon32(g * a)
 
 
 @_inline

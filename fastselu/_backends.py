@@ -10,7 +10,8 @@ compiled backend loads.
 Optionally a backend may also take whole calls in their commonest form, to keep small calls
 cheap: ``fast_forward(x, out, inplace)`` and ``fast_backward(g, x, is_result, out)`` return the
 result, or NotImplemented for anything but plain C-contiguous native float arrays (the front
-end then does everything itself); ``set_thread_source(fn)`` gives them the thread count.
+end then does everything itself); ``set_thread_source(fn)`` gives them the thread count.  A
+backend without them gets `_fastpath`'s, the same checks in Python.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _config
+from . import _config, _fastpath
 from ._version import __version__
 
 _SEAM = ("forward", "backward_x", "backward_y", "info")
@@ -75,15 +76,13 @@ def _pick_initial() -> tuple[str, ModuleType]:
     raise ImportError("fastselu: no backend can be loaded: " + "; ".join(reasons))
 
 
-def _not_taken(*args: Any) -> Any:
-    return NotImplemented
-
-
 def _activate(name: str, module: ModuleType) -> None:
     global active_name, active, fast_forward, fast_backward
     active_name, active = name, module
-    fast_forward = getattr(module, "fast_forward", _not_taken)
-    fast_backward = getattr(module, "fast_backward", _not_taken)
+    if hasattr(module, "fast_forward"):
+        fast_forward, fast_backward = module.fast_forward, module.fast_backward
+    else:  # the same common case, checked in Python
+        fast_forward, fast_backward = _fastpath.make(module)
 
 
 # The active backend; `_api` reads these on every call so set_backend takes effect at once.
