@@ -115,28 +115,32 @@ FS_INLINE double fs_reduce(double x, double *r_hi, double *r_lo)
     return n;
 }
 
-/* For the float32 kernels: x = n*ln2 + r, and expm1(r), in double with relative error ~2e-8
- * (~1e-8 of the result; float32 needs 2^-24 in all, so this adds at most ~0.2 ULP to the final
- * rounding): one rounded ln2 and a degree-6 polynomial suffice. */
-FS_INLINE double fs_expm1_f32(double x, double *t)
+/* For the float32 kernels, in double: x = n*ln2 + r; returns r and sets *t = 2^n.  One rounded
+ * ln2 suffices (float32 needs ~2^-30 relative here, not a double-double). */
+FS_INLINE double fs_reduce_f32(double x, double *t)
 {
     double z = fma(x, LOG2E, MAGIC_BIAS);
-    double n = z - MAGIC_BIAS;
-    double r = fma(n, -LN2, x);
-    double q = fma(fma(fma(fma(Q2_C4, r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0);
     *t = fs_pow2_biased(z);
+    return fma(z - MAGIC_BIAS, -LN2, x);
+}
+
+/* expm1(r) with relative error ~2e-8 (~1e-8 of the result; float32 needs 2^-24 in all, so this
+ * adds at most ~0.2 ULP to the final rounding): a degree-6 polynomial suffices. */
+FS_INLINE double fs_expm1_f32(double x, double *t)
+{
+    double r = fs_reduce_f32(x, t);
+    double q = fma(fma(fma(fma(Q2_C4, r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0);
     return fma(r * r, q, r);
 }
 
 /* SA * exp(x) = SA * exp(r) * 2^n for the float32 backward, relative error ~3e-9. */
 FS_INLINE double fs_sa_exp_f32(double x)
 {
-    double z = fma(x, LOG2E, MAGIC_BIAS);
-    double n = z - MAGIC_BIAS;
-    double r = fma(n, -LN2, x);
+    double t;
+    double r = fs_reduce_f32(x, &t);
     double p = fma(fma(fma(fma(fma(fma(EXPSA_C6, r, EXPSA_C5), r, EXPSA_C4), r, EXPSA_C3), r,
                    EXPSA_C2), r, EXPSA_C1), r, EXPSA_C0);
-    return p * fs_pow2_biased(z);
+    return p * t;
 }
 
 /* expm1(r_hi + r_lo) as a double-double *hi + *lo, relative error ~1e-19. */
