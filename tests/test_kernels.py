@@ -6,7 +6,7 @@ import pytest
 import fastselu
 from fastselu._ulp import (exact_selu, exact_selu_backward, exact_selu_backward_result,
                            mp_selu, ulp_error)
-from util import run_python
+from util import fast_path_inputs, run_python
 
 K = pytest.importorskip("fastselu._kernels")
 pytestmark = pytest.mark.skipif("cython" not in fastselu.available_backends(),
@@ -118,24 +118,13 @@ def test_strided_view_bit_identical():
     assert np.array_equal(fastselu.selu(x[::-1, 1])[::-1].view(np.uint32), ref.view(np.uint32))
 
 
-def fast_block_inputs(dtype, n=4096, seed=3):
-    """(g, x) where every x takes the backward's fast path (fs_bwd_x_*_hard false: x >= -80 in
-    float32, x > -700 in float64), g over many magnitudes."""
-    rng = np.random.default_rng(seed)
-    lim, gmax = (79.0, 80) if dtype == np.float32 else (699.0, 700)
-    tiny = float(np.finfo(dtype).smallest_subnormal)
-    x = np.concatenate([rng.uniform(-30, 5, n // 2), -np.exp(rng.uniform(np.log(tiny), np.log(lim), n // 2))])
-    g = np.exp(rng.uniform(-gmax, gmax, n)) * rng.choice([-1.0, 1.0], n)
-    return g.astype(dtype), x.astype(dtype)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("simd", list(K.SUPPORTED))
 def test_backward_fast_path_blocks(dtype, simd):
     """Runs of x without a hard element take the backward's fast path alone (one vector at a
     time with AVX-512, blocks of 1024 elsewhere): within the bounds, and the same bits for every
     element whatever else shares its vector or block (so that never shows in the results)."""
-    g, x = fast_block_inputs(dtype)
+    g, x = fast_path_inputs(dtype)
     one = np.ones_like(x)
     hard_x = -85.0 if dtype == np.float32 else -800.0
     K.set_simd(simd)

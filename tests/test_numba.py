@@ -20,6 +20,7 @@ from fastselu._ulp import (  # noqa: E402
     exact_selu_backward_result,
     ulp_error,
 )
+from util import fast_path_inputs  # noqa: E402
 
 NB = importlib.import_module("fastselu._backend_numba")
 try:
@@ -178,11 +179,7 @@ def test_bit_parity_with_cython(dtype, kind, nthreads):
 def test_bit_parity_backward_fast_path(dtype):
     """Data without hard x (x >= -80 in float32, x > -700 in float64), so that whole blocks take
     the backward's table-driven fast path; then one hard element among them."""
-    rng = np.random.default_rng(4)
-    lim, gmax = (79.0, 80) if dtype == np.float32 else (699.0, 700)
-    x = np.concatenate([rng.uniform(-30, 5, 3000), -np.exp(rng.uniform(-745, np.log(lim), 3000))])
-    g = np.exp(rng.uniform(-gmax, gmax, x.size)) * rng.choice([-1.0, 1.0], x.size)
-    x, g = x.astype(dtype), g.astype(dtype)
+    g, x = fast_path_inputs(dtype, n=6000, seed=4)
     for gi, xi in ((1.0, 2.0), (0.0, -1.0), (np.nan, -1.0), (1.0, -750.0)):
         g[1234], x[1234] = gi, xi
         got = call(NB, "backward_x", g, x)

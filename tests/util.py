@@ -47,3 +47,14 @@ def same_floats(a, b):
     return (a.dtype == b.dtype and a.shape == b.shape
             and np.array_equal(a, b, equal_nan=True)
             and np.array_equal(np.signbit(a), np.signbit(b)))
+
+
+def fast_path_inputs(dtype, n=4096, seed=3):
+    """(g, x) where every x takes the backward's fast path (fs_bwd_x_*_hard false: x >= -80 in
+    float32, x > -700 in float64), g over many magnitudes."""
+    rng = np.random.default_rng(seed)
+    lim, gmax = (79.0, 80) if dtype == np.float32 else (699.0, 700)
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    x = np.concatenate([rng.uniform(-30, 5, n // 2), -np.exp(rng.uniform(np.log(tiny), np.log(lim), n // 2))])
+    g = np.exp(rng.uniform(-gmax, gmax, n)) * rng.choice([-1.0, 1.0], n)
+    return g.astype(dtype), x.astype(dtype)
