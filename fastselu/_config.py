@@ -56,7 +56,7 @@ def _parse_positive_int(text: str) -> Optional[int]:
 
 # Validated at import (all three before any backend is loaded, so a bad value fails fast).
 ENV_BACKEND: Optional[str] = _parse_choice("FASTSELU_BACKEND", tuple(BACKENDS))
-# A cap for the compiled backend's SIMD dispatch; the kernels read it from here or the environment.
+# A cap for the compiled backend's SIMD dispatch; the compiled backend reads it from here.
 SIMD_CAP: Optional[str] = _parse_choice("FASTSELU_SIMD", SIMD_NAMES)
 _env_threads_text = _env("FASTSELU_NUM_THREADS")
 ENV_NUM_THREADS: Optional[int] = None

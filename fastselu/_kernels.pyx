@@ -2,13 +2,13 @@
 # cython: cdivision=True
 """The compiled backend: OpenMP driver over the per-ISA C kernels (see _selu_kernels.h).
 
-Backend contract (shared by every backend, see fastselu/_api.py): flat, C-contiguous,
+Backend contract (shared by every backend, see fastselu/_backends.py): flat, C-contiguous,
 native-endian float32/float64 arrays of one dtype and length; ``out`` may be an input.
 """
-import os
-
 cimport numpy as cnp
 from cython.parallel cimport prange, parallel
+
+from . import _config
 
 cnp.import_array()
 
@@ -77,9 +77,18 @@ cdef enum:
     # Below this many elements per thread a parallel region (~5 us to wake the pool here)
     # costs more than it saves; measured on the 2-core development machine (bench/).
     GRAIN = 32768
-    # Chunk boundaries fall on whole cache lines (16 float32 / 8 float64) so threads never
-    # share a line of the output.
+    # Chunk boundaries fall on multiples of 64 bytes of float32 (128 of float64) from the
+    # start: threads share no cache line of the output only if it starts on one.  NumPy only
+    # promises 16-byte alignment, so neighbouring threads may write one line in common; that
+    # costs a little speed at the boundary, never correctness (each element has one writer).
     ALIGN_ELEMS = 16
+
+cdef enum Kind:
+    KIND_FORWARD      # a -> o
+    KIND_BACKWARD_X   # grad a, input x b -> o
+    KIND_BACKWARD_Y   # grad a, result y b -> o
+    KIND_COPY         # a -> o, and
+    KIND_ADD          # a + b -> o: the memory-speed references for benchmarks
 
 cdef const fs_kernels *K = NULL
 cdef int K_index = -1
@@ -118,8 +127,7 @@ def info():
             "simd_compiled": VARIANTS, "grain": GRAIN}
 
 
-# The front end has validated the value (fastselu._config); blank means no cap.
-set_simd(os.environ.get("FASTSELU_SIMD", "").strip() or None)
+set_simd(_config.SIMD_CAP)   # FASTSELU_SIMD as validated at import (None: no cap)
 
 
 cdef inline int _typenum(cnp.ndarray a, str name, bint writable) except -1:
@@ -150,9 +158,7 @@ cdef inline Py_ssize_t _bound(Py_ssize_t n, Py_ssize_t nt, Py_ssize_t i) noexcep
     return b - b % ALIGN_ELEMS
 
 
-# kind: 0 forward (a -> o), 1 backward from x (g=a, x=b), 2 backward from y (g=a, y=b);
-# 3 copy (a -> o) and 4 add (a + b -> o) are the memory-speed references for benchmarks.
-cdef void _run(int kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
+cdef void _run(Kind kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
                Py_ssize_t nt) noexcept nogil:
     cdef Py_ssize_t i, lo, hi, item = 4 if typenum == cnp.NPY_FLOAT32 else 8
     cdef fexcept_t saved
@@ -169,33 +175,33 @@ cdef void _run(int kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
     fesetexceptflag(&saved, FE_ALL_EXCEPT)
 
 
-cdef inline void _chunk(int kind, int typenum, char *a, char *b, char *o,
+cdef inline void _chunk(Kind kind, int typenum, char *a, char *b, char *o,
                         Py_ssize_t n) noexcept nogil:
-    if kind == 3:
+    if kind == KIND_COPY:
         memcpy(o, a, n * (4 if typenum == cnp.NPY_FLOAT32 else 8))
-    elif kind == 4:
+    elif kind == KIND_ADD:
         if typenum == cnp.NPY_FLOAT32:
             fs_add_f32(<float *>a, <float *>b, <float *>o, n)
         else:
             fs_add_f64(<double *>a, <double *>b, <double *>o, n)
     elif typenum == cnp.NPY_FLOAT32:
-        if kind == 0:
+        if kind == KIND_FORWARD:
             K.forward_f32(<float *>a, <float *>o, n)
-        elif kind == 1:
+        elif kind == KIND_BACKWARD_X:
             K.backward_x_f32(<float *>a, <float *>b, <float *>o, n)
         else:
             K.backward_y_f32(<float *>a, <float *>b, <float *>o, n)
     else:
-        if kind == 0:
+        if kind == KIND_FORWARD:
             K.forward_f64(<double *>a, <double *>o, n)
-        elif kind == 1:
+        elif kind == KIND_BACKWARD_X:
             K.backward_x_f64(<double *>a, <double *>b, <double *>o, n)
         else:
             K.backward_y_f64(<double *>a, <double *>b, <double *>o, n)
 
 
-cdef _call(int kind, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, int nthreads):
-    cdef int t = _typenum(a, "x" if kind == 0 else "grad_output", False)
+cdef _call(Kind kind, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, int nthreads):
+    cdef int t = _typenum(a, "x" if kind == KIND_FORWARD else "grad_output", False)
     if _typenum(out, "out", True) != t or (b is not None and _typenum(b, "x", False) != t):
         raise TypeError("all arrays must have the same dtype")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
@@ -214,34 +220,35 @@ cdef _call(int kind, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, int nthreads
 
 
 def forward(cnp.ndarray x not None, cnp.ndarray out not None, int nthreads):
-    _call(0, x, None, out, nthreads)
+    _call(KIND_FORWARD, x, None, out, nthreads)
 
 
 def backward_x(cnp.ndarray g not None, cnp.ndarray x not None, cnp.ndarray out not None,
                int nthreads):
-    _call(1, g, x, out, nthreads)
+    _call(KIND_BACKWARD_X, g, x, out, nthreads)
 
 
 def backward_y(cnp.ndarray g not None, cnp.ndarray y not None, cnp.ndarray out not None,
                int nthreads):
-    _call(2, g, y, out, nthreads)
+    _call(KIND_BACKWARD_Y, g, y, out, nthreads)
 
 
 def copy(cnp.ndarray src not None, cnp.ndarray dst not None, int nthreads):
     """dst[:] = src with the kernels' threading (benchmark reference)."""
-    _call(3, src, None, dst, nthreads)
+    _call(KIND_COPY, src, None, dst, nthreads)
 
 
 def add(cnp.ndarray a not None, cnp.ndarray b not None, cnp.ndarray out not None, int nthreads):
     """out[:] = a + b with the kernels' threading (benchmark reference)."""
-    _call(4, a, b, out, nthreads)
+    _call(KIND_ADD, a, b, out, nthreads)
 
 
 # ---------------------------------------------------------------------------------------------
-# Fast paths for the front end: the common case (exact ndarray, C-contiguous, aligned, native
-# float32/float64, `out` absent, identical or disjoint) checked and run here in one call, so a
-# small array costs well under a microsecond.  Anything else returns NotImplemented and the
-# front end's general path (fastselu/_api.py) handles it, errors included.
+# Fast paths for the front end: the common case checked and run here in one call, so a small
+# array costs well under a microsecond.  Which calls they take is the contract written in
+# fastselu/_backends.py (shared with the Python twin, fastselu/_fastpath.py, and held case by
+# case by tests/test_fastpath.py); anything else returns NotImplemented and the front end's
+# general path (fastselu/_api.py) handles it, errors included.
 
 cdef object _num_threads = None   # the front end's effective_num_threads
 
@@ -316,7 +323,7 @@ def fast_forward(x, out, bint inplace):
     cdef char *po = <char *>cnp.PyArray_DATA(res)
     if n > 0:
         with nogil:
-            _run(0, t, px, px, po, n, nt)
+            _run(KIND_FORWARD, t, px, px, po, n, nt)
     return res
 
 
@@ -325,9 +332,11 @@ def fast_backward(g, x, bint is_result, out):
     if t == 0 or _plain(x, False) != t:
         return NotImplemented
     cdef cnp.ndarray ga = <cnp.ndarray>g, xa = <cnp.ndarray>x, res
-    if not _same_shape(ga, xa) or cnp.PyArray_NDIM(xa) == 0:
+    if not _same_shape(ga, xa):
         return NotImplemented
     if out is None:
+        if cnp.PyArray_NDIM(xa) == 0:          # NumPy scalar result: the general path
+            return NotImplemented
         res = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
     else:
         if _plain(out, True) != t:
@@ -343,5 +352,5 @@ def fast_backward(g, x, bint is_result, out):
     cdef char *po = <char *>cnp.PyArray_DATA(res)
     if n > 0:
         with nogil:
-            _run(2 if is_result else 1, t, pg, px, po, n, nt)
+            _run(KIND_BACKWARD_Y if is_result else KIND_BACKWARD_X, t, pg, px, po, n, nt)
     return res
