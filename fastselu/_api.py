@@ -1,4 +1,8 @@
-"""The front end: every argument, dtype, layout and overlap rule lives here, once.
+"""The front end: the argument, dtype, layout and overlap rules and every error message.
+
+The backends' fast paths (their contract is in `_backends`) take only the commonest valid
+calls, checked more cheaply, with the same results; every other call, and every error, is
+handled here.
 
 Backends only ever see 1-D C-contiguous native float32/float64 arrays of one dtype (see
 `_backends`).  Native contiguous arrays whose element orders agree go to the kernel in one call

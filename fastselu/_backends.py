@@ -8,10 +8,21 @@ Modules are imported lazily with importlib, so `import fastselu` never imports n
 compiled backend loads.
 
 Optionally a backend may also take whole calls in their commonest form, to keep small calls
-cheap: ``fast_forward(x, out, inplace)`` and ``fast_backward(g, x, is_result, out)`` return the
-result, or NotImplemented for anything but plain C-contiguous native float arrays (the front
-end then does everything itself); ``set_thread_source(fn)`` gives them the thread count.  A
-backend without them gets `_fastpath`'s, the same checks in Python.
+cheap: ``fast_forward(x, out, inplace)`` and ``fast_backward(g, x, is_result, out)``, with
+``set_thread_source(fn)`` to learn the thread count.  A backend without them gets `_fastpath`'s
+Python twins.  The fast-path contract, one for all (tests/test_fastpath.py holds every backend
+to it case by case):
+
+- A call is taken only when every array argument is an exact numpy.ndarray (no subclass),
+  C-contiguous, aligned, native float32 or float64, all of one dtype and shape; ``out`` (or
+  ``x`` with inplace) is writeable; and ``out`` holds either the very same elements as each
+  input (same start address) or no byte of it.  Empty arrays are taken (nothing is computed),
+  and so are 0-d ones whose result goes into an array the caller gave (inplace or ``out``); 0-d
+  calls that return a new NumPy scalar are not.
+- A taken call returns exactly what the general path in `_api` returns: the same values, the
+  same object (``out``, or ``x`` with inplace) and dtype.
+- Any other call returns NotImplemented.  The fast path raises nothing of its own: a call that
+  fails raises what the general path raises for it (type and message).
 """
 
 from __future__ import annotations

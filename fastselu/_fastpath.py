@@ -1,12 +1,10 @@
-"""The common-case fast path, in Python, for backends without a compiled one (numba, numpy).
+"""The fast path in Python, for backends without a compiled one (numba, numpy).
 
-The compiled backend checks the common case (plain C-contiguous native float32/float64 arrays,
-an optional ``out`` of the same kind) in C (``fast_forward``/``fast_backward`` in
-``_kernels.pyx``).  Other backends get these equivalents, which cost ~1 µs instead of the general
-path's ~4.  They take a call only when its meaning is plain, and return ``NotImplemented`` for
-anything else (0-d or empty arrays, other dtypes or layouts, subclasses, overlap, bad arguments),
-which ``_api`` then handles with its full checks and error messages: so the fast path needs no
-errors of its own, and a call gets the same result either way.
+The compiled backend checks the common case in C (``fast_forward``/``fast_backward`` in
+``_kernels.pyx``); other backends get these twins, which cost ~1 µs instead of the general path's
+~4.  Both take exactly the calls the contract in ``_backends`` names, line for line the same
+checks, and return ``NotImplemented`` for anything else, which ``_api`` then handles with its
+full checks and error messages.
 """
 
 from __future__ import annotations
@@ -21,17 +19,29 @@ from . import _config
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _plain(a: Any) -> bool:
-    """A non-empty, n-d (n >= 1), C-contiguous, aligned, native float32/float64 ndarray."""
-    if type(a) is not np.ndarray or a.ndim == 0 or a.size == 0 or a.dtype not in _FLOATS:
+def _plain(a: Any, writable: bool = False) -> bool:
+    """An exact ndarray, C-contiguous, aligned, native float32/float64 (and writeable)."""
+    if type(a) is not np.ndarray:
         return False
     flags = a.flags
-    return bool(flags.c_contiguous and flags.aligned)
+    if not (flags.c_contiguous and flags.aligned) or (writable and not flags.writeable):
+        return False
+    return a.dtype in _FLOATS  # `in` compares with ==, so the other byte order is refused
+
+
+def _identical_or_disjoint(a: np.ndarray, b: np.ndarray) -> bool:
+    """For C-contiguous arrays of one shape and dtype: element i of both at the same address,
+    or no byte shared (for them NumPy's bounds check, the default, is exact)."""
+    return a is b or not np.may_share_memory(a, b) or _address(a) == _address(b)
+
+
+def _address(a: np.ndarray) -> int:
+    return int(a.__array_interface__["data"][0])
 
 
 def _target(out: Any, like: np.ndarray) -> bool:
-    return (_plain(out) and out.dtype == like.dtype and out.shape == like.shape
-            and out.flags.writeable)
+    """`out` can take the result of an operation on `like`'s dtype and shape."""
+    return _plain(out, True) and out.dtype == like.dtype and out.shape == like.shape
 
 
 def make(backend: ModuleType) -> Tuple[Callable[..., Any], Callable[..., Any]]:
@@ -39,34 +49,35 @@ def make(backend: ModuleType) -> Tuple[Callable[..., Any], Callable[..., Any]]:
     forward, backward_x, backward_y = backend.forward, backend.backward_x, backend.backward_y
 
     def fast_forward(x: Any, out: Any, inplace: bool) -> Any:
-        if not _plain(x):
+        if not _plain(x, inplace):
             return NotImplemented
         if inplace:
             if out is not None:
                 return NotImplemented
             out = x
-        if out is None:
-            out = np.empty(x.shape, x.dtype)
-        elif out is x:
-            if not x.flags.writeable:
+        elif out is None:
+            if x.ndim == 0:  # NumPy scalar result: the general path
                 return NotImplemented
-        elif not _target(out, x) or np.may_share_memory(x, out):
+            out = np.empty(x.shape, x.dtype)
+        elif not (_target(out, x) and _identical_or_disjoint(x, out)):
             return NotImplemented
-        forward(x.ravel(), out.ravel(), _config.effective_num_threads())
+        if x.size:
+            forward(x.reshape(-1), out.reshape(-1), _config.effective_num_threads())
         return out
 
     def fast_backward(g: Any, x: Any, is_result: bool, out: Any) -> Any:
         if not (_plain(g) and _plain(x)) or g.dtype != x.dtype or g.shape != x.shape:
             return NotImplemented
         if out is None:
-            out = np.empty(x.shape, x.dtype)
-        elif out is g or out is x:
-            if not out.flags.writeable:
+            if x.ndim == 0:  # NumPy scalar result: the general path
                 return NotImplemented
-        elif not _target(out, x) or np.may_share_memory(out, g) or np.may_share_memory(out, x):
+            out = np.empty(x.shape, x.dtype)
+        elif not (_target(out, x) and _identical_or_disjoint(g, out)
+                  and _identical_or_disjoint(x, out)):
             return NotImplemented
         kernel = backward_y if is_result else backward_x
-        kernel(g.ravel(), x.ravel(), out.ravel(), _config.effective_num_threads())
+        if x.size:
+            kernel(g.reshape(-1), x.reshape(-1), out.reshape(-1), _config.effective_num_threads())
         return out
 
     return fast_forward, fast_backward

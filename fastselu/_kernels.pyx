@@ -298,12 +298,15 @@ cdef inline Py_ssize_t _nthreads(Py_ssize_t n) except -1:
     return _threads_for(n, _num_threads() if _num_threads is not None else 1)
 
 
-def fast_forward(x, out, bint inplace):
-    cdef int t = _plain(x, inplace)
+def fast_forward(x, out, inplace):
+    if type(x) is not cnp.ndarray:   # before the flag's truth value, as in the general path
+        return NotImplemented
+    cdef bint in_place = inplace
+    cdef int t = _plain(x, in_place)
     if t == 0:
         return NotImplemented
     cdef cnp.ndarray xa = <cnp.ndarray>x, res
-    if inplace:
+    if in_place:
         if out is not None:
             return NotImplemented
         res = xa

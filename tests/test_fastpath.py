@@ -1,79 +1,156 @@
-"""The Python fast path of backends without a compiled one (fastselu/_fastpath.py): it takes
-the common calls, and every call gives what the general path gives (result, identity of the
-returned object, errors)."""
+"""The fast-path contract (fastselu/_backends.py), case by case, for every backend: the compiled
+one (fast_forward/fast_backward in _kernels.pyx) and the Python twin (_fastpath.py) take exactly
+the calls the contract names, and every call gives what the general path gives: the values, the
+returned object, its type and dtype, what happens to the arguments, and the type and text of
+any error."""
+
+from typing import Any, Callable, NamedTuple
+
 import numpy as np
 import pytest
 
 import fastselu
-from fastselu import _backends, _fastpath
+from fastselu import _backends
 from util import same_floats, switched_backend
 
-BACKENDS = [b for b in ("numpy", "numba") if b in fastselu.available_backends()]
+BACKENDS = fastselu.available_backends()
 
 
-def cases():
+class Case(NamedTuple):
+    label: str
+    taken: bool  # what the contract says the fast path does with the call
+    arrays: Callable[[], dict[str, Any]]  # fresh arguments for each run
+    call: Callable[[dict[str, Any]], Any]
+
+
+class Sub(np.ndarray):
+    pass
+
+
+def cases(dtype):
     rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        x = (rng.standard_normal((7, 5)) * 3).astype(dtype)
-        g = rng.standard_normal((7, 5)).astype(dtype)
-        yield "new", dtype, lambda x=x: fastselu.selu(x)
-        yield "out", dtype, lambda x=x: fastselu.selu(x, out=np.empty_like(x))
-        yield "inplace", dtype, lambda x=x: fastselu.selu(x.copy(), inplace=True)
-        yield "out=x", dtype, lambda x=x: (lambda c: fastselu.selu(c, out=c))(x.copy())
-        yield "read-only out", dtype, lambda x=x: (lambda c: (c.setflags(write=False), fastselu.selu(x, out=c)))(x.copy())
-        yield "bwd", dtype, lambda g=g, x=x: fastselu.selu_backward(g, x)
-        yield "bwd y", dtype, lambda g=g, x=x: fastselu.selu_backward(g, x, is_result=True)
-        yield "bwd out=g", dtype, lambda g=g, x=x: (lambda c: fastselu.selu_backward(c, x, out=c))(g.copy())
-        yield "bwd out=x", dtype, lambda g=g, x=x: (lambda c: fastselu.selu_backward(g, c, out=c))(x.copy())
-        yield "bwd out", dtype, lambda g=g, x=x: fastselu.selu_backward(g, x, out=np.empty_like(x))
-        # not taken: the general path's own cases
-        yield "strided", dtype, lambda x=x: fastselu.selu(x[:, ::2])
-        yield "0-d", dtype, lambda: fastselu.selu(dtype(-1.5))
-        yield "partial overlap", dtype, lambda x=x: (lambda c: fastselu.selu(c[1:], out=c[:-1]))(x.ravel().copy())
-        yield "mixed dtypes", dtype, lambda g=g, x=x: fastselu.selu_backward(g.astype(np.float16), x)
+    x0 = (rng.standard_normal((7, 5)) * 3).astype(dtype)
+    g0 = rng.standard_normal((7, 5)).astype(dtype)
+
+    # "o" starts as 7s: what a call leaves in it is compared too
+    def xo(out=None):
+        return lambda: {"x": x0.copy(), "o": np.full_like(x0, 7) if out is None else out()}
+
+    def gxo():
+        return {"g": g0.copy(), "x": x0.copy(), "o": np.full_like(x0, 7)}
+
+    def read_only(a):
+        a.flags.writeable = False
+        return a
+
+    def zero_d():
+        return {"x": np.array(-1.5, dtype), "o": np.full((), 7, dtype), "g": np.array(2.0, dtype)}
+
+    def empty():
+        return {"x": np.empty((0, 3), dtype), "o": np.empty((0, 3), dtype),
+                "g": np.empty((0, 3), dtype)}
+
+    ambiguous = np.array([True, False])
+    selu, backward = fastselu.selu, fastselu.selu_backward
+    return [
+        Case("new", True, xo(), lambda a: selu(a["x"])),
+        Case("out", True, xo(), lambda a: selu(a["x"], out=a["o"])),
+        Case("inplace", True, xo(), lambda a: selu(a["x"], inplace=True)),
+        Case("out=x", True, xo(), lambda a: selu(a["x"], out=a["x"])),
+        Case("out=view of x", True, xo(), lambda a: selu(a["x"], out=a["x"].view())),
+        Case("empty", True, empty, lambda a: selu(a["x"])),
+        Case("empty out", True, empty, lambda a: selu(a["x"], out=a["o"])),
+        Case("empty inplace", True, empty, lambda a: selu(a["x"], inplace=True)),
+        Case("0-d inplace", True, zero_d, lambda a: selu(a["x"], inplace=True)),
+        Case("0-d out", True, zero_d, lambda a: selu(a["x"], out=a["o"])),
+        Case("bwd", True, gxo, lambda a: backward(a["g"], a["x"])),
+        Case("bwd y", True, gxo, lambda a: backward(a["g"], a["x"], is_result=True)),
+        Case("bwd out", True, gxo, lambda a: backward(a["g"], a["x"], out=a["o"])),
+        Case("bwd out=g", True, gxo, lambda a: backward(a["g"], a["x"], out=a["g"])),
+        Case("bwd out=x", True, gxo, lambda a: backward(a["g"], a["x"], out=a["x"])),
+        Case("bwd g is x", True, gxo, lambda a: backward(a["x"], a["x"], out=a["x"])),
+        Case("bwd empty", True, empty, lambda a: backward(a["g"], a["x"])),
+        Case("bwd 0-d out", True, zero_d, lambda a: backward(a["g"], a["x"], out=a["o"])),
+        # declined: the general path's own cases, results and errors
+        Case("0-d", False, zero_d, lambda a: selu(a["x"])),
+        Case("NumPy scalar", False, zero_d, lambda a: selu(a["x"][()])),
+        Case("bwd 0-d", False, zero_d, lambda a: backward(a["g"], a["x"])),
+        Case("strided", False, xo(), lambda a: selu(a["x"][:, ::2])),
+        Case("F order", False, xo(), lambda a: selu(a["x"].T)),
+        Case("F order out", False, xo(), lambda a: selu(a["x"].T, out=a["o"].T)),
+        Case("byte-swapped", False, xo(), lambda a: selu(a["x"].astype(a["x"].dtype.newbyteorder()))),
+        Case("float16", False, xo(), lambda a: selu(a["x"].astype(np.float16))),
+        Case("int", False, xo(), lambda a: selu(a["x"].astype(np.int64))),
+        Case("list", False, xo(), lambda a: selu(a["x"].tolist())),
+        Case("subclass", False, xo(), lambda a: selu(a["x"].view(Sub))),
+        Case("subclass out", False, xo(), lambda a: selu(a["x"], out=a["o"].view(Sub))),
+        Case("masked", False, xo(), lambda a: selu(np.ma.array(a["x"]))),
+        Case("partial overlap", False, xo(), lambda a: selu(a["x"][1:], out=a["x"][:-1])),
+        Case("out other dtype", False, xo(), lambda a: selu(a["x"], out=a["o"].astype(np.float16))),
+        Case("out other shape", False, xo(), lambda a: selu(a["x"], out=a["o"][:3])),
+        Case("read-only out", False, xo(lambda: read_only(x0.copy())),
+             lambda a: selu(a["x"], out=a["o"])),
+        Case("read-only inplace", False, xo(), lambda a: selu(read_only(a["x"]), inplace=True)),
+        Case("inplace and out", False, xo(), lambda a: selu(a["x"], out=a["o"], inplace=True)),
+        Case("ambiguous inplace", False, xo(), lambda a: selu(a["x"], inplace=ambiguous)),
+        Case("masked, ambiguous inplace", False, xo(),
+             lambda a: selu(np.ma.array(a["x"]), inplace=ambiguous)),
+        Case("bwd mixed dtypes", False, gxo, lambda a: backward(a["g"].astype(np.float16), a["x"])),
+        Case("bwd shapes", False, gxo, lambda a: backward(a["g"], a["x"][:3])),
+        Case("bwd out overlaps g", False, gxo,
+             lambda a: backward(a["g"][1:], a["x"][1:], out=a["g"][:-1])),
+        Case("bwd read-only out=x", False, gxo,
+             lambda a: backward(a["g"], read_only(a["x"]), out=a["x"])),
+        Case("bwd ambiguous is_result", False, gxo,
+             lambda a: backward(a["g"], a["x"], is_result=ambiguous)),
+    ]
 
 
-def outcome(call):
+def outcome(case):
+    """Everything a caller can observe of one call, on fresh arguments."""
+    args = case.arrays()
     try:
-        r = call()
-        return "ok", np.array(r, copy=True)
+        r = case.call(args)
     except Exception as exc:  # noqa: BLE001 - the very same error either way is the point
-        return type(exc).__name__, str(exc)
+        return ("raised", type(exc).__name__, str(exc)), args
+    which = next((k for k, v in args.items() if r is v), "a new object")
+    return ("returned", which, type(r).__name__, np.array(r, copy=True)), args
 
 
+def same(a, b):
+    if isinstance(a, np.ndarray):
+        return same_floats(a, b) if a.dtype.kind == "f" else np.array_equal(a, b)
+    return a == b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", BACKENDS)
-def test_fast_path_matches_general_path(name, monkeypatch):
+def test_fast_path_keeps_the_contract(name, dtype, monkeypatch):
     with switched_backend(name):
-        assert _backends.fast_forward.__module__ == _fastpath.__name__
-        for label, dtype, call in cases():
-            fast = outcome(call)
+        fast = {"forward": _backends.fast_forward, "backward": _backends.fast_backward}
+        for case in cases(dtype):
+            taken = []
+
+            def recording(which):
+                def wrapper(*args):
+                    try:
+                        res = fast[which](*args)
+                    except Exception:
+                        taken.append(False)
+                        raise
+                    taken.append(res is not NotImplemented)
+                    return res
+                return wrapper
+
+            with monkeypatch.context() as m:
+                m.setattr(_backends, "fast_forward", recording("forward"))
+                m.setattr(_backends, "fast_backward", recording("backward"))
+                got, got_args = outcome(case)
             with monkeypatch.context() as m:
                 m.setattr(_backends, "fast_forward", lambda *a: NotImplemented)
                 m.setattr(_backends, "fast_backward", lambda *a: NotImplemented)
-                general = outcome(call)
-            assert fast[0] == general[0], label
-            if fast[0] == "ok":
-                assert same_floats(fast[1], general[1]), (label, dtype)
-            else:
-                assert fast[1] == general[1], label
-
-
-@pytest.mark.parametrize("name", BACKENDS)
-def test_fast_path_is_taken_and_declines(name):
-    with switched_backend(name):
-        x = np.linspace(-3, 3, 10)
-        assert _backends.fast_forward(x, None, False) is not NotImplemented
-        o = np.empty_like(x)
-        assert _backends.fast_backward(x, x, False, o) is o
-        ro = np.empty_like(x)
-        ro.flags.writeable = False
-        for args in [(x[::2], None, False), (x, ro, False), (x.astype(np.float16), None, False),
-                     (x.astype(">f8"), None, False), (np.float64(1.0), None, False),
-                     (x[1:], x[:-1], False), (np.ma.array(x), None, False), (x, o, True)]:
-            assert _backends.fast_forward(*args) is NotImplemented, args
-        assert _backends.fast_backward(x, x[:5], False, None) is NotImplemented
-        assert _backends.fast_backward(x, x, False, x[::-1]) is NotImplemented
-        assert _backends.fast_backward(x, x.astype(np.float32), False, None) is NotImplemented
-        xr = x.copy()
-        xr.flags.writeable = False
-        assert _backends.fast_backward(x, xr, False, xr) is NotImplemented
+                want, want_args = outcome(case)
+            assert taken == [case.taken], case.label
+            assert len(got) == len(want) and all(map(same, got, want)), (case.label, got, want)
+            for k in want_args:  # what the call did to its arguments
+                assert same_floats(got_args[k], want_args[k]), (case.label, k)
