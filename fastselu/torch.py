@@ -161,15 +161,71 @@ _selu_backward_op.register_autograd(
 # --------------------------------------------------------------------------------------------
 # In place.
 
+_DEFAULT_VIEW = torch._C._autograd.CreationMeta.DEFAULT
+
+
+def _inference_error() -> RuntimeError:
+    """PyTorch's own error for an in-place update of an inference tensor outside inference mode."""
+    with torch.inference_mode():
+        dummy = torch.empty(0)
+    try:
+        torch.selu_(dummy)  # no elements, so nothing is written
+    except RuntimeError as exc:
+        return exc
+    return RuntimeError("Inplace update to inference tensor outside InferenceMode is not allowed.")
+
+
+def _raise_torch_refusal(t: torch.Tensor) -> None:
+    """Raise the error that PyTorch's in-place ops raise for `t`, writing nothing.
+
+    ``copy_`` runs autograd's in-place checks (leaf, view of a leaf, views made under no_grad or by
+    a multi-output op) before its kernel, and the kernel refuses a source on the meta device (no
+    data) with NotImplementedError: so a RuntimeError here is PyTorch's refusal, and
+    NotImplementedError means PyTorch would allow the update after all.
+    """
+    try:
+        t.copy_(torch.empty(t.shape, dtype=t.dtype, device="meta"))
+    except NotImplementedError:
+        return
+
+
+def _check_inplace(t: torch.Tensor) -> None:
+    """Raise PyTorch's error, before any data changes, where PyTorch refuses to modify `t` in place.
+
+    The rules of autograd's check_inplace, in its order: an inference tensor outside inference
+    mode; then, with grad mode on and `t` requiring grad, a view made under no_grad or by a
+    multi-output op, a view of a leaf, a leaf.  The cheap tests here only decide *whether* PyTorch
+    refuses; the error itself is PyTorch's own (see `_raise_torch_refusal`).
+    """
+    if t.is_inference() and not torch.is_inference_mode_enabled():
+        raise _inference_error()
+    if not (t.requires_grad and torch.is_grad_enabled()):
+        return
+    if t._is_view():
+        try:
+            plain_view = torch._C._autograd._get_creation_meta(t) == _DEFAULT_VIEW
+        except RuntimeError:  # not a differentiable view: let PyTorch judge
+            plain_view = False
+        refused = not plain_view or cast(torch.Tensor, t._base).is_leaf
+    else:
+        refused = t.is_leaf
+    if refused:
+        _raise_torch_refusal(t)
+
 
 class _SeluInplace(torch.autograd.Function):
-    """In-place SELU for autograd: marks `x` dirty and keeps the result for backward."""
+    """In-place SELU for autograd: marks `x` dirty and keeps the result for backward.
+
+    The data is written by the caller *after* ``apply`` returns: autograd's own in-place checks run
+    inside ``apply`` after ``forward``, so a refusal that `_check_inplace` did not foresee still
+    leaves the tensor unchanged.  ``save_for_backward(x)`` records x's version after the bump that
+    ``mark_dirty`` causes; the write itself does not bump it again.
+    """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        _api.selu(_nd(x), inplace=True)
         ctx.mark_dirty(x)  # bumps x's version counter
-        ctx.save_for_backward(x)  # x now holds the result
+        ctx.save_for_backward(x)  # x will hold the result
         return x
 
     @staticmethod
@@ -188,21 +244,27 @@ def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     CPU float32/float64 contiguous tensors run fastselu (zero-copy); anything else is passed to
     ``torch.nn.functional.selu``.  With ``inplace=True`` the tensor itself is modified and returned.
     """
-    if not isinstance(input, torch.Tensor) or not _fast_ok(input):
+    if not isinstance(input, torch.Tensor):
         return _F.selu(input, inplace=inplace)
     if _graph_capture():
+        if not _fast_ok(input):
+            return _F.selu(input, inplace=inplace)
         # The custom op goes into the graph; in place = the op, then a copy (functionalized away).
         return input.copy_(_selu_op(input)) if inplace else _selu_op(input)
     if type(input) not in _PLAIN_TYPES or _torch_only():
         return _F.selu(input, inplace=inplace)  # tensor subclasses, torch.func, forward AD
+    if inplace:
+        _check_inplace(input)  # PyTorch's refusals, before any data changes
+    if not _fast_ok(input):
+        return _F.selu(input, inplace=inplace)
     if input.requires_grad and torch.is_grad_enabled():
         if inplace:
-            return cast(torch.Tensor, _SeluInplace.apply(input))  # type: ignore[no-untyped-call]
+            _SeluInplace.apply(input)  # type: ignore[no-untyped-call]
+            _api.selu(_nd(input), inplace=True)  # after apply: see _SeluInplace
+            return input
         return cast(torch.Tensor, _selu_op(input))
     # Plain eager call without autograd: straight to the kernel, no dispatcher.
     if inplace:
-        if input.is_inference() and not torch.is_inference_mode_enabled():
-            return _F.selu(input, inplace=True)  # raises PyTorch's own error for this misuse
         _api.selu(_nd(input) if input.requires_grad else input.numpy(), inplace=True)
         torch.autograd.graph.increment_version(input)  # as every PyTorch in-place op does
         return input
