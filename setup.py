@@ -87,7 +87,7 @@ class BuildExt(build_ext):
             objs += self.compiler.compile(
                 [f"fastselu/_simd_{isa}.c"], output_dir=self.build_temp,
                 include_dirs=["fastselu"], extra_postargs=KERNEL_FLAGS + ["-fPIC"] + flags,
-                depends=["fastselu/_selu_kernels.h"])
+                depends=["fastselu/_selu_kernels.h", "fastselu/_selu_constants.h"])
         return objs
 
 
@@ -101,7 +101,7 @@ ext = Extension(
     include_dirs=[np.get_include(), "fastselu"],
     define_macros=macros,
     extra_compile_args=KERNEL_FLAGS,
-    depends=["fastselu/_dispatch.h", "fastselu/_selu_kernels.h"],
+    depends=["fastselu/_dispatch.h", "fastselu/_selu_kernels.h", "fastselu/_selu_constants.h"],
 )
 
 setup(

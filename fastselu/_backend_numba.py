@@ -71,90 +71,39 @@ GRAIN = 32768
 ALIGN_ELEMS = 16
 
 # ---------------------------------------------------------------------------------------------
-# Constants: exactly those of _selu_kernels.h.
+# Constants: those of _selu_kernels.h, from the same generated source (tools/fit_poly.py writes
+# _selu_constants.h and _selu_constants.py).  float32 ones are np.float32 so that numba keeps
+# that arithmetic in float32; the negated ones fold the C kernels' fma(a, -c, b) (exact).
 
-SCALE_HI = float.fromhex("0x1.0cfabd6a91132p+0")
-SCALE_LO = float.fromhex("0x1.6fc7d272f2695p-55")
-SA_HI = float.fromhex("0x1.c212cc640f031p+0")
-SA_LO = float.fromhex("0x1.05161b045a1fep-56")
-SA_LO2 = float.fromhex("-0x1.86ea9161b1aeep-110")
-LOG2E = float.fromhex("0x1.71547652b82fep+0")
-LN2_HI = float.fromhex("0x1.62e42fee00000p-1")
-LN2_LO = float.fromhex("0x1.a39ef35793c76p-33")
-LN2 = float.fromhex("0x1.62e42fefa39efp-1")
+from ._selu_constants import (  # noqa: E402
+    EXPS_C0, EXPS_C1, EXPS_C2, EXPS_C3, EXPS_C4, EXPS_C5, EXPS_C6, EXPS_C7,
+    EXPS_F_C0, EXPS_F_C1, EXPS_F_C2, EXPS_F_C3,
+    EXPSA_C0, EXPSA_C1, EXPSA_C2, EXPSA_C3, EXPSA_C4, EXPSA_C5, EXPSA_C6,
+    FS_T32_HI as T32_HI, FS_T32_LO as T32_LO, FS_T64_HI as T64_HI, FS_T64_LO as T64_LO,
+    L4_HI, L4_HI_F, L4_LO, L4_LO_F, LN2, LN2_HI, LN2_LO, LOG2E, LOG2E4, LOG2E4_F,
+    MAGIC, MAGIC_BIAS, MAGIC_BITS, MAGIC_F, MAGIC_F_BITS,
+    Q2_C0, Q2_C1, Q2_C2, Q2_C3, Q2_C4,
+    Q3_C0, Q3_C1, Q3_C2, Q3_C3, Q3_C4, Q3_C5, Q3_C6, Q3_C7, Q3_C8, Q3_C9,
+    SA_HI, SA_LO, SA_LO2, SCALE_HI, SCALE_HI_F, SCALE_LO, SCALE_LO_F,
+)
+
+_f32 = np.float32
 NEG_LN2 = -LN2
-MAGIC = float.fromhex("0x1.8p52")
 NEG_LN2_HI = -LN2_HI
-MAGIC_BIAS = MAGIC + 1023.0  # exact, as the C constant expression (MAGIC + 1023.0)
+NEG_L4_HI_F = -L4_HI_F
+NEG_L4_LO_F = -L4_LO_F
+NEG_L4_HI = -L4_HI
+NEG_L4_LO = -L4_LO
 DBL_MAX = float(np.finfo(np.float64).max)
+FLT_MAX = _f32(np.finfo(np.float32).max)
 TWO_P100 = 2.0**100  # scaling for tiny |x| in the float64 forward kernel
 TWO_M100 = 2.0**-100
 TWO_M900 = 2.0**-900
-# The default quiet NaNs, (double)NAN and (float)NAN: every backward NaN result is one of them.
-NAN64 = float("nan")
-NAN32 = np.float32(np.nan)
-
-Q2_C0 = float.fromhex("0x1.0000000000000p-1")
-Q2_C1 = float.fromhex("0x1.5554dc8961859p-3")
-Q2_C2 = float.fromhex("0x1.555518f5d1200p-5")
-Q2_C3 = float.fromhex("0x1.120be1dcb42dcp-7")
-Q2_C4 = float.fromhex("0x1.6d117cc039048p-10")
-
-EXPSA_C0 = float.fromhex("0x1.c212cc640f031p+0")
-EXPSA_C1 = float.fromhex("0x1.c212cd8291550p+0")
-EXPSA_C2 = float.fromhex("0x1.c212ccaba4df0p-1")
-EXPSA_C3 = float.fromhex("0x1.2c0b5ec0a94d2p-2")
-EXPSA_C4 = float.fromhex("0x1.2c0bf3965c6e9p-4")
-EXPSA_C5 = float.fromhex("0x1.e27da6e4e9b84p-7")
-EXPSA_C6 = float.fromhex("0x1.414209f345461p-9")
-
-# The backward's table-driven fast path (see the header): float32 constants are np.float32 so
-# that numba keeps that arithmetic in float32.
-_f32 = np.float32
-LOG2E4_F = _f32(float.fromhex("0x1.715476p+2"))
-NEG_L4_HI_F = _f32(-float.fromhex("0x1.62ep-3"))
-NEG_L4_LO_F = _f32(-float.fromhex("0x1.0bfbe8p-17"))
-MAGIC_F = _f32(float.fromhex("0x1.8p23"))
-SCALE_HI_F = _f32(float.fromhex("0x1.0cfabep+0"))
-SCALE_LO_F = _f32(-float.fromhex("0x1.2adddap-25"))
-EXPS_F_C0 = _f32(0.5)
-EXPS_F_C1 = _f32(float.fromhex("0x1.555556p-3"))
-EXPS_F_C2 = _f32(float.fromhex("0x1.556b3ep-5"))
-EXPS_F_C3 = _f32(float.fromhex("0x1.111d96p-7"))
-FLT_MAX = _f32(np.finfo(np.float32).max)
 HARD_F32 = _f32(-80.0)
 ZERO_F = _f32(0.0)  # a float32 0: comparing with the literal 0.0 would widen to double
-LOG2E4 = float.fromhex("0x1.71547652b82fep+2")
-NEG_L4_HI = -float.fromhex("0x1.62e42fefa4000p-3")
-NEG_L4_LO = float.fromhex("0x1.8432a1b0e2634p-45")
-EXPS_C0 = 0.5
-EXPS_C1 = float.fromhex("0x1.5555555555555p-3")
-EXPS_C2 = float.fromhex("0x1.55555555565d8p-5")
-EXPS_C3 = float.fromhex("0x1.1111111111712p-7")
-EXPS_C4 = float.fromhex("0x1.6c16c1165c0a8p-10")
-EXPS_C5 = float.fromhex("0x1.a01a0161c102ep-13")
-EXPS_C6 = float.fromhex("0x1.a02bd0505eadep-16")
-EXPS_C7 = float.fromhex("0x1.71eb2db41d575p-19")
-# SA * 2^(j/4), j = 0..3, hi + lo (FS_T32_*, FS_T64_* in the header)
-T32_HI = tuple(_f32(float.fromhex(v)) for v in ("0x1.c212ccp+0", "0x1.0b9d82p+1", "0x1.3e3ffep+1",
-                                                 "0x1.7a7714p+1"))
-T32_LO = tuple(_f32(float.fromhex(v)) for v in ("0x1.903c0cp-26", "-0x1.9acdd8p-27",
-                                                 "0x1.84a4eap-25", "-0x1.d51ef0p-24"))
-T64_HI = tuple(float.fromhex(v) for v in ("0x1.c212cc640f031p+0", "0x1.0b9d81e653228p+1",
-                                           "0x1.3e3ffe61293a6p+1", "0x1.7a7713157087dp+1"))
-T64_LO = tuple(float.fromhex(v) for v in ("0x1.05161b045a1fep-56", "0x1.ddd72aa878b9cp-53",
-                                           "-0x1.d348933b02bb3p-56", "-0x1.bd3218005a96ep-55"))
-
-Q3_C0 = float.fromhex("0x1.5555555555556p-3")
-Q3_C1 = float.fromhex("0x1.5555555555555p-5")
-Q3_C2 = float.fromhex("0x1.11111111109a6p-7")
-Q3_C3 = float.fromhex("0x1.6c16c16c167dap-10")
-Q3_C4 = float.fromhex("0x1.a01a01a7cebcdp-13")
-Q3_C5 = float.fromhex("0x1.a01a01a48116fp-16")
-Q3_C6 = float.fromhex("0x1.71de0d85293b8p-19")
-Q3_C7 = float.fromhex("0x1.27e4e1dcf773bp-22")
-Q3_C8 = float.fromhex("0x1.af390ba7e6f47p-26")
-Q3_C9 = float.fromhex("0x1.1f6717774d5e0p-29")
+# The default quiet NaNs, (double)NAN and (float)NAN: every backward NaN result is one of them.
+NAN64 = float("nan")
+NAN32 = _f32(np.nan)
 
 # ---------------------------------------------------------------------------------------------
 # Intrinsics: fma, the 2^n bit trick, and the floating-point environment.
@@ -211,8 +160,8 @@ def _table_bits(fty: ir.Type, ity: ir.IntType, bias: int, mant: int) -> Any:
     return build
 
 
-_BITS32 = _table_bits(_F32, _I32, 0x4B400000 - 508, 23)
-_BITS64 = _table_bits(_F64, _I64, 0x4338000000000000 - 4092, 52)
+_BITS32 = _table_bits(_F32, _I32, MAGIC_F_BITS - 508, 23)
+_BITS64 = _table_bits(_F64, _I64, MAGIC_BITS - 4092, 52)
 
 
 @intrinsic
