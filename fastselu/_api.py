@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import numpy.typing as npt
 
-from . import _backends, _config
+from . import _backends, _config, _dropout
 
 # Elements per nditer chunk: 3 operands x 128 Ki x 8 bytes = 3 MiB of scratch at most.
 CHUNK = 1 << 17
@@ -269,3 +269,262 @@ class SELU:
 
     def __repr__(self) -> str:
         return f"SELU(inplace={self.inplace})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-normalizing companions: AlphaDropout, fused SELU + AlphaDropout, their backwards and
+# lecun_normal (SPEC, "Self-normalizing companions").  The argument, dtype, layout and `out`
+# rules are selu's (the helpers above); the mask depends on each element's logical C-order flat
+# index, so arrays are walked in C order (chunks of nditer(order='C') for other layouts) and the
+# kernels are told where each run of elements starts.  `_dropout` holds Philox, seeds and the
+# per-call constants.
+
+Origin = Optional[tuple[tuple[int, ...], tuple[int, ...]]]
+
+
+def _dropout_backend() -> Any:
+    """The active backend, or the numpy reference while the active one lacks the dropout
+    kernels (the mask, and so the results within the SPEC's bounds, are the same)."""
+    active = _backends.active
+    return active if hasattr(active, "dropout") else _backends.load("numpy")
+
+
+def _runs(shape: tuple[int, ...], origin: Origin) -> tuple[int, np.ndarray]:
+    """(L, starts): the array's C-order elements form runs of L whose logical flat indices in
+    the whole array are starts[r], starts[r] + 1, ...  `origin` = (shape of the whole array,
+    offsets of this block in it), for blocks of a larger array (fastselu.dask); None: the
+    array is the whole."""
+    size = int(np.prod(shape, dtype=np.int64))
+    if origin is None:
+        return max(size, 1), np.zeros(1, dtype=np.int64)
+    whole, offsets = origin
+    nd = len(shape)
+    k = 0
+    while k < nd - 1 and tuple(shape[k + 1 :]) != tuple(whole[k + 1 :]):
+        k += 1
+    strides = [int(np.prod(whole[d + 1 :], dtype=np.int64)) for d in range(nd)]
+    base = sum(int(o) * st for o, st in zip(offsets, strides))
+    starts = np.full(1, base, dtype=np.int64)
+    for d in range(k):
+        starts = (starts[:, None] + np.arange(shape[d], dtype=np.int64) * strides[d]).ravel()
+    return max(int(np.prod(shape[k:], dtype=np.int64)), 1), starts
+
+
+def _run_dropout(call: Callable[..., None], inputs: list[np.ndarray], out: np.ndarray,
+                 cdt: np.dtype[Any], origin: Origin) -> None:
+    """call(*inputs, out, start, nthreads) on 1-D native `cdt` pieces, in logical C order."""
+    if out.size == 0:
+        return
+    inputs = [_separate(a, out) for a in inputs]
+    nthreads = _config.effective_num_threads()
+    run_len, starts = _runs(out.shape, origin)
+
+    def pieces(ops: list[np.ndarray], pos: int) -> None:
+        m, done = ops[0].shape[0], 0
+        while done < m:
+            r, off = divmod(pos + done, run_len)
+            take = min(m - done, run_len - off)
+            call(*(o[done : done + take] for o in ops), int(starts[r]) + off, nthreads)
+            done += take
+
+    arrays = [*inputs, out]
+    if all(a.dtype == cdt and a.flags.aligned and a.flags.c_contiguous for a in arrays):
+        pieces([a.reshape(-1) for a in arrays], 0)
+        return
+    read = ["readonly", "contig", "aligned", "nbo"]
+    write = ["writeonly", "contig", "aligned", "nbo"]
+    with np.errstate(all="ignore"):
+        it = np.nditer(
+            arrays,
+            flags=["external_loop", "buffered", "grow_inner", "zerosize_ok"],
+            op_flags=[read] * len(inputs) + [write],
+            op_dtypes=[cdt] * len(arrays),
+            order="C",
+            casting="same_kind",
+            buffersize=CHUNK,
+        )
+        with it:
+            pos = 0
+            for ops in it:
+                pieces(list(ops), pos)
+                pos += ops[0].shape[0]
+
+
+def _feature_inner(shape: tuple[int, ...], feature: bool, needs_mask: bool) -> int:
+    if not feature:
+        return 1
+    if needs_mask and len(shape) < 2:
+        raise ValueError(
+            f"feature=True needs an array of at least 2 dimensions (samples, channels, ...); "
+            f"got shape {shape}"
+        )
+    return int(np.prod(shape[2:], dtype=np.int64))
+
+
+def _dropout_forward(x: Any, p: Any, seed: Any, feature: bool, training: bool,
+                     out: Optional[np.ndarray], inplace: bool, fused: bool,
+                     origin: Origin = None) -> Any:
+    _check_foreign(x, "x")
+    pf = _dropout.check_p(p)
+    _dropout.check_seed(seed)
+    if inplace and out is not None:
+        raise ValueError("out and inplace=True cannot be combined; pass one of them")
+    if not training or pf == 0.0:  # the identity (of SELU, fused): the input's bits
+        if fused:
+            return selu(x, out, inplace=inplace)
+        if inplace:
+            _check_inplace(x)
+            return x
+        xa = np.asarray(x)
+        rdt = _result_dtype(xa.dtype, "x")
+        if out is not None:
+            np.copyto(_check_out(out, xa.shape, rdt), xa)
+            return out
+        return _finish(np.array(xa, dtype=rdt, order="K", subok=False), None)
+    if inplace:
+        xa = _check_inplace(x)
+        rdt = np.dtype(xa.dtype.type)
+    else:
+        xa = np.asarray(x)
+        rdt = _result_dtype(xa.dtype, "x")
+    whole = origin[0] if origin is not None else xa.shape
+    inner = _feature_inner(whole, feature, pf < 1.0)
+    oa = _check_out(out, xa.shape, rdt) if out is not None else None
+    key = _dropout.key_of(_dropout.draw_seed(seed))
+    prm = _dropout.params(pf, _dropout.fmt_name(rdt))
+    res = xa if inplace else (oa if oa is not None else np.empty_like(xa, dtype=rdt, subok=False))
+    kernel = _dropout_backend().dropout
+
+    def call(xs: np.ndarray, os_: np.ndarray, start: int, nt: int) -> None:
+        kernel(xs, os_, prm, key, start, inner, fused, nt)
+
+    _run_dropout(call, [xa], res, _COMPUTE[rdt.type], origin)
+    if inplace:
+        return x
+    return _finish(res, out)
+
+
+def alpha_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Any, feature: bool = False,
+                  training: bool = True, out: Optional[np.ndarray] = None,
+                  inplace: bool = False) -> ArrayResult:
+    """AlphaDropout of `x` with drop probability p and a counter-based mask from `seed`
+    (an int in [0, 2**64), a numpy.random.Generator, or None for fresh entropy): kept elements
+    become a*x + a*SA*p, dropped ones -a*SA*(1 - p) (NaN where x is NaN or +-inf)."""
+    res = _dropout_forward(x, p, seed, feature, training, out, inplace, False)
+    return res  # type: ignore[no-any-return]
+
+
+def selu_alpha_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Any, feature: bool = False,
+                       training: bool = True, out: Optional[np.ndarray] = None,
+                       inplace: bool = False) -> ArrayResult:
+    """alpha_dropout(selu(x), p, seed=seed, ...) in one pass, without the intermediate."""
+    res = _dropout_forward(x, p, seed, feature, training, out, inplace, True)
+    return res  # type: ignore[no-any-return]
+
+
+def _dropout_backward(g: Any, x: Any, p: Any, seed: Any, feature: bool, training: bool,
+                      is_result: bool, out: Optional[np.ndarray], mode: int,
+                      origin: Origin = None) -> Any:
+    ga = _as_input(g, "grad_output")
+    pf = _dropout.check_p(p)
+    _dropout.check_seed(seed)
+    if mode == 0:
+        if not training or pf == 0.0:
+            rdt = _result_dtype(ga.dtype, "grad_output")
+            if out is not None:
+                np.copyto(_check_out(out, ga.shape, rdt), ga)
+                return out
+            return _finish(np.array(ga, dtype=rdt, order="K", subok=False), None)
+        xa = ga
+        rdt = _result_dtype(ga.dtype, "grad_output")
+        inputs = [ga]
+    else:
+        if not training or pf == 0.0:
+            return selu_backward(g, x, is_result=is_result, out=out)
+        xa = _as_input(x, "x")
+        _result_dtype(ga.dtype, "grad_output")
+        _result_dtype(xa.dtype, "x")
+        if ga.shape != xa.shape:
+            raise ValueError(
+                f"grad_output has shape {ga.shape} but x has shape {xa.shape}; expected equal "
+                "shapes"
+            )
+        rdt = _result_dtype(np.result_type(ga.dtype, xa.dtype), "grad_output and x")
+        inputs = [ga, xa]
+        if is_result:
+            mode = 2
+    whole = origin[0] if origin is not None else ga.shape
+    inner = _feature_inner(whole, feature, pf < 1.0)
+    oa = _check_out(out, ga.shape, rdt) if out is not None else None
+    key = _dropout.key_of(_dropout.draw_seed(seed))
+    prm = _dropout.params(pf, _dropout.fmt_name(rdt))
+    res = oa if oa is not None else np.empty_like(xa, dtype=rdt, subok=False)
+    kernel = _dropout_backend().dropout_backward
+
+    def call(*ops: Any) -> None:
+        *arrs, os_, start, nt = ops
+        gs = arrs[0]
+        xs = arrs[1] if len(arrs) > 1 else gs
+        kernel(gs, xs, os_, prm, key, start, inner, mode, nt)
+
+    _run_dropout(call, inputs, res, _COMPUTE[rdt.type], origin)
+    return _finish(res, out)
+
+
+def alpha_dropout_backward(grad_output: npt.ArrayLike, p: float = 0.5, *, seed: Any,
+                           feature: bool = False, training: bool = True,
+                           out: Optional[np.ndarray] = None) -> ArrayResult:
+    """Gradient of alpha_dropout with respect to x (the same p, seed and feature): grad*a
+    where kept, grad*(+0.0) where dropped."""
+    res = _dropout_backward(grad_output, None, p, seed, feature, training, False, out, 0)
+    return res  # type: ignore[no-any-return]
+
+
+def selu_alpha_dropout_backward(grad_output: npt.ArrayLike, x: npt.ArrayLike, p: float = 0.5, *,
+                                seed: Any, feature: bool = False, training: bool = True,
+                                is_result: bool = False,
+                                out: Optional[np.ndarray] = None) -> ArrayResult:
+    """Gradient of selu_alpha_dropout: grad*a*SELU'(x) where kept, grad*(+0.0) where dropped;
+    with is_result=True, `x` holds the fused output z instead of the input."""
+    res = _dropout_backward(grad_output, x, p, seed, feature, training, is_result, out, 1)
+    return res  # type: ignore[no-any-return]
+
+
+# Keras's truncated-normal correction: the standard deviation of N(0, 1) truncated to [-2, 2].
+_TRUNC_STD = 0.87962566103423978
+
+
+def lecun_normal(shape: Any, *, fan_in: Optional[int] = None, dtype: Any = np.float32,
+                 rng: Any = None) -> np.ndarray:
+    """Keras's lecun_normal: normal with sigma = sqrt(1/max(1, fan_in)) / 0.8796..., truncated
+    to [-2 sigma, 2 sigma] (out-of-range draws are drawn again); fan_in as Keras from `shape`
+    unless given; `rng` a numpy.random.Generator, an int seed or None."""
+    shp = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if any(isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0
+           for n in shp):
+        raise ValueError(f"shape must be a non-negative int or a tuple of them, got {shape!r}")
+    shp = tuple(int(n) for n in shp)
+    dt = np.dtype(dtype)
+    if dt.kind != "f" or dt.type not in _COMPUTE and dt.name != "bfloat16":
+        raise TypeError(f"dtype must be a floating dtype (float16, float32, float64), got {dt}")
+    if fan_in is None:
+        if len(shp) == 0:
+            fan_in = 1
+        elif len(shp) == 1:
+            fan_in = shp[0]
+        else:
+            fan_in = shp[-2] * int(np.prod(shp[:-2], dtype=np.int64))
+    elif isinstance(fan_in, (bool, np.bool_)) or not isinstance(fan_in, (int, np.integer)):
+        raise TypeError(f"fan_in must be an int, got {type(fan_in).__name__}")
+    if rng is not None and not isinstance(rng, (np.random.Generator, int, np.integer)):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}"
+        )
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    sigma = np.sqrt(1.0 / max(1, int(fan_in))) / _TRUNC_STD
+    z = gen.standard_normal(shp)
+    bad = np.abs(z) > 2.0
+    while bad.any():
+        z[bad] = gen.standard_normal(int(bad.sum()))
+        bad = np.abs(z) > 2.0
+    return np.asarray(z * sigma).astype(dt)

@@ -60,7 +60,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 _nbconfig: Any = numba.config  # attributes set at run time: opaque to type checkers
 
@@ -889,3 +889,330 @@ def info() -> Dict[str, Any]:
         "grain": GRAIN,
         "in_forked_child": _in_forked_child,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# AlphaDropout: a port of _dropout_kernels.h, operation for operation (see that header for the
+# accuracy design, and fastselu/_dropout.py for the mask and the parameter array).  The driver
+# walks its elements in tiles: first the tile's Philox words into a small buffer (a block of
+# four words per counter), then the values from those words.
+
+import types as _pytypes  # noqa: E402
+
+from . import _dropout as _dp  # noqa: E402
+
+_U32 = np.uint32
+_U64 = np.uint64
+_PH_M0 = _U64(_dp.PHILOX_M0)
+_PH_M1 = _U64(_dp.PHILOX_M1)
+_PH_W0 = _U64(_dp.PHILOX_W0)
+_PH_W1 = _U64(_dp.PHILOX_W1)
+_M32 = _U64(0xFFFFFFFF)
+_SH32 = _U64(32)
+_SH2 = _U64(2)
+_TWO32 = 4294967296.0
+# Elements per tile (FS_DROPOUT_TILE in the header).
+DROPOUT_TILE = 2048
+
+(_P_THRESH, _P_A_HI, _P_A_LO, _P_B_HI, _P_B_LO, _P_C_HI, _P_C_LO, _P_L_HI, _P_L_LO, _P_AS_HI,
+ _P_AS_LO, _P_AB_HI, _P_AB_LO, _P_ASA_HI, _P_ASA_LO, _P_CST, _P_ZMIN, _P_B_LO2, _P_L_LO2,
+ _P_C_LO2) = range(_dp.N_PARAMS)
+assert _P_ZMIN == _dp.P_ZMIN and _P_C_LO2 == _dp.P_C_LO2
+
+
+@njit(cache=False)
+def _philox_fill(tmp, b0, nb, k0, k1):  # type: ignore[no-untyped-def]
+    """tmp[4t + r] = word r of Philox4x32-10(counter b0 + t) for t < nb (fs_philox_fill)."""
+    for t in range(nb):
+        b = b0 + _U64(t)
+        c0 = b & _M32
+        c1 = b >> _SH32
+        c2 = _U64(0)
+        c3 = _U64(0)
+        ka = k0
+        kb = k1
+        for r in range(10):
+            p0 = _PH_M0 * c0
+            p1 = _PH_M1 * c2
+            c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ ka, p1 & _M32, (p0 >> _SH32) ^ c3 ^ kb, p0 & _M32
+            ka = (ka + _PH_W0) & _M32
+            kb = (kb + _PH_W1) & _M32
+        tmp[4 * t] = _U32(c0)
+        tmp[4 * t + 1] = _U32(c1)
+        tmp[4 * t + 2] = _U32(c2)
+        tmp[4 * t + 3] = _U32(c3)
+
+
+@njit(cache=False)
+def _tile_words(w, tmp, i0, m, inner, k0, k1, drop_all):  # type: ignore[no-untyped-def]
+    """w[k] = the Philox word deciding logical element i0 + k, k < m (fs_dropout_words)."""
+    if drop_all:
+        for k in range(m):
+            w[k] = _U32(0)
+        return
+    if inner == 1:
+        j0 = i0
+        nj = m
+    else:
+        j0 = i0 // inner
+        nj = (i0 + m - 1) // inner - j0 + 1
+    off = j0 & 3
+    nb = (off + nj + 3) >> 2
+    _philox_fill(tmp, _U64(j0 >> 2), nb, k0, k1)
+    if inner == 1:
+        for k in range(m):
+            w[k] = tmp[off + k]
+    else:
+        j = off
+        rem = i0 - (i0 // inner) * inner
+        for k in range(m):
+            w[k] = tmp[j]
+            rem += 1
+            if rem == inner:
+                rem = 0
+                j += 1
+
+
+@_inline
+def _two_sum(a, b):  # type: ignore[no-untyped-def]
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@_inline
+def _do_fwd_f32(v, keep, prm, fused):  # type: ignore[no-untyped-def]
+    xf = v
+    x = np.float64(xf)
+    if fused:
+        d = (x - prm[_P_L_HI]) - prm[_P_L_LO]
+        pp, t = _expm1_f32(_clamp_below(d, -128.0))
+        e = _fma(t, pp, t - 1.0)
+        neg = prm[_P_C_HI] * e
+        pos = _fma(x, prm[_P_AS_HI], prm[_P_AB_HI])
+        kept = pos if x > 0.0 else neg
+        zero = _f32(-0.0) if xf == -np.inf else xf * ZERO_F  # SELU(-inf) = -SA is finite
+    else:
+        kept = ((x + prm[_P_B_HI]) + prm[_P_B_LO]) * prm[_P_A_HI]
+        zero = xf * ZERO_F
+    dropped = np.float32(prm[_P_CST]) + zero
+    return _canon32(np.float32(kept) if keep else dropped)
+
+
+@_inline
+def _do_fwd_f64(v, keep, prm, fused):  # type: ignore[no-untyped-def]
+    x = v
+    if fused:
+        s1, e1 = _two_sum(x, -prm[_P_L_HI])
+        s2, e2 = _two_sum(s1, -prm[_P_L_LO])
+        d, d_lo = _two_sum(s2, (e1 + e2) - prm[_P_L_LO2])
+        low = not (d >= -128.0)
+        d = -128.0 if low else d
+        d_lo = 0.0 if low else d_lo
+        n, r_hi, r_lo = _reduce(d)
+        r_lo = r_lo + d_lo
+        t = _pow2(n)
+        p_hi, p_lo = _expm1_small_dd(r_hi, r_lo)
+        tm1, tm1_lo = _fast2sum(-1.0, t)
+        b, b_lo = _fast2sum(tm1, t * p_hi)
+        e_lo = (b_lo + t * p_lo) + tm1_lo
+        neg = _fma(prm[_P_C_HI], b, _fma(prm[_P_C_HI], e_lo, prm[_P_C_LO] * b))
+        h = prm[_P_AS_HI] * x
+        hl = _fma(prm[_P_AS_HI], x, -h) + _fma(prm[_P_AS_LO], x, prm[_P_AB_LO])
+        s, se = _two_sum(h, prm[_P_AB_HI])
+        pos = s + (se + hl)
+        pos = pos if h - h == 0.0 else h
+        kept = pos if x > 0.0 else neg
+        kept = kept if x == x else x
+        zero = -0.0 if x == -np.inf else x * 0.0  # SELU(-inf) = -SA is finite
+    else:
+        s1, e1 = _two_sum(x, prm[_P_B_HI])
+        s, e2 = _two_sum(s1, prm[_P_B_LO])
+        e = (e1 + e2) + prm[_P_B_LO2]
+        r = _fma(prm[_P_A_HI], s, _fma(prm[_P_A_HI], e, prm[_P_A_LO] * s))
+        kept = r if s - s == 0.0 else prm[_P_A_HI] * s
+        zero = x * 0.0
+    dropped = prm[_P_CST] + zero
+    return _canon64(kept if keep else dropped)
+
+
+@_inline
+def _do_bwd_f32(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
+    gf = gv
+    xf = v
+    g = np.float64(gf)
+    if mode == 0:
+        d = prm[_P_A_HI]
+    elif mode == 1:
+        sa_exp = _sa_exp_f32(_clamp_below(np.float64(xf), -200.0))
+        d_neg = 0.0 if xf == -np.inf else sa_exp * prm[_P_A_HI]
+        d = prm[_P_AS_HI] if xf > ZERO_F else d_neg
+    else:
+        z = np.float64(xf)
+        d_neg = (z + prm[_P_C_HI]) + prm[_P_C_LO]
+        d = prm[_P_AS_HI] if z >= prm[_P_ZMIN] else d_neg
+    return _canon32(np.float32(g * d) if keep else gf * ZERO_F)
+
+
+@_inline
+def _dd_times(g, dh, dl):  # type: ignore[no-untyped-def]
+    """g * (dh + dl) rounded once where that is safe, else one plain product (as _bwd_y_f64)."""
+    v = _fma(g, dh, g * dl)
+    return v if (g - g == 0.0) & (g != 0.0) & (v - v == 0.0) else g * (dh + dl)
+
+
+@_inline
+def _bwd_exp_f64(g, x, k_hi, k_lo):  # type: ignore[no-untyped-def]
+    """g * K * exp(x) for x <= 0 (fs_dropout_bwd_exp_f64: _bwd_x_f64 with K for SA)."""
+    xc = _clamp_below(x, -2000.0)
+    n, r_hi, r_lo = _reduce(xc)
+    p_hi, p_lo = _expm1_small_dd(r_hi, r_lo)
+    s, s_lo = _fast2sum(1.0, p_hi)
+    s_lo = s_lo + p_lo
+    d_hi = k_hi * s
+    d_lo = _fma(k_hi, s, -d_hi) + _fma(k_hi, s_lo, k_lo * s)
+    n1 = -1000.0 if n < -1000.0 else n
+    n23 = n - n1
+    n2 = -1000.0 if n23 < -1000.0 else n23
+    n3 = n23 - n2
+    zero_d = x == -np.inf
+    dh = 0.0 if zero_d else d_hi * _pow2(n1)
+    dl = 0.0 if zero_d else d_lo * _pow2(n1)
+    return (_dd_times(g, dh, dl) * _pow2(n2)) * _pow2(n3)
+
+
+@_inline
+def _do_bwd_f64(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
+    g = gv
+    x = v
+    if mode == 0:
+        kept = _dd_times(g, prm[_P_A_HI], prm[_P_A_LO])
+    elif mode == 1:
+        neg = _bwd_exp_f64(g, x, prm[_P_ASA_HI], prm[_P_ASA_LO])
+        kept = _dd_times(g, prm[_P_AS_HI], prm[_P_AS_LO]) if x > 0.0 else neg
+    else:
+        s, s_lo = _two_sum(x, prm[_P_C_HI])
+        s_lo = s_lo + prm[_P_C_LO]
+        s_lo = s_lo if s - s == 0.0 else 0.0  # z = -inf: the TwoSum error term is NaN
+        pos = x >= prm[_P_ZMIN]
+        dh = prm[_P_AS_HI] if pos else s
+        dl = prm[_P_AS_LO] if pos else s_lo
+        dl2 = 0.0 if pos else prm[_P_C_LO2]
+        v = _fma(g, dh, _fma(g, dl, g * dl2))  # as _bwd_y_f64
+        kept = v if (g - g == 0.0) & (g != 0.0) & (v - v == 0.0) else g * ((dh + dl) + dl2)
+    return _canon64(kept if keep else g * 0.0)
+
+
+def _do_fwd(v, keep, prm, fused):  # type: ignore[no-untyped-def]
+    """_do_fwd_f32 or _do_fwd_f64, picked by v's type when numba compiles."""
+
+
+def _do_bwd(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
+    """_do_bwd_f32 or _do_bwd_f64, picked by gv's type when numba compiles."""
+
+
+@overload(_do_fwd, inline="always")
+def _do_fwd_typed(v, keep, prm, fused):  # type: ignore[no-untyped-def]
+    return (_do_fwd_f32 if v == types.float32 else _do_fwd_f64).py_func
+
+
+@overload(_do_bwd, inline="always")
+def _do_bwd_typed(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
+    return (_do_bwd_f32 if gv == types.float32 else _do_bwd_f64).py_func
+
+
+@njit(cache=False)
+def _dropout_chunk(  # type: ignore[no-untyped-def]
+    x, out, prm, k0, k1, start, inner, fused, lo, hi
+):
+    w = np.empty(DROPOUT_TILE, dtype=np.uint32)
+    tmp = np.empty(DROPOUT_TILE + 8, dtype=np.uint32)
+    drop_all = prm[_P_THRESH] >= _TWO32
+    thr = _U32(0) if drop_all else _U32(np.int64(prm[_P_THRESH]))
+    for t0 in range(lo, hi, DROPOUT_TILE):
+        m = min(DROPOUT_TILE, hi - t0)
+        _tile_words(w, tmp, start + t0, m, inner, k0, k1, drop_all)
+        for k in range(m):
+            keep = (w[k] >= thr) and not drop_all
+            out[t0 + k] = _do_fwd(x[t0 + k], keep, prm, fused)
+
+
+@njit(cache=False)
+def _dropout_bwd_chunk(  # type: ignore[no-untyped-def]
+    g, x, out, prm, k0, k1, start, inner, mode, lo, hi
+):
+    w = np.empty(DROPOUT_TILE, dtype=np.uint32)
+    tmp = np.empty(DROPOUT_TILE + 8, dtype=np.uint32)
+    drop_all = prm[_P_THRESH] >= _TWO32
+    thr = _U32(0) if drop_all else _U32(np.int64(prm[_P_THRESH]))
+    for t0 in range(lo, hi, DROPOUT_TILE):
+        m = min(DROPOUT_TILE, hi - t0)
+        _tile_words(w, tmp, start + t0, m, inner, k0, k1, drop_all)
+        for k in range(m):
+            keep = (w[k] >= thr) and not drop_all
+            out[t0 + k] = _do_bwd(g[t0 + k], x[t0 + k], keep, prm, mode)
+
+
+def _dropout_fwd(x, out, prm, k0, k1, start, inner, fused, nt):  # type: ignore[no-untyped-def]
+    env = _fenv_save()
+    n = out.size
+    for c in prange(nt):
+        _dropout_chunk(x, out, prm, k0, k1, start, inner, fused, _bound(n, nt, c),
+                       _bound(n, nt, c + 1))
+    _fenv_restore(env)
+
+
+def _dropout_bwd(g, x, out, prm, k0, k1, start, inner, mode, nt):  # type: ignore[no-untyped-def]
+    env = _fenv_save()
+    n = out.size
+    for c in prange(nt):
+        _dropout_bwd_chunk(g, x, out, prm, k0, k1, start, inner, mode, _bound(n, nt, c),
+                           _bound(n, nt, c + 1))
+    _fenv_restore(env)
+
+
+# numba's on-disk cache is keyed by the Python function, not by the parallel flag: the serial
+# drivers are copies of the two functions above under their own names.
+def _renamed(f: Any, name: str) -> Any:
+    g = _pytypes.FunctionType(f.__code__, globals(), name)
+    g.__qualname__ = name
+    return g
+
+
+_dropout_fwd_ser = _renamed(_dropout_fwd, "_dropout_fwd_ser")
+_dropout_bwd_ser = _renamed(_dropout_bwd, "_dropout_bwd_ser")
+_dropout_drivers: Dict[bool, Any] = {}
+
+
+def _dropout_kernels(nt: int) -> Tuple[Any, int]:
+    """(fwd, bwd) drivers and the thread count to run them with (serial ones in a forked child,
+    for small arrays or one thread; see the module docstring)."""
+    par = nt > 1 and not _serial_only
+    d = _dropout_drivers.get(par)
+    if d is None:
+        with _compile_lock:
+            fns = (_dropout_fwd, _dropout_bwd) if par else (_dropout_fwd_ser, _dropout_bwd_ser)
+            d = _dropout_drivers[par] = tuple(
+                njit(parallel=par, nogil=True, cache=True)(f) for f in fns
+            )
+    return d, (nt if par else 1)
+
+
+def _dropout_threads(n: int, nthreads: int) -> int:
+    nt = _threads_for(n, nthreads) if n >= _PAR_MIN else 1
+    return nt if nt > 1 and _threads_startable(nt - 1) else 1
+
+
+def dropout(x: np.ndarray, out: np.ndarray, prm: np.ndarray, key: Tuple[int, int], start: int,
+            inner: int, fused: bool, nthreads: int) -> None:
+    """out = AlphaDropout(x) (of SELU(x) if fused); see fastselu/_backends.py."""
+    (fwd, _), nt = _dropout_kernels(_dropout_threads(out.shape[0], nthreads))
+    fwd(x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner), bool(fused), nt)
+
+
+def dropout_backward(g: np.ndarray, x: np.ndarray, out: np.ndarray, prm: np.ndarray,
+                     key: Tuple[int, int], start: int, inner: int, mode: int,
+                     nthreads: int) -> None:
+    """out = the gradient of dropout(...); mode 0 plain, 1 fused from x, 2 fused from z."""
+    (_, bwd), nt = _dropout_kernels(_dropout_threads(out.shape[0], nthreads))
+    bwd(g, x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner), int(mode), nt)

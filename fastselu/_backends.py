@@ -7,6 +7,13 @@ input's exact buffer or does not overlap it), and ``info() -> dict`` with keys '
 Modules are imported lazily with importlib, so `import fastselu` never imports numba when the
 compiled backend loads.
 
+AlphaDropout (see `_dropout` for the mask and the parameter array ``prm``):
+``dropout(x, out, prm, key, start, inner, fused, nthreads)`` and
+``dropout_backward(g, x, out, prm, key, start, inner, mode, nthreads)`` (mode 0: plain, x is g;
+1: fused, x the input; 2: fused, x the fused output) on the same kind of arrays, whose element k
+has the logical index ``start + k`` in the whole array (the mask's index is ``(start + k) //
+inner``).  A backend without them gets the numpy reference's (`_api._dropout_backend`).
+
 Optionally a backend may also take whole calls in their commonest form, to keep small calls
 cheap: ``fast_forward(x, out, inplace)`` and ``fast_backward(g, x, is_result, out)``, with
 ``set_thread_source(fn)`` to learn the thread count.  A backend without them gets `_fastpath`'s

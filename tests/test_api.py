@@ -9,7 +9,10 @@ import fastselu
 from util import same_floats
 
 PUBLIC = {"ALPHA", "SCALE", "selu", "selu_", "selu_backward", "SELU", "get_backend", "set_backend",
-          "available_backends", "get_num_threads", "set_num_threads", "show_config", "__version__"}
+          "available_backends", "get_num_threads", "set_num_threads", "show_config", "__version__",
+          # self-normalizing companions
+          "alpha_dropout", "selu_alpha_dropout", "alpha_dropout_backward",
+          "selu_alpha_dropout_backward", "lecun_normal"}
 
 
 def test_public_names():

@@ -1,0 +1,450 @@
+"""AlphaDropout, fused SELU + AlphaDropout, their backwards and lecun_normal (SPEC,
+"Self-normalizing companions"): mask, values against mpmath, layouts, special values, errors."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastselu as fs
+from fastselu import _api, _dropout
+from fastselu._constants import SCALE_ALPHA_STR, SCALE_STR
+from fastselu._ulp import LD, _mp_to_ld, ulp_error
+from util import same_floats, switched_backend
+
+mpmath = pytest.importorskip("mpmath")
+
+DTYPES = [np.float32, np.float64]
+FUNCS = {"alpha": fs.alpha_dropout, "fused": fs.selu_alpha_dropout}
+
+
+def keep_mask(shape, p, seed, feature=False):
+    """The SPEC's mask, from the reference Philox (fastselu._dropout.words)."""
+    size = int(np.prod(shape))
+    idx = np.arange(size, dtype=np.int64)
+    if feature:
+        idx //= int(np.prod(shape[2:]))
+    thresh = int(p * 2.0**32)
+    if thresh >= 2**32:
+        return np.zeros(shape, dtype=bool)
+    return (_dropout.words(idx, _dropout.key_of(seed)) >= thresh).reshape(shape)
+
+
+def canon(a):
+    """NaNs as the default quiet NaN (x86 makes inf * 0 the negative one)."""
+    return np.where(np.isnan(a), np.array(np.nan, a.dtype), a)
+
+
+def _mp_consts(p):
+    sa = mpmath.mpf(SCALE_ALPHA_STR)
+    pm = mpmath.mpf(p)
+    q = 1 - pm
+    a = 1 / mpmath.sqrt(q * (1 + pm * sa * sa))
+    return a, sa, pm, q
+
+
+def _mp_selu(x):
+    if x > 0:
+        return mpmath.mpf(SCALE_STR) * mpmath.mpf(x)
+    return mpmath.mpf(SCALE_ALPHA_STR) * mpmath.expm1(mpmath.mpf(x))
+
+
+def exact_kept(x, p, fused):
+    """a*(v + SA*p) for finite x (v = x, or SELU(x)), as long double."""
+    out = np.empty(x.shape, dtype=LD)
+    with mpmath.workprec(200):
+        a, sa, pm, _ = _mp_consts(p)
+        for i, xv in enumerate(np.asarray(x, dtype=np.float64).ravel()):
+            v = _mp_selu(xv) if fused else mpmath.mpf(xv)
+            out.flat[i] = _mp_to_ld(mpmath, a * (v + sa * pm))
+    return out
+
+
+def exact_dropped(p):
+    with mpmath.workprec(200):
+        a, sa, _, q = _mp_consts(p)
+        return _mp_to_ld(mpmath, -a * sa * q)
+
+
+def exact_backward(g, x, p, mode):
+    """mode 0: g*a; 1: g*a*SELU'(x); 2: x is the fused output z (kept elements)."""
+    out = np.empty(g.shape, dtype=LD)
+    with mpmath.workprec(200):
+        a, sa, pm, q = _mp_consts(p)
+        scale = mpmath.mpf(SCALE_STR)
+        for i, (gv, xv) in enumerate(zip(np.asarray(g, np.float64).ravel(),
+                                         np.asarray(x, np.float64).ravel())):
+            gm, xm = mpmath.mpf(gv), mpmath.mpf(xv)
+            if mode == 0:
+                d = a
+            elif mode == 1:
+                d = a * scale if xv > 0 else a * sa * mpmath.exp(xm)
+            else:
+                d = a * scale if xm > a * sa * pm else xm + a * sa * q
+            out.flat[i] = _mp_to_ld(mpmath, gm * d)
+    return out
+
+
+def test_philox_known_answers():
+    """Random123's kat_vectors for Philox4x32-10."""
+    words = _dropout.philox4x32_10((0, 0, 0, 0), (0, 0))
+    assert [int(w) for w in words] == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+    m = 0xFFFFFFFF
+    words = _dropout.philox4x32_10((m, m, m, m), (m, m))
+    assert [int(w) for w in words] == [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]
+
+
+def test_seed_to_key_and_counter_mapping():
+    # element i: block i // 4 as (low, high) counter words, word i % 4; seed as (low, high) key
+    seed = (7 << 32) | 9
+    i = np.array([(5 << 32) * 4 + 2], dtype=np.int64)
+    expect = _dropout.philox4x32_10((0, 5, 0, 0), (9, 7))[2]
+    assert int(_dropout.words(i, _dropout.key_of(seed))[0]) == int(expect)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["alpha", "fused"])
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_mask_and_dropped_constant(backend, dtype, kind, p):
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 2, 5001).astype(dtype)
+    r = FUNCS[kind](x, p, seed=12345)
+    keep = keep_mask(x.shape, p, 12345)
+    cst = dtype(exact_dropped(p))
+    assert np.all(r[~keep] == cst)
+    assert not np.any(r[keep] == cst)
+    assert abs(keep.mean() - (1 - p)) < 0.03
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["alpha", "fused"])
+@pytest.mark.parametrize("p", [0.05, 0.5, 0.95])
+def test_kept_values_within_one_ulp(backend, dtype, kind, p):
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(0, 3, 1500), -np.exp(rng.uniform(-30, 5, 300)),
+                        np.exp(rng.uniform(-30, 30, 200))]).astype(dtype)
+    r = FUNCS[kind](x, p, seed=3)
+    keep = keep_mask(x.shape, p, 3)
+    err = ulp_error(r[keep], exact_kept(x[keep], p, kind == "fused"), dtype)
+    assert err.max() <= 1.0, (err.max(), x[keep][np.argmax(err)])
+
+
+def _near_cancellation(dtype, p, fused, k=64):
+    """Inputs around the zero of a*(v + SA*p): v = -SA*p, or SELU(x) = -SA*p (x = ln(1 - p))."""
+    with mpmath.workprec(200):
+        _, sa, pm, q = _mp_consts(p)
+        center = mpmath.log(q) if fused else -sa * pm
+    c = dtype(float(center))
+    steps = np.arange(-k, k + 1)
+    info = np.finfo(dtype)
+    up = np.nextafter(c, dtype(np.inf)) - c
+    xs = c + steps.astype(dtype) * up
+    wide = c * (1 + np.linspace(-0.01, 0.01, 201)).astype(dtype)
+    return np.concatenate([xs, wide]).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["alpha", "fused"])
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.3, 0.5, 0.77, 0.99])
+def test_accuracy_near_cancellation(backend, dtype, kind, p):
+    """a*v + a*SA*p cancels near v = -SA*p: still <= 1 ULP of the exact value (SPEC)."""
+    x = _near_cancellation(dtype, p, kind == "fused")
+    vals = np.full(x.shape, np.nan, dtype=dtype)
+    seen = np.zeros(x.shape, dtype=bool)
+    for seed in range(5000):  # every element, from the first seed that keeps it
+        keep = keep_mask(x.shape, p, seed)
+        if np.any(keep & ~seen):
+            vals[keep & ~seen] = FUNCS[kind](x, p, seed=seed)[keep & ~seen]
+            seen |= keep
+        if seen.all():
+            break
+    err = ulp_error(vals, exact_kept(x, p, kind == "fused"), dtype)
+    assert err.max() <= 1.0, (err.max(), x[np.argmax(err)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_backward_within_bounds(backend, dtype, mode, p):
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(0, 3, 800), -np.exp(rng.uniform(-20, 5, 200))]).astype(dtype)
+    g = (rng.standard_normal(x.size) * np.exp(rng.uniform(-5, 5, x.size))).astype(dtype)
+    keep = keep_mask(x.shape, p, 8)
+    if mode == 0:
+        r = fs.alpha_dropout_backward(g, p, seed=8)
+    elif mode == 1:
+        r = fs.selu_alpha_dropout_backward(g, x, p, seed=8)
+    else:
+        x = fs.selu_alpha_dropout(x, p, seed=8)
+        r = fs.selu_alpha_dropout_backward(g, x, p, seed=8, is_result=True)
+    err = ulp_error(r[keep], exact_backward(g[keep], x[keep], p, mode), dtype)
+    assert err.max() <= 1.5, err.max()
+    assert same_floats(r[~keep], g[~keep] * dtype(0.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_special_values(backend, dtype):
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, np.finfo(dtype).max,
+                         np.finfo(dtype).smallest_subnormal, -np.finfo(dtype).smallest_subnormal],
+                        dtype=dtype)
+    x = np.tile(specials, 64)
+    p = 0.5
+    keep = keep_mask(x.shape, p, 99)
+    assert keep.any() and not keep.all()
+    cst = dtype(exact_dropped(p))
+    nan_bits = np.array(np.nan, dtype=dtype).view(np.uint32 if dtype == np.float32 else np.uint64)
+    for kind in ("alpha", "fused"):
+        r = FUNCS[kind](x, p, seed=99)
+        nan = np.isnan(r)
+        assert np.all(r[nan].view(nan_bits.dtype) == nan_bits)  # the default quiet NaN
+        # the exact SELU(x) is finite for finite x (and -SA at -inf)
+        v = np.where(x == -np.inf, -1.0, x).astype(dtype) if kind == "fused" else x
+        bad = ~np.isfinite(v)
+        assert np.all(nan == ((~keep & bad) | np.isnan(v))), kind  # dropped inf: NaN too
+        assert np.all(r[~keep & ~bad] == cst)
+        # kept +inf stays +inf, -inf (alpha_dropout) gives -inf; x = -inf fused is finite
+        assert np.all(r[keep & (v == np.inf)] == np.inf)
+    with np.errstate(invalid="ignore"):  # p = 1: v * (+0.0), NaN for NaN and +-inf
+        r = fs.alpha_dropout(x, 1.0, seed=1)
+        assert same_floats(r, canon(x * dtype(0.0)))
+        r = fs.selu_alpha_dropout(x, 1.0, seed=1)
+        assert same_floats(r, canon(np.where(x == -np.inf, -1.0, x).astype(dtype) * dtype(0.0)))
+
+
+def test_identity_paths_return_input_bits(backend):
+    x = np.array([1.5, np.nan, -0.0, -2.0], dtype=np.float32)
+    x.view(np.uint32)[1] = 0x7FC12345  # a NaN with a payload
+    for kw in ({"training": False}, {"p": 0.0}):
+        kw = {"p": 0.3, **kw}
+        r = fs.alpha_dropout(x, seed=1, **kw)
+        assert r is not x and np.array_equal(r.view(np.uint32), x.view(np.uint32))
+        assert same_floats(fs.selu_alpha_dropout(x, seed=1, **kw), fs.selu(x))
+        g = x[::-1].copy()
+        assert np.array_equal(fs.alpha_dropout_backward(g, seed=1, **kw).view(np.uint32),
+                              g.view(np.uint32))
+        assert same_floats(fs.selu_alpha_dropout_backward(g, x, seed=1, **kw),
+                           fs.selu_backward(g, x))
+        y = x.copy()
+        assert fs.alpha_dropout(y, seed=1, inplace=True, **kw) is y
+        assert np.array_equal(y.view(np.uint32), x.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layouts_and_chunking(backend, dtype, monkeypatch):
+    """The mask follows the logical C-order index: every layout gives the C-contiguous bits."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(0, 2, (6, 7, 9)).astype(dtype)
+    views = [base, np.asfortranarray(base), base.transpose(2, 0, 1),
+             np.asfortranarray(base)[:, ::-2, 1:], base[::-1, :, ::3],
+             base.astype(base.dtype.newbyteorder())]
+    for chunk in (_api.CHUNK, 5):
+        monkeypatch.setattr(_api, "CHUNK", chunk)
+        for v in views:
+            ref = np.ascontiguousarray(v).astype(dtype)
+            for kind, fn in FUNCS.items():
+                for feature in (False, True):
+                    want = fn(ref, 0.4, seed=77, feature=feature)
+                    assert same_floats(fn(v, 0.4, seed=77, feature=feature), want)
+                    out = np.empty_like(v)
+                    fn(v, 0.4, seed=77, feature=feature, out=out)
+                    assert same_floats(out.astype(dtype), want)
+            g = np.ones_like(v)
+            want = fs.selu_alpha_dropout_backward(np.ascontiguousarray(g).astype(dtype), ref, 0.4,
+                                                  seed=77)
+            assert same_floats(fs.selu_alpha_dropout_backward(g, v, 0.4, seed=77), want)
+
+
+def test_float16_and_integer_inputs(backend):
+    x = np.linspace(-4, 4, 301)
+    for p in (0.2, 1.0):
+        r16 = fs.selu_alpha_dropout(x.astype(np.float16), p, seed=4)
+        assert r16.dtype == np.float16
+        r32 = fs.selu_alpha_dropout(x.astype(np.float16).astype(np.float32), p, seed=4)
+        if p < 1:
+            keep = keep_mask(x.shape, p, 4)
+            exact = exact_kept(x.astype(np.float16)[keep], p, True)
+            assert ulp_error(r16[keep], exact, np.float16).max() <= 1.0
+            assert np.all(r16[~keep] == np.float16(exact_dropped(p)))  # rounded once
+        else:
+            assert same_floats(r16, (r32 * 0).astype(np.float16))
+    ri = fs.alpha_dropout(np.arange(10), 0.5, seed=3)
+    assert ri.dtype == np.float64
+    assert same_floats(ri, fs.alpha_dropout(np.arange(10.0), 0.5, seed=3))
+
+
+def test_feature_mask_shared_over_trailing_dims(backend):
+    x = np.ones((5, 4, 3, 2), dtype=np.float32)
+    r = fs.alpha_dropout(x, 0.5, seed=21, feature=True)
+    keep = keep_mask((5, 4), 0.5, 21)
+    assert keep.any() and not keep.all()
+    cst = np.float32(exact_dropped(0.5))
+    assert np.all((r != cst) == keep[:, :, None, None])
+    # 2-D: one draw per element, the same as without feature
+    assert same_floats(fs.alpha_dropout(x[:, :, 0, 0], 0.5, seed=21, feature=True),
+                       fs.alpha_dropout(x[:, :, 0, 0], 0.5, seed=21))
+
+
+def test_seed_forms_and_scalars(backend):
+    x = np.linspace(-2, 2, 50)
+    a = fs.alpha_dropout(x, seed=np.uint64(2**64 - 1))
+    assert same_floats(a, fs.alpha_dropout(x, seed=2**64 - 1))
+    g1, g2 = np.random.default_rng(7), np.random.default_rng(7)
+    s = int(g2.integers(0, 2**64, dtype=np.uint64))
+    assert same_floats(fs.alpha_dropout(x, seed=g1), fs.alpha_dropout(x, seed=s))
+    assert g1.integers(0, 2**62) == g2.integers(0, 2**62)  # exactly one draw was taken
+    fs.alpha_dropout(x, seed=None)
+    r = fs.selu_alpha_dropout(1.5, 0.5, seed=1)
+    assert isinstance(r, np.float64)
+    assert isinstance(fs.alpha_dropout(np.float32(1.5), 0.5, seed=1), np.float32)
+
+
+def test_inplace_and_out(backend):
+    x = np.linspace(-3, 3, 1000)
+    want = fs.selu_alpha_dropout(x, 0.3, seed=5)
+    y = x.copy()
+    assert fs.selu_alpha_dropout(y, 0.3, seed=5, inplace=True) is y
+    assert same_floats(y, want)
+    y = x.copy()
+    v = y[::2]
+    fs.selu_alpha_dropout(v, 0.3, seed=5, inplace=True)
+    assert same_floats(v, fs.selu_alpha_dropout(x[::2].copy(), 0.3, seed=5))
+    assert same_floats(y[1::2], x[1::2])
+    out = np.empty_like(x)
+    assert fs.selu_alpha_dropout(x, 0.3, seed=5, out=out) is out
+    assert same_floats(out, want)
+    # out partly overlapping the input: as without overlap
+    y = x.copy()
+    fs.alpha_dropout(y[:-1], 0.3, seed=5, out=y[1:])
+    assert same_floats(y[1:], fs.alpha_dropout(x[:-1], 0.3, seed=5))
+    g = np.ones_like(x)
+    assert fs.selu_alpha_dropout_backward(g, x, 0.3, seed=5, out=g) is g
+
+
+BAD_CALLS = [
+    (dict(p=1.5), ValueError), (dict(p=-0.1), ValueError), (dict(p=float("nan")), ValueError),
+    (dict(p="0.5"), TypeError), (dict(p=True), TypeError), (dict(p=0.5j), TypeError),
+    (dict(seed=-1), ValueError), (dict(seed=2**64), ValueError), (dict(seed=1.0), TypeError),
+    (dict(seed=True), TypeError), (dict(seed="1"), TypeError),
+]
+
+
+@pytest.mark.parametrize("kw, exc", BAD_CALLS)
+def test_errors_leave_arrays_unchanged(kw, exc):
+    x = np.linspace(-1, 1, 10)
+    out = np.full_like(x, 7.0)
+    kw = {"p": 0.5, "seed": 1, **kw}
+    for fn in FUNCS.values():
+        for extra in ({}, {"out": out}, {"inplace": True}):
+            y = x.copy()
+            with pytest.raises(exc):
+                fn(y, **kw, **extra)
+            assert same_floats(y, x) and np.all(out == 7.0)
+    g = x.copy()
+    with pytest.raises(exc):
+        fs.selu_alpha_dropout_backward(g, x, **kw, out=g)
+    with pytest.raises(exc):
+        fs.alpha_dropout_backward(g, **kw, out=g)
+    assert same_floats(g, x)
+
+
+def test_other_errors():
+    x = np.linspace(-1, 1, 10)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        fs.alpha_dropout(x, 0.5, seed=1, feature=True)
+    fs.alpha_dropout(x, 1.0, seed=1, feature=True)  # no mask drawn: allowed (as PyTorch)
+    fs.alpha_dropout(x, 0.5, seed=1, feature=True, training=False)
+    with pytest.raises(ValueError, match="out and inplace"):
+        fs.alpha_dropout(x, 0.5, seed=1, out=x, inplace=True)
+    with pytest.raises(TypeError):
+        fs.alpha_dropout(x, 0.5)  # seed is required
+    with pytest.raises(TypeError, match="inplace"):
+        fs.alpha_dropout(np.arange(3), 0.5, seed=1, inplace=True)
+    with pytest.raises(ValueError, match="shape"):
+        fs.selu_alpha_dropout_backward(x, x[:5], 0.5, seed=1)
+    with pytest.raises(ValueError, match="shape"):
+        fs.alpha_dropout(x, 0.5, seed=1, out=np.empty(5))
+    with pytest.raises(TypeError, match="dtype"):
+        fs.alpha_dropout(x, 0.5, seed=1, out=np.empty(10, np.float32))
+    with pytest.raises(TypeError, match="complex"):
+        fs.alpha_dropout(x.astype(complex), 0.5, seed=1)
+    ro = x.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fs.selu_alpha_dropout(ro, 0.5, seed=1, inplace=True)
+
+
+@pytest.mark.parametrize("kind", ["alpha", "fused"])
+def test_allocates_only_the_result(backend, kind):
+    x = np.random.default_rng(0).standard_normal(1 << 21).astype(np.float32)
+    out = np.empty_like(x)
+    fn = FUNCS[kind]
+    fn(x, 0.1, seed=1, out=out)  # warm up (compilation, caches)
+    fn(x, 0.1, seed=1)
+    fs.selu_alpha_dropout_backward(x, out, 0.1, seed=1, out=out)
+    tracemalloc.start()
+    try:
+        fn(x, 0.1, seed=1, out=out)
+        fn(x, 0.1, seed=1, inplace=True)
+        fs.selu_alpha_dropout_backward(x, out, 0.1, seed=1, out=out)
+        _, peak_out = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        fn(x, 0.1, seed=1)
+        _, peak_new = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the numpy reference works in blocks of temporaries
+    reference = _api._dropout_backend() is fs._backends.load("numpy")
+    # (a mask would take 2 MB as bools; thread start-up allocates ~0.2 MB once)
+    limit = 64 << 20 if reference else 1 << 19
+    assert peak_out < limit, peak_out
+    assert peak_new < x.nbytes + limit, peak_new
+
+
+def test_lecun_normal():
+    w = fs.lecun_normal((256, 512), rng=0)
+    assert w.dtype == np.float32 and w.shape == (256, 512)
+    sigma = np.sqrt(1 / 256) / 0.87962566103423978
+    assert np.abs(w).max() <= 2 * sigma * (1 + 1e-6)
+    assert abs(w.std() - np.sqrt(1 / 256)) < 0.02 * np.sqrt(1 / 256)  # the truncation corrected
+    assert same_floats(w, fs.lecun_normal((256, 512), rng=np.random.default_rng(0)))
+    assert fs.lecun_normal((3, 3, 16, 8), dtype=np.float64).dtype == np.float64
+    conv = fs.lecun_normal((3, 3, 16, 8), rng=1)
+    assert np.abs(conv).max() <= 2 * np.sqrt(1 / 144) / 0.87962566103423978 * (1 + 1e-6)
+    assert fs.lecun_normal(5, fan_in=1, rng=2).shape == (5,)
+    assert fs.lecun_normal((), rng=2).shape == ()
+    with pytest.raises(TypeError):
+        fs.lecun_normal((2, 2), dtype=np.int32)
+    with pytest.raises(ValueError):
+        fs.lecun_normal((2, -1))
+    with pytest.raises(TypeError):
+        fs.lecun_normal((2, 2), rng="x")
+
+
+@pytest.mark.slow
+def test_keep_fraction_within_4_sigma():
+    n = 10**7
+    for p in (0.05, 0.5):
+        x = np.zeros(n, dtype=np.float32)
+        r = fs.alpha_dropout(x, p, seed=2024)
+        kept = np.count_nonzero(r != np.float32(exact_dropped(p)))
+        sigma = np.sqrt(n * p * (1 - p))
+        assert abs(kept - n * (1 - p)) < 4 * sigma, (kept, n * (1 - p), sigma)
+
+
+def _chi2_independent(a, b):
+    """Chi-square statistic (1 degree of freedom) of the 2x2 table of two boolean arrays."""
+    t = np.array([[np.sum(~a & ~b), np.sum(~a & b)], [np.sum(a & ~b), np.sum(a & b)]], float)
+    e = t.sum(1)[:, None] * t.sum(0)[None, :] / t.sum()
+    return ((t - e) ** 2 / e).sum()
+
+
+def test_masks_uncorrelated_between_seeds_and_neighbours():
+    # chi-square with 1 dof: 15.1 is the 0.01% point; several seeds and offsets
+    n = 1 << 18
+    x = np.zeros(n)
+    for s in (0, 1, 2**32 - 1, 2**32, 123456789):
+        k0 = fs.alpha_dropout(x, 0.5, seed=s) > 0
+        k1 = fs.alpha_dropout(x, 0.5, seed=s + 1) > 0
+        assert _chi2_independent(k0, k1) < 15.1
+        for lag in (1, 2, 3, 4, 5, 8):
+            assert _chi2_independent(k0[:-lag], k0[lag:]) < 15.1, (s, lag)
