@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 import fastselu
 from fastselu._ulp import exact_selu, ulp_error
 from test_numbers import bound
-from util import same_floats
+from util import LONGDOUBLE_IS_80BIT, same_floats
 
 INT_TYPES = [np.bool_, np.int8, np.int16, np.int32, np.int64,
              np.uint8, np.uint16, np.uint32, np.uint64]
@@ -334,7 +334,8 @@ def test_property_forward_any_layout(backend, x):
         assert isinstance(y, np.generic) and not isinstance(y, np.ndarray)
         y = np.asarray(y)
     assert same_floats(y, want)
-    if want.dtype != np.float16:
+    # float64's oracle is long double: exact enough only where it has 80 bits
+    if want.dtype != np.float16 and (want.dtype != np.float64 or LONGDOUBLE_IS_80BIT):
         err = ulp_error(y, exact_selu(x.astype(want.dtype)), want.dtype)
         assert err.max(initial=0) <= bound(backend)
 

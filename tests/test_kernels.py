@@ -6,7 +6,7 @@ import pytest
 import fastselu
 from fastselu._ulp import (exact_selu, exact_selu_backward, exact_selu_backward_result,
                            mp_selu, ulp_error)
-from util import fast_path_inputs, run_python
+from util import fast_path_inputs, needs_80bit, oracle_dtypes, run_python
 
 K = pytest.importorskip("fastselu._kernels")
 pytestmark = pytest.mark.skipif("cython" not in fastselu.available_backends(),
@@ -38,7 +38,7 @@ def run(kind, *arrays, nthreads=2):
     return out
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", oracle_dtypes(np.float32, np.float64))
 @pytest.mark.parametrize("simd", list(K.SUPPORTED))
 def test_accuracy_sampled(dtype, simd):
     x = hard_inputs(dtype)
@@ -60,6 +60,7 @@ def test_accuracy_sampled(dtype, simd):
         K.set_simd(None)
 
 
+@needs_80bit
 def test_float64_against_mpmath():
     rng = np.random.default_rng(2)
     x = np.concatenate([rng.uniform(-40, 0, 3000), -np.exp(rng.uniform(-745, 0, 2000)),
@@ -118,7 +119,7 @@ def test_strided_view_bit_identical():
     assert np.array_equal(fastselu.selu(x[::-1, 1])[::-1].view(np.uint32), ref.view(np.uint32))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", oracle_dtypes(np.float32, np.float64))
 @pytest.mark.parametrize("simd", list(K.SUPPORTED))
 def test_backward_fast_path_blocks(dtype, simd):
     """Runs of x without a hard element take the backward's fast path alone (one vector at a

@@ -20,7 +20,7 @@ from fastselu._ulp import (  # noqa: E402
     exact_selu_backward_result,
     ulp_error,
 )
-from util import fast_path_inputs  # noqa: E402
+from util import LONGDOUBLE_IS_80BIT, fast_path_inputs, oracle_dtypes  # noqa: E402
 
 NB = importlib.import_module("fastselu._backend_numba")
 try:
@@ -261,7 +261,7 @@ def test_empty_arrays():
 
 # ---- accuracy against the exact function ----------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", oracle_dtypes(*DTYPES))
 def test_accuracy_bounds(dtype):
     """SPEC bounds for every x and finite nonzero grad_output (special g: the next test)."""
     x = hard_inputs(dtype)
@@ -293,7 +293,7 @@ SPECIAL_X = [-np.inf, -3000.0, -800.0, -745.2, -100.0, -1.0, -0.1, -1e-320, -0.0
 
 
 @pytest.mark.parametrize("kind", ["backward_x", "backward_y"])
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", oracle_dtypes(*DTYPES))
 def test_special_grads(dtype, kind):
     """grad_output in {+-0, +-inf, NaN, ...} against every special x (or y): NaN where the exact
     value is NaN, infinities and signed zeros as the exact product has them."""
@@ -397,7 +397,7 @@ def test_public_api_layouts(numba_backend, dtype):
             fastselu.set_backend("numba")
         if ref_mod == "cython":
             assert same_bits(got, want) and same_bits(gx, wgx) and same_bits(gy, wgy)
-        else:
+        elif got.dtype != np.float64 or LONGDOUBLE_IS_80BIT:  # the oracle is long double
             rdt = got.dtype
             assert ulp_error(got, exact_selu(np.asarray(x, rdt)), rdt).max() <= 1.0
         if np.dtype(dtype).kind == "f":
