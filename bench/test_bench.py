@@ -18,8 +18,8 @@ SIZES = (1, 10**3, 10**5, 10**6, 10**7)
 THREADS = _bench.set_peer_threads(fastselu.get_num_threads())
 
 # Sorted by (dtype, n) so that one set of arrays serves a run of consecutive tests.
-CASES = [(dt, n, impl) for dt in _bench.DTYPES for n in SIZES
-         for impl in _bench.implementations() if impl.applies(n)]
+CASES = [(dt, n, impl) for dt in _bench.DEFAULT_DTYPES for n in SIZES
+         for impl in _bench.implementations() if impl.applies(n, dt)]
 _data: dict = {}
 
 

@@ -1,7 +1,16 @@
-"""Benchmark: ``python -m fastselu bench [--json FILE] [--plot FILE.png] [options]``.
+"""Benchmark: ``python -m fastselu bench [--simd all|VARIANT] [--dtype LIST] [--json FILE]
+[--plot FILE.png] [options]``.
 
 One table, ``implementations()``, lists every timed call as an `Impl` (op, name, setup); the
 command line (`run`) and the pytest-benchmark suite (``bench/test_bench.py``) are both driven by it.
+
+Variants: each SIMD variant is measured in a child process of its own, started with
+``FASTSELU_SIMD=<variant>`` and PyTorch's matching ``ATEN_CPU_CAPABILITY`` (avx512 -> avx512,
+avx2 -> avx2, baseline -> default: `TORCH_CAPABILITY`), since both libraries pick their kernels
+once per process.  Without ``--simd`` the child measures the variant in use, with every backend
+and peer; with it, each child times the compiled backend against PyTorch and the references.
+Variants this CPU cannot run are skipped with a note.  float16 and bfloat16 (``ml_dtypes``) are
+compared with PyTorch's float16 and bfloat16 tensors.
 
 Ops (bytes moved per element, in units of the item size, for GB/s):
 
@@ -36,6 +45,8 @@ import datetime
 import functools
 import gc
 import importlib
+import importlib.metadata
+import importlib.util
 import itertools
 import json
 import math
@@ -43,7 +54,9 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
@@ -62,8 +75,16 @@ OPS = {  # op -> (label, bytes per element in item sizes, reference impl name)
 REF_OP = {"copy": "forward_out", "add": "backward_out"}  # where the reference rows live
 DEFAULT_SIZES = tuple(10**k for k in range(8))  # 1 .. 1e7
 QUICK_MAX_N = 10**6
-NUMPY_BACKEND_MAX_N = 10**6  # the numpy backend (evaluated in long double) is slow beyond this
-DTYPES = ("float32", "float64")
+# The numpy backend (a reference: float64 in double-double, ~1 us per element) is slow beyond this.
+NUMPY_BACKEND_MAX_N = 10**5
+DTYPES = ("float16", "bfloat16", "float32", "float64")  # what --dtype accepts
+DEFAULT_DTYPES = ("float32", "float64")
+ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+# Check tolerance per dtype (a few ULPs of it: peers round more than once).
+_TOL = {"float16": 4e-3, "bfloat16": 3e-2, "float32": 1e-5, "float64": 1e-12}
+# fastselu SIMD variant -> PyTorch's ATEN_CPU_CAPABILITY for the same instruction set.
+TORCH_CAPABILITY = {"avx512": "avx512", "avx2": "avx2", "baseline": "default", "neon": "default",
+                    "sve": "sve256"}
 ROUNDS, QUICK_ROUNDS = 7, 5
 ROUND_S, QUICK_ROUND_S = 0.020, 0.005
 
@@ -78,26 +99,52 @@ class Impl:
     setup: Callable[["Data"], Callable[[], Any]]
     backend: Optional[str] = None  # fastselu backend to select while timing
     max_n: Optional[int] = None
+    dtypes: Optional[tuple[str, ...]] = None  # None: every dtype
 
-    def applies(self, n: int) -> bool:
-        return self.max_n is None or n <= self.max_n
+    def applies(self, n: int, dtype: Optional[str] = None) -> bool:
+        return ((self.max_n is None or n <= self.max_n)
+                and (dtype is None or self.dtypes is None or dtype in self.dtypes))
+
+
+def numpy_dtype(name: str) -> Optional[np.dtype[Any]]:
+    """The NumPy dtype called `name`; bfloat16 is ml_dtypes' (None when it is not installed)."""
+    if name == "bfloat16":
+        ml_dtypes = _optional("ml_dtypes")
+        return None if ml_dtypes is None else np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 class Data:
-    """The arrays of one (dtype, n), shared by every implementation (torch views share memory)."""
+    """The arrays of one (dtype, n), shared by every implementation (torch views share memory).
+
+    16-bit arrays are views of buffers of an even length, so that the copy/add references can
+    move the same bytes as float32 (`ref_x`, `ref_g`, `ref_o`)."""
 
     def __init__(self, dtype: str, n: int, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
-        self.dtype, self.n = np.dtype(dtype), n
-        self.x = rng.standard_normal(n).astype(dtype)
-        self.g = rng.standard_normal(n).astype(dtype)
-        self.o = np.empty_like(self.x)
-        self.o.fill(0)  # touched: np.zeros would leave the pages unmapped
+        dt = numpy_dtype(dtype)
+        if dt is None:
+            raise ValueError(f"dtype {dtype} needs ml_dtypes, which is not installed")
+        self.dtype, self.n = dt, n
+        size = n + n % 2 if dt.itemsize == 2 else n
+        bufs = [rng.standard_normal(size).astype(dt), rng.standard_normal(size).astype(dt),
+                np.zeros(size, dt)]
+        bufs[2].fill(0)  # touched: np.zeros would leave the pages unmapped
+        self.x, self.g, self.o = (b[:n] for b in bufs)
         self.y = -np.abs(self.x)  # in-place buffer: negative data stays valid (see module doc)
+        if dt.itemsize == 2:
+            self.ref_x, self.ref_g, self.ref_o = (b.view(np.float32) for b in bufs)
+        else:
+            self.ref_x, self.ref_g, self.ref_o = self.x, self.g, self.o
         torch = _optional("torch")
         if torch is not None:
-            self.tx, self.tg, self.to, self.ty = (torch.from_numpy(a)
-                                                  for a in (self.x, self.g, self.o, self.y))
+            if dtype == "bfloat16":  # torch.from_numpy does not know ml_dtypes: share the bits
+                self.tx, self.tg, self.to, self.ty = (
+                    torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+                    for a in (self.x, self.g, self.o, self.y))
+            else:
+                self.tx, self.tg, self.to, self.ty = (torch.from_numpy(a)
+                                                      for a in (self.x, self.g, self.o, self.y))
 
 
 def _optional(name: str) -> Any:
@@ -111,8 +158,9 @@ def _np_selu(x: np.ndarray) -> np.ndarray:
     return SCALE * np.where(x > 0, x, ALPHA * np.expm1(x))
 
 
-def implementations() -> list[Impl]:
-    """The table: every (op, implementation) pair that can run here."""
+def implementations(compiled_only: bool = False) -> list[Impl]:
+    """The table: every (op, implementation) pair that can run here (with `compiled_only`, of
+    fastselu's backends only the compiled one, and of the peers only PyTorch)."""
     try:
         _kernels: Any = importlib.import_module("fastselu._kernels")
     except ImportError:
@@ -120,7 +168,10 @@ def implementations() -> list[Impl]:
     nthreads = fastselu.get_num_threads()
     P = functools.partial
     impls = []
-    for b in fastselu.available_backends():
+    backends = fastselu.available_backends()
+    if compiled_only and "cython" in backends:
+        backends = ("cython",)
+    for b in backends:
         name, mx = f"fastselu[{b}]", NUMPY_BACKEND_MAX_N if b == "numpy" else None
         impls += [
             Impl("forward_out", name, "fastselu", lambda d: P(fastselu.selu, d.x, out=d.o), b, mx),
@@ -140,9 +191,11 @@ def implementations() -> list[Impl]:
             Impl("backward_out", "torch", "peer",
                  lambda d: P(bwd, d.tg, ALPHA, SCALE, 1.0, False, d.tx, grad_input=d.to)),
         ]
-    impls.append(Impl("forward_new", "numpy", "peer", lambda d: P(_np_selu, d.x)))
-    ne = _optional("numexpr")
+    if not compiled_only:
+        impls.append(Impl("forward_new", "numpy", "peer", lambda d: P(_np_selu, d.x)))
+    ne = None if compiled_only else _optional("numexpr")
     if ne is not None:
+        f32_64 = ("float32", "float64")  # numexpr has no 16-bit floats
         fwd = "s * where(x > 0, x, a * expm1(x))"
         bwd_ = "g * where(x > 0, s, sa * exp(x))"
 
@@ -152,42 +205,60 @@ def implementations() -> list[Impl]:
 
         impls += [
             Impl("forward_out", "numexpr", "peer",
-                 lambda d: P(ne.evaluate, fwd, consts(d), {}, out=d.o)),
-            Impl("forward_new", "numexpr", "peer", lambda d: P(ne.evaluate, fwd, consts(d), {})),
+                 lambda d: P(ne.evaluate, fwd, consts(d), {}, out=d.o), dtypes=f32_64),
+            Impl("forward_new", "numexpr", "peer", lambda d: P(ne.evaluate, fwd, consts(d), {}),
+                 dtypes=f32_64),
             Impl("backward_out", "numexpr", "peer",
-                 lambda d: P(ne.evaluate, bwd_, consts(d), {}, out=d.o)),
+                 lambda d: P(ne.evaluate, bwd_, consts(d), {}, out=d.o), dtypes=f32_64),
         ]
     if _kernels is not None:  # the compiled extension may be missing (numba/numpy only)
+        # 16-bit dtypes: the same bytes moved as float32 (`Data.ref_*`).
         impls += [
             Impl("forward_out", "copy", "reference",
-                 lambda d: P(_kernels.copy, d.x, d.o, nthreads)),
+                 lambda d: P(_kernels.copy, d.ref_x, d.ref_o, nthreads)),
             Impl("backward_out", "add", "reference",
-                 lambda d: P(_kernels.add, d.g, d.x, d.o, nthreads)),
+                 lambda d: P(_kernels.add, d.ref_g, d.ref_x, d.ref_o, nthreads)),
         ]
     order = list(OPS)
     return sorted(impls, key=lambda i: order.index(i.op))  # stable: table order within an op
 
 
-def check(impls: Sequence[Impl], dtype: str, n: int = 1000) -> None:
+def check(impls: Sequence[Impl], dtype: str, n: int = 1000) -> list[tuple[Impl, str]]:
     """Raise RuntimeError unless every call computes what its op says (a peer whose API changed
-    meaning must not be timed silently); compared with float64 formulas at a loose tolerance."""
+    meaning must not be timed silently); compared with float64 formulas at a loose tolerance.
+
+    An entry that refuses the dtype with TypeError (fastselu before its bfloat16 support, say)
+    is not an error: such entries are returned, with the reason, to be left out."""
     d = Data(dtype, n)
     x, g, y = (a.astype(np.float64) for a in (d.x, d.g, d.y))
     want = {"forward_out": _np_selu(x), "forward_new": _np_selu(x), "inplace": _np_selu(y),
-            "backward_out": g * np.where(x > 0, SCALE, SCALE * ALPHA * np.exp(x)),
-            "copy": x, "add": g + x}
-    tol = 1e-5 if dtype == "float32" else 1e-12
+            "backward_out": g * np.where(x > 0, SCALE, SCALE * ALPHA * np.exp(x))}
+    refused = []
     for impl in impls:
-        d.o.fill(0)
-        with _Backend(impl.backend):
-            ret = impl.setup(d)()
-        got = {"forward_new": ret, "inplace": d.y}.get(impl.op, d.o)
-        expected = want[impl.name if impl.kind == "reference" else impl.op]
-        ok = np.allclose(np.asarray(got, dtype=np.float64), expected, rtol=tol, atol=tol)
+        d.ref_o.fill(0)
+        try:
+            with _Backend(impl.backend), np.errstate(all="ignore"):
+                ret = impl.setup(d)()
+        except (TypeError, NotImplementedError, RuntimeError) as exc:  # torch: "not implemented"
+            refused.append((impl, f"{type(exc).__name__}: {exc}"))
+            continue
+        if impl.name == "copy":  # bit for bit (16-bit dtypes: the float32 view's bits)
+            ok = np.array_equal(d.ref_o.view(np.uint32 if d.ref_o.itemsize == 4 else np.uint64),
+                                d.ref_x.view(np.uint32 if d.ref_x.itemsize == 4 else np.uint64))
+        elif impl.name == "add":
+            with np.errstate(all="ignore"):
+                ok = np.array_equal(d.ref_o, d.ref_g + d.ref_x, equal_nan=True)
+        else:
+            got = {"forward_new": ret, "inplace": d.y}.get(impl.op, d.o)
+            if hasattr(got, "detach"):  # a torch tensor (bfloat16 has no NumPy twin in torch)
+                got = got.detach().double().numpy()
+            ok = np.allclose(np.asarray(got, dtype=np.float64), want[impl.op], rtol=_TOL[dtype],
+                             atol=_TOL[dtype])
         d.y[...] = y
         if not ok:
             raise RuntimeError(f"benchmark entry {impl.op} {impl.name} ({dtype}) computes a wrong "
                                f"result: fix its call in fastselu._bench.implementations()")
+    return refused
 
 
 def set_peer_threads(n: int) -> dict[str, Optional[int]]:
@@ -290,12 +361,25 @@ class Progress:
 
 
 def run(dtypes: Sequence[str], sizes: Sequence[int], rounds: int, round_s: float,
-        progress: Optional[Progress] = None) -> list[dict[str, Any]]:
-    """Time every implementation at every (dtype, n); return one record per (op, dtype, n, impl)."""
-    impls = implementations()
+        progress: Optional[Progress] = None, compiled_only: bool = False,
+        notes: Optional[list[str]] = None) -> list[dict[str, Any]]:
+    """Time every implementation at every (dtype, n); return one record per (op, dtype, n, impl).
+    Entries that refuse a dtype are left out, with a line in `notes`."""
+    impls = implementations(compiled_only)
+    usable = {}
     for dt in dtypes:
-        check(impls, dt)
-    groups = [(dt, n, [i for i in impls if i.applies(n)]) for dt in dtypes for n in sizes]
+        candidates = [i for i in impls if i.applies(1, dt)]
+        refused = check(candidates, dt)
+        reasons: dict[str, list[str]] = {}  # one note per implementation, its ops listed
+        for impl, why in refused:
+            reasons.setdefault(impl.name, []).append(impl.op)
+            if len(reasons[impl.name]) == 1:
+                reasons[impl.name].insert(0, why)
+        for name, (why, *ops) in reasons.items():
+            if notes is not None:
+                notes.append(f"{name} not timed for {dt} ({', '.join(ops)}): {why}")
+        usable[dt] = [i for i in candidates if all(i is not r for r, _ in refused)]
+    groups = [(dt, n, [i for i in usable[dt] if i.applies(n, dt)]) for dt in dtypes for n in sizes]
     if progress is None:
         progress = Progress(sum(len(g) for *_, g in groups) * (rounds + 1))
     records = []
@@ -331,15 +415,16 @@ def run(dtypes: Sequence[str], sizes: Sequence[int], rounds: int, round_s: float
 
 def add_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add bytes, GB/s, elements/s and the time ratios to torch and to the memory reference."""
-    by = {(r["op"], r["dtype"], r["n"], r["impl"]): r["median_s"] for r in records}
+    by = {(r.get("variant"), r["op"], r["dtype"], r["n"], r["impl"]): r["median_s"]
+          for r in records}
     for r in records:
         label, nbytes, ref = OPS[r["op"]]
-        r["bytes"] = nbytes * r["n"] * np.dtype(r["dtype"]).itemsize
+        r["bytes"] = nbytes * r["n"] * ITEMSIZE[r["dtype"]]
         t = r["median_s"]
         r["gbps"] = r["bytes"] / t / 1e9 if t > 0 else None
         r["elements_per_s"] = r["n"] / t if t > 0 else None
-        t_torch = by.get((r["op"], r["dtype"], r["n"], "torch"))
-        t_ref = by.get((REF_OP[ref], r["dtype"], r["n"], ref))
+        t_torch = by.get((r.get("variant"), r["op"], r["dtype"], r["n"], "torch"))
+        t_ref = by.get((r.get("variant"), REF_OP[ref], r["dtype"], r["n"], ref))
         r["vs_torch"] = t / t_torch if t_torch else None
         r["vs_ref"] = t / t_ref if t_ref else None
     return records
@@ -406,15 +491,23 @@ LEGEND = ("time: typical time per call (median over rounds of the median over ba
           "time\n(a copy for forward and in-place, an add for backward); below 1x is faster.")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name with its family and model numbers where /proc/cpuinfo has them
+    ("AMD EPYC 7B13 (family 25, model 1)"), else platform.processor() or the machine type."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for ln in f:
-                if ln.startswith("model name"):
-                    return ln.split(":", 1)[1].strip()
+                if not ln.strip():
+                    break  # the first processor is enough
+                key, _, value = ln.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def metadata(threads: dict[str, Optional[int]], settings: dict[str, Any]) -> dict[str, Any]:
@@ -425,9 +518,20 @@ def metadata(threads: dict[str, Optional[int]], settings: dict[str, Any]) -> dic
     except Exception as exc:  # the metadata must never sink a finished run
         config = {"error": repr(exc)}
     versions = {}
-    for mod in ("torch", "numexpr", "numba", "matplotlib"):
+    for mod in ("torch", "numexpr", "numba", "matplotlib", "ml_dtypes"):
         m = sys.modules.get(mod)
-        versions[mod] = getattr(m, "__version__", None) if m is not None else None
+        if m is not None:
+            versions[mod] = getattr(m, "__version__", None)
+        else:  # installed but not needed by this run (ml_dtypes without bfloat16)?
+            try:
+                versions[mod] = importlib.metadata.version(mod)
+            except importlib.metadata.PackageNotFoundError:
+                versions[mod] = None
+    torch = sys.modules.get("torch")
+    try:  # the instruction set PyTorch's kernels run at here (set by ATEN_CPU_CAPABILITY)
+        capability = torch.backends.cpu.get_cpu_capability() if torch is not None else None
+    except AttributeError:  # torch < 2.1
+        capability = None
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "fastselu": config,
@@ -436,8 +540,10 @@ def metadata(threads: dict[str, Optional[int]], settings: dict[str, Any]) -> dic
         "torch": versions["torch"],
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
+        "torch_capability": capability,
+        "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
         "threads": threads,
         "settings": settings,
         "method": __doc__.split("Method:", 1)[1].strip(),
@@ -456,21 +562,24 @@ def plot(records: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dts = [d for d in DTYPES if any(r["dtype"] == d for r in records)]
+    variants = list(dict.fromkeys(r.get("variant") for r in records))
+    rows_ = [(v, d) for v in variants for d in DTYPES
+             if any(r["dtype"] == d and r.get("variant") == v for r in records)]
     ops = [o for o in PLOT_PANELS if any(r["op"] == o for r in records)]
-    fig, axes = plt.subplots(len(dts), len(ops), figsize=(4.6 * len(ops), 3.9 * len(dts)),
+    fig, axes = plt.subplots(len(rows_), len(ops), figsize=(4.6 * len(ops), 3.9 * len(rows_)),
                              squeeze=False, sharex=True)
     names = list(dict.fromkeys(r["impl"] for r in records))
     colors = dict(zip([n for n in names if n not in REF_OP],
                       plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
-    for row, dt in enumerate(dts):
+    for row, (variant, dt) in enumerate(rows_):
         for col, op in enumerate(ops):
             ax = axes[row][col]
             ref = OPS[op][2]
             for name in [n for n in names if n not in REF_OP] + [ref]:
                 src = REF_OP[ref] if name == ref else op
                 pts = sorted((r["n"], r["gbps"]) for r in records if r["op"] == src
-                             and r["dtype"] == dt and r["impl"] == name and r["gbps"])
+                             and r["dtype"] == dt and r["impl"] == name and r["gbps"]
+                             and r.get("variant") == variant)
                 if not pts:
                     continue
                 xs, ys = zip(*pts)
@@ -483,8 +592,9 @@ def plot(records: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.grid(True, which="major", alpha=0.35)
-            ax.set_title(f"{OPS[op][0]}  {dt}", fontsize=10)
-            if row == len(dts) - 1:
+            ax.set_title(f"{OPS[op][0]}  {dt}" + (f"  [{variant}]" if variant else ""),
+                         fontsize=10)
+            if row == len(rows_) - 1:
                 ax.set_xlabel("n (elements)")
             if col == 0:
                 ax.set_ylabel("GB/s (read + written)")
@@ -511,11 +621,20 @@ def _sizes(text: str) -> list[int]:
 
 
 def _dtypes(text: str) -> list[str]:
-    dts = [s.strip() for s in text.split(",") if s.strip()]
+    dts = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
     bad = [d for d in dts if d not in DTYPES]
     if not dts or bad:
         raise argparse.ArgumentTypeError(f"dtypes must be among {', '.join(DTYPES)}, got {text!r}")
     return dts
+
+
+def _simd(text: str) -> str:
+    from . import _config
+
+    if text != "all" and text not in _config.SIMD_NAMES:
+        raise argparse.ArgumentTypeError(
+            f"--simd must be 'all' or one of {', '.join(_config.SIMD_NAMES)}, got {text!r}")
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -524,12 +643,20 @@ def parser() -> argparse.ArgumentParser:
         description="Time fastselu (every backend) against torch, NumPy and numexpr where "
                     "installed, and against memory-speed copy/add references.",
         epilog=LEGEND)
+    p.add_argument("--simd", type=_simd, metavar="all|VARIANT",
+                   help="time the compiled backend's SIMD variant(s) against PyTorch at the same "
+                        "instruction set (ATEN_CPU_CAPABILITY avx512, avx2, or default for "
+                        "baseline), one child process per variant; 'all': every variant this CPU "
+                        "runs.  Default: the variant in use, with every backend and peer")
+    p.add_argument("--dtype", "--dtypes", dest="dtypes", type=_dtypes, metavar="LIST",
+                   default=list(DEFAULT_DTYPES),
+                   help=f"comma-separated, among {', '.join(DTYPES)} (bfloat16: ml_dtypes; "
+                        "default float32,float64)")
     p.add_argument("--json", metavar="FILE", help="write every median and the metadata as JSON")
     p.add_argument("--plot", metavar="FILE.png",
                    help="plot throughput against size (needs matplotlib)")
     p.add_argument("--sizes", type=_sizes, help="comma-separated element counts "
                    "(default 1,10,...,1e7; with --quick up to 1e6)")
-    p.add_argument("--dtypes", type=_dtypes, default=list(DTYPES), help="default float32,float64")
     p.add_argument("--quick", action="store_true",
                    help=f"sizes up to 1e6, {QUICK_ROUNDS} rounds of {QUICK_ROUND_S * 1e3:g} ms")
     p.add_argument("--threads", type=int, metavar="N",
@@ -538,7 +665,82 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, metavar="N",
                    help=f"rounds per measurement, the median is reported (default {ROUNDS}; "
                         f"{QUICK_ROUNDS} with --quick)")
+    # Internal: how the parent runs one variant in a child process.
+    p.add_argument("--child-json", metavar="FILE", help=argparse.SUPPRESS)
+    p.add_argument("--compiled-only", action="store_true", help=argparse.SUPPRESS)
     return p
+
+
+def plan_variants(simd: Optional[str], compiled: Optional[Sequence[str]],
+                  supported: Sequence[str], in_use: Optional[str]
+                  ) -> tuple[list[Optional[str]], list[str]]:
+    """The variants to measure for ``--simd`` (None: the one in use) and notes on those skipped.
+    `compiled` is None without the compiled backend: then the backend in use is measured."""
+    if compiled is None:
+        notes = [] if simd is None else [
+            f"--simd {simd}: the compiled backend is not available here; measuring the "
+            f"{fastselu.get_backend()} backend instead"]
+        return [None], notes
+    if simd is None:
+        return [in_use], []
+    variants: list[Optional[str]] = []
+    notes = []
+    for v in (compiled if simd == "all" else [simd]):
+        if v in supported:
+            variants.append(v)
+        elif v in compiled:
+            notes.append(f"{v} skipped: this CPU cannot run it (it runs {', '.join(supported)})")
+        else:
+            notes.append(f"{v} skipped: not built for this platform (built: {', '.join(compiled)})")
+    return variants, notes
+
+
+def child_env(variant: Optional[str]) -> dict[str, str]:
+    """The environment of a variant's child: FASTSELU_SIMD and PyTorch's ATEN_CPU_CAPABILITY for
+    the same instruction set, importing this very copy of fastselu."""
+    env = dict(os.environ)
+    if variant is not None:
+        env["FASTSELU_SIMD"] = variant
+        env["ATEN_CPU_CAPABILITY"] = TORCH_CAPABILITY.get(variant, "default")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastselu.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _compiled_variants() -> tuple[Optional[Sequence[str]], Sequence[str], Optional[str]]:
+    """(variants built, variants this CPU runs, variant in use), or None for the first if the
+    compiled backend cannot load."""
+    if "cython" not in fastselu.available_backends():
+        return None, (), None
+    _kernels: Any = importlib.import_module("fastselu._kernels")
+    return tuple(_kernels.VARIANTS), tuple(_kernels.SUPPORTED), str(_kernels.simd())
+
+
+def _variant_title(variant: Optional[str], meta: dict[str, Any]) -> str:
+    cfg = meta.get("fastselu", {})
+    if variant is None:
+        what = f"fastselu backend {cfg.get('backend')}"
+    else:
+        what = f"simd {cfg.get('simd')} (FASTSELU_SIMD={variant})"
+    if meta.get("torch"):
+        what += (f" vs torch {meta.get('torch_capability')} "
+                 f"(ATEN_CPU_CAPABILITY={meta.get('aten_cpu_capability') or 'unset'})")
+    return f"== {what} on {meta.get('cpu')} =="
+
+
+def _child(args: argparse.Namespace, sizes: list[int], rounds: int, round_s: float) -> int:
+    """Measure in this process (one variant) and write {meta, notes, results} to --child-json."""
+    if args.threads is not None:
+        fastselu.set_num_threads(args.threads)
+    threads = set_peer_threads(fastselu.get_num_threads())
+    settings = {"sizes": sizes, "dtypes": args.dtypes, "rounds": rounds, "round_s": round_s,
+                "quick": args.quick, "compiled_only": args.compiled_only}
+    notes: list[str] = []
+    records = run(args.dtypes, sizes, rounds, round_s, compiled_only=args.compiled_only,
+                  notes=notes)
+    with open(args.child_json, "w") as f:
+        json.dump({"meta": metadata(threads, settings), "notes": notes, "results": records}, f)
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -547,6 +749,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser().error("--repeat must be >= 1")
     if args.threads is not None and args.threads < 1:
         parser().error("--threads must be >= 1")
+    sizes = args.sizes or [n for n in DEFAULT_SIZES if not args.quick or n <= QUICK_MAX_N]
+    rounds = args.repeat or (QUICK_ROUNDS if args.quick else ROUNDS)
+    round_s = QUICK_ROUND_S if args.quick else ROUND_S
+    if args.child_json:
+        return _child(args, sizes, rounds, round_s)
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -554,33 +761,81 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print("python -m fastselu bench: --plot needs matplotlib, which is not installed "
                   "(pip install matplotlib, or fastselu[bench])", file=sys.stderr)
             return 2
-    sizes = args.sizes or [n for n in DEFAULT_SIZES if not args.quick or n <= QUICK_MAX_N]
-    rounds = args.repeat or (QUICK_ROUNDS if args.quick else ROUNDS)
-    round_s = QUICK_ROUND_S if args.quick else ROUND_S
-    if args.threads is not None:
-        fastselu.set_num_threads(args.threads)
-    threads = set_peer_threads(fastselu.get_num_threads())
-    settings = {"sizes": sizes, "dtypes": args.dtypes, "rounds": rounds, "round_s": round_s,
-                "quick": args.quick}
-    records = run(args.dtypes, sizes, rounds, round_s)
-    meta = metadata(threads, settings)
-    cfg = meta["fastselu"]
-    print(f"fastselu {cfg.get('version')} (simd {cfg.get('simd')}, openmp "
-          f"{'on' if cfg.get('openmp') else 'off'}); torch {meta['torch'] or 'not installed'}; "
-          f"numpy {meta['numpy']}; numexpr {meta['versions']['numexpr'] or 'not installed'}")
-    print(f"CPU: {meta['cpu']}; threads: " + ", ".join(f"{k} {v}" for k, v in threads.items() if v))
-    print(f"{rounds} interleaved rounds of >= {round_s * 1e3:g} ms each\n")
-    print(format_table(records))
+    notes: list[str] = []
+    dtypes = list(args.dtypes)
+    if "bfloat16" in dtypes and importlib.util.find_spec("ml_dtypes") is None:
+        dtypes.remove("bfloat16")
+        notes.append("bfloat16 skipped: it needs ml_dtypes, which is not installed "
+                     "(pip install ml_dtypes)")
+    variants, variant_notes = plan_variants(args.simd, *_compiled_variants())
+    notes += variant_notes
+    if not dtypes:
+        variants = []
+    results: list[dict[str, Any]] = []
+    measured: list[tuple[Optional[str], dict[str, Any], list[str]]] = []
+    with tempfile.TemporaryDirectory(prefix="fastselu-bench-") as tmp:
+        for k, variant in enumerate(variants):
+            path = os.path.join(tmp, f"variant{k}.json")
+            cmd = [sys.executable, "-m", "fastselu", "bench", "--child-json", path,
+                   "--dtype", ",".join(dtypes), "--sizes", ",".join(map(str, sizes)),
+                   "--repeat", str(rounds)]
+            cmd += ["--quick"] if args.quick else []
+            cmd += ["--threads", str(args.threads)] if args.threads is not None else []
+            cmd += ["--compiled-only"] if args.simd is not None else []
+            # stdout and stderr (progress, warnings) go where ours go.
+            proc = subprocess.run(cmd, env=child_env(variant))
+            if proc.returncode != 0 or not os.path.exists(path):
+                notes.append(f"{variant or 'the backend in use'}: the benchmark process failed "
+                             f"(exit status {proc.returncode}); its error is printed above")
+                continue
+            with open(path) as f:
+                doc = json.load(f)
+            for r in doc["results"]:
+                r["variant"] = variant
+            results += doc["results"]
+            measured.append((variant, doc["meta"], doc["notes"]))
+    if measured:
+        meta = measured[0][1]
+        cfg = meta["fastselu"]
+        threads = meta["threads"]
+        versions = meta["versions"]
+        print(f"fastselu {cfg.get('version')} (openmp {'on' if cfg.get('openmp') else 'off'}); "
+              f"torch {meta['torch'] or 'not installed'}; numpy {meta['numpy']}; numexpr "
+              f"{versions.get('numexpr') or 'not installed'}; ml_dtypes "
+              f"{versions.get('ml_dtypes') or 'not installed'}")
+        print(f"CPU: {meta['cpu']}; threads: "
+              + ", ".join(f"{k} {v}" for k, v in threads.items() if v))
+        print(f"{rounds} interleaved rounds of >= {round_s * 1e3:g} ms each, one process per "
+              f"variant")
+        for variant, vmeta, vnotes in measured:
+            print("\n" + _variant_title(variant, vmeta))
+            print(format_table([r for r in results if r["variant"] == variant]))
+            for line in vnotes:
+                print(f"note: {line}")
+    for line in notes:
+        print(f"note: {line}")
+    if not measured:
+        print("python -m fastselu bench: nothing was measured", file=sys.stderr)
+        return 1
     print("\n" + LEGEND)
     if args.json:
+        meta = dict(measured[0][1])
+        meta["settings"] = dict(meta["settings"], simd=args.simd, dtypes=dtypes)
+        meta["variants"] = [{"variant": v, "fastselu_simd": m["fastselu"].get("simd"),
+                             "torch_capability": m.get("torch_capability"),
+                             "aten_cpu_capability": m.get("aten_cpu_capability"), "notes": n}
+                            for v, m, n in measured]
+        meta["notes"] = notes
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": records}, f, indent=1)
+            json.dump({"meta": meta, "results": results}, f, indent=1)
             f.write("\n")
     if args.plot:
-        plot(records, args.plot, title=f"fastselu {cfg.get('version')} ({cfg.get('simd')}, "
-             f"{threads['fastselu']} thread{'s' if threads['fastselu'] != 1 else ''}) vs peers "
-             f"on {meta['cpu']}")
-    return 0
+        cfg, threads = measured[0][1]["fastselu"], measured[0][1]["threads"]
+        plot(results, args.plot, title=f"fastselu {cfg.get('version')} "
+             f"({', '.join(str(v) for v, _, _ in measured)}, {threads['fastselu']} "
+             f"thread{'s' if threads['fastselu'] != 1 else ''}) vs peers on "
+             f"{measured[0][1]['cpu']}")
+    return 0 if len(measured) == len(variants) else 1
 
 
 if __name__ == "__main__":

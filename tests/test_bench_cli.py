@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,25 @@ PACKAGE_PARENT = str(Path(fastselu.__file__).resolve().parent.parent)
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 
 
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_ML_DTYPES = importlib.util.find_spec("ml_dtypes") is not None
+COMPILED = "cython" in fastselu.available_backends()
+
+
+def bench(tmp_path, *args, timeout=120):
+    """Run `python -m fastselu bench args...` in a clean environment; return (process, JSON)."""
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "fastselu", "bench", "--quick", "--repeat", "1", *args,
+           "--json", str(out)]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FASTSELU_") and k != "ATEN_CPU_CAPABILITY"}
+    env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, json.loads(out.read_text())
+
+
 def test_cli_quick_run_writes_json_and_plot(tmp_path):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     cmd = [sys.executable, "-m", "fastselu", "bench", "--quick", "--sizes", "1,1000",
@@ -28,6 +48,7 @@ def test_cli_quick_run_writes_json_and_plot(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "fastselu[cython]" in proc.stdout and "vs torch" in proc.stdout
+    assert f"CPU: {_bench.cpu_model()}" in proc.stdout
 
     doc = json.loads(out.read_text())
     assert set(doc) == {"meta", "results"}
@@ -54,6 +75,88 @@ def test_cli_quick_run_writes_json_and_plot(tmp_path):
         assert all(r["vs_torch"] > 0 for r in res)
     if HAVE_MPL:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Without --simd: the variant in use, measured in one child process, every backend.
+    (variant,) = meta["variants"]
+    assert {r["variant"] for r in res} == {variant["variant"]}
+    if COMPILED:
+        assert variant["variant"] == variant["fastselu_simd"] == fastselu._kernels.simd()
+    if HAVE_TORCH and COMPILED:
+        assert variant["aten_cpu_capability"] == _bench.TORCH_CAPABILITY[variant["variant"]]
+
+
+@pytest.mark.skipif(not COMPILED, reason="--simd picks variants of the compiled backend")
+def test_simd_all_runs_each_variant_beside_torch_at_its_capability(tmp_path):
+    from fastselu import _kernels
+
+    proc, doc = bench(tmp_path, "--simd", "all", "--sizes", "10", "--dtype", "float32")
+    measured = [v["variant"] for v in doc["meta"]["variants"]]
+    assert measured == [v for v in _kernels.VARIANTS if v in _kernels.SUPPORTED]
+    for v in doc["meta"]["variants"]:
+        assert v["fastselu_simd"] == v["variant"]  # the child really ran that variant
+        rows = [r for r in doc["results"] if r["variant"] == v["variant"]]
+        assert {r["impl"] for r in rows} >= {"fastselu[cython]", "copy", "add"}
+        assert not {r["impl"] for r in rows} & {"numpy", "numexpr", "fastselu[numpy]"}
+        if HAVE_TORCH:
+            cap = _bench.TORCH_CAPABILITY[v["variant"]]
+            assert v["aten_cpu_capability"] == cap and v["torch_capability"].lower() == cap
+            assert all(r["vs_torch"] > 0 for r in rows)
+        assert f"FASTSELU_SIMD={v['variant']}" in proc.stdout  # one table per variant
+    for v in _kernels.VARIANTS:
+        if v not in _kernels.SUPPORTED:
+            assert f"note: {v} skipped: this CPU cannot run it" in proc.stdout
+    assert proc.stdout.count(_bench.cpu_model()) == 1 + len(measured)
+
+
+def test_half_dtypes(tmp_path):
+    proc, doc = bench(tmp_path, "--sizes", "10", "--dtype", "float16,bfloat16")
+    res = doc["results"]
+    f16 = {r["impl"] for r in res if r["dtype"] == "float16"}
+    assert "fastselu[numpy]" in f16 or "fastselu[cython]" in f16
+    assert all(r["bytes"] == 2 * 10 * _bench.OPS[r["op"]][1] for r in res)
+    bf16 = {r["impl"] for r in res if r["dtype"] == "bfloat16"}
+    if HAVE_TORCH:
+        assert "torch" in f16 and "numexpr" not in f16
+    if not HAVE_ML_DTYPES:
+        assert not bf16 and "note: bfloat16 skipped: it needs ml_dtypes" in proc.stdout
+    else:
+        assert ("torch" in bf16) == HAVE_TORCH
+        # fastselu either times bfloat16 or says why not (before its bfloat16 kernels)
+        for b in fastselu.available_backends():
+            assert f"fastselu[{b}]" in bf16 or f"fastselu[{b}] not timed for bfloat16" in proc.stdout
+
+
+def test_plan_variants():
+    plan = _bench.plan_variants
+    built, runs = ("avx512", "avx2", "baseline"), ("avx2", "baseline")
+    assert plan(None, built, runs, "avx2") == (["avx2"], [])
+    assert plan("all", built, runs, "avx2") == (
+        ["avx2", "baseline"], ["avx512 skipped: this CPU cannot run it (it runs avx2, baseline)"])
+    assert plan("baseline", built, runs, "avx2") == (["baseline"], [])
+    variants, notes = plan("neon", built, runs, "avx2")
+    assert variants == [] and "not built for this platform" in notes[0]
+    variants, notes = plan("all", None, (), None)  # no compiled backend: the one in use
+    assert variants == [None] and "not available" in notes[0]
+
+
+def test_child_env_matches_torch_capability(monkeypatch):
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx512")
+    for variant, cap in (("avx512", "avx512"), ("avx2", "avx2"), ("baseline", "default")):
+        env = _bench.child_env(variant)
+        assert env["FASTSELU_SIMD"] == variant and env["ATEN_CPU_CAPABILITY"] == cap
+        assert env["PYTHONPATH"].split(os.pathsep)[0] == PACKAGE_PARENT
+    assert _bench.child_env(None)["ATEN_CPU_CAPABILITY"] == "avx512"  # left as it was
+
+
+def test_cpu_model_names_family_and_model():
+    name = _bench.cpu_model()
+    assert name and name == name.strip()
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return
+    if "cpu family" in info:
+        assert re.search(r"\(family \d+, model \d+\)$", name), name
 
 
 def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path, capsys):
@@ -64,12 +167,22 @@ def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("argv", [["--sizes", "0"], ["--sizes", "1,x"], ["--sizes", "1.5"],
-                                  ["--dtypes", "float16"], ["--repeat", "0"], ["--threads", "0"],
-                                  ["--nope"]])
+                                  ["--dtypes", "float8"], ["--dtype", "float32,int8"],
+                                  ["--dtype", ""], ["--simd", "sse9"], ["--simd", "ALL"],
+                                  ["--repeat", "0"], ["--threads", "0"], ["--nope"]])
 def test_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         _bench.main(argv)
     assert exc.value.code == 2
+
+
+def test_argument_parsing():
+    args = _bench.parser().parse_args([])
+    assert args.simd is None and args.dtypes == ["float32", "float64"]
+    args = _bench.parser().parse_args(["--simd", "all", "--dtype", "float16, bfloat16,float16"])
+    assert args.simd == "all" and args.dtypes == ["float16", "bfloat16"]
+    assert _bench.parser().parse_args(["--simd", "baseline"]).simd == "baseline"
+    assert _bench.parser().parse_args(["--dtypes", "float64"]).dtypes == ["float64"]  # old name
 
 
 def test_number_formatting():
@@ -133,8 +246,16 @@ def test_table_drives_every_backend(monkeypatch):
     # Every entry computes what its op says, and the backend is left as it was found.
     before = fastselu.get_backend()
     for dtype in _bench.DTYPES:
-        _bench.check(impls, dtype, n=100)
+        if _bench.numpy_dtype(dtype) is None:
+            continue  # bfloat16 without ml_dtypes
+        refused = _bench.check([i for i in impls if i.applies(100, dtype)], dtype, n=100)
+        # Only fastselu may refuse a dtype (bfloat16 before its kernels), and only by TypeError.
+        assert all(i.kind == "fastselu" and dtype == "bfloat16" for i, _ in refused), refused
     assert fastselu.get_backend() == before
+    assert {i.name for i in _bench.implementations(compiled_only=True)} <= {
+        "fastselu[cython]", "copy", "add"} | ({"fastselu[numba]", "fastselu[numpy]"}
+                                             if "cython" not in fastselu.available_backends()
+                                             else set())
 
 
 def test_check_catches_a_wrong_call():
