@@ -156,6 +156,7 @@ def check_all(n, seed):
     worst["backward_x"] = assert_bound(d, exact, x, NEARLY_HALF, "backward_x")
     y = hard_y(x[: x.size // 2], seed + 2)
     gy = hard_g(y, seed + 3)
+    worst["inputs_y"] = y.size
     worst["backward_y"] = assert_bound(_run("backward_y", gy, y), exact_backward_y(gy, y), y,
                                        NEARLY_HALF, "backward_y")
     return worst
