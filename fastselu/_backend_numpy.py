@@ -243,28 +243,9 @@ def info() -> dict[str, Any]:
 
 from . import _dropout as _dp  # noqa: E402
 
-_SPLITTER = 134217729.0  # 2^27 + 1
 _BIG = 2.0**900
-
-
-def _two_sum(a: np.ndarray, b: Any) -> tuple[np.ndarray, np.ndarray]:
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
-
-
-def _veltkamp(a: Any) -> tuple[Any, Any]:
-    c = _SPLITTER * a
-    hi = c - (c - a)
-    return hi, a - hi
-
-
-def _two_prod(a: Any, b: Any) -> tuple[Any, Any]:
-    """a*b as p + e exactly, for |a|, |b| < 2^900 (the splits overflow beyond)."""
-    p = a * b
-    ah, al = _veltkamp(a)
-    bh, bl = _veltkamp(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+# The error-free transformations, shared with the SELU kernels above (_double_double).
+_two_sum, _two_prod = dd.two_sum, dd.two_prod
 
 
 def _dd_mul(ah: Any, al: Any, bh: Any, bl: Any) -> tuple[Any, Any]:
