@@ -12,7 +12,7 @@ float64 method.  Inputs go through `np.frexp` so that every double-double produc
 numbers near 1, and the binary exponent is applied once by `_double_double.round_scaled`, which
 also gets overflow to inf and subnormal results right.  exp and expm1 of x <= 0 use
 x = (64 k + j) ln2/64 + s with |s| <= ln2/128: exp(x) = 2^k T_j (1 + s Q(s)), T_j = 2^(j/64) from a
-table, Q(s) = expm1(s)/s by its series (s^9/10! < 2^-80 relative).  ln2/64 is split in three
+table, Q(s) = expm1(s)/s by its series to s^10/11! (the rest < 2^-110).  ln2/64 is split in three
 (two 35-bit parts, so n * part is exact for |n| < 2^18, i.e. |x| < 2839) and the reduced s is a
 double-double.  expm1 = 2^k T_j s Q + (2^k T_j - 1): no cancellation beyond a factor of ~2, and for
 k = j = 0 just s Q, with s = x exactly, scaled by frexp like every other input.

@@ -67,8 +67,8 @@ def fast_path_inputs(dtype, n=4096, seed=3):
 # SCALE*ALPHA does not apply.  float32 (and float16) checks work everywhere: there the oracle
 # falls back to float64, which is exact enough.
 LONGDOUBLE_IS_80BIT = np.finfo(np.longdouble).nmant == 63
-needs_80bit = pytest.mark.skipif(not LONGDOUBLE_IS_80BIT,
-                                 reason="the float64 oracle (fastselu._ulp) needs x86 80-bit long double")
+needs_80bit = pytest.mark.skipif(
+    not LONGDOUBLE_IS_80BIT, reason="float64 oracle (fastselu._ulp) needs x86 80-bit long double")
 
 
 def oracle_dtypes(*dtypes):
