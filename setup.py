@@ -19,8 +19,6 @@ import sysconfig
 import tempfile
 import warnings
 
-import numpy as np
-from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -39,7 +37,7 @@ KERNEL_FLAGS = {
     "msvc": ("/O2", "/fp:precise"),
 }
 # Every header the kernels include (other helpers add theirs): a change to any rebuilds.
-HEADERS = sorted(glob.glob("fastselu/*.h"))
+HEADERS = sorted(glob.glob("fastselu/*.h", root_dir=HERE))
 
 OPENMP_PROBE = r"""
 #include <omp.h>
@@ -221,9 +219,10 @@ def openmp_flags(compiler, probe, family, run):
             # Apple clang has no OpenMP runtime: libomp from Homebrew or conda, as scikit-learn
             # and pykdtree find it (delocate then bundles it into the wheel).
             for prefix in libomp_prefixes():
-                candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"],
-                                   [os.path.join(prefix, "include")],
-                                   [os.path.join(prefix, "lib")]))
+                lib = os.path.join(prefix, "lib")
+                # the rpath lets the module (and delocate, which resolves @rpath) find libomp
+                candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp", f"-Wl,-rpath,{lib}"],
+                                   [os.path.join(prefix, "include")], [lib]))
     errors = []
     for cflags, lflags, incs, libs in candidates:
         src = os.path.join(probe.tmp, "omp_probe.c")
@@ -233,8 +232,7 @@ def openmp_flags(compiler, probe, family, run):
             objs = compiler.compile([src], output_dir=probe.tmp, include_dirs=incs,
                                     extra_postargs=cflags)
             exe = os.path.join(probe.tmp, "omp_probe")
-            compiler.link_executable(objs, exe, library_dirs=libs,
-                                     extra_postargs=lflags + [f"-Wl,-rpath,{d}" for d in libs])
+            compiler.link_executable(objs, exe, library_dirs=libs, extra_postargs=lflags)
             if run:
                 exe_path = exe + (".exe" if sys.platform == "win32" else "")
                 subprocess.run([exe_path], check=True, capture_output=True, timeout=60)
@@ -317,15 +315,23 @@ class BuildExt(build_ext):
         return objs
 
 
-ext = Extension(
-    "fastselu._kernels",
-    sources=["fastselu/_kernels.pyx", "fastselu/_dispatch.c"],
-    include_dirs=[np.get_include(), "fastselu"],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    depends=HEADERS,
-)
+def main():
+    import numpy as np
+    from Cython.Build import cythonize
 
-setup(
-    ext_modules=cythonize([ext], compiler_directives={"language_level": 3}),
-    cmdclass={"build_ext": BuildExt},
-)
+    ext = Extension(
+        "fastselu._kernels",
+        sources=["fastselu/_kernels.pyx", "fastselu/_dispatch.c"],
+        include_dirs=[np.get_include(), "fastselu"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        depends=HEADERS,
+    )
+    setup(
+        ext_modules=cythonize([ext], compiler_directives={"language_level": 3}),
+        cmdclass={"build_ext": BuildExt},
+    )
+
+
+# tests/test_build_config.py loads this file under another name to check the target logic.
+if __name__ == "__main__":
+    main()
