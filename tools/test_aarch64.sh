@@ -78,10 +78,17 @@ mount_root() {
     mount -t proc proc "$ROOT/proc" && mounted+=("$ROOT/proc")
     mount -t sysfs sys "$ROOT/sys" 2>/dev/null && mounted+=("$ROOT/sys") || true
     cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+    # the host's CA bundle: it may trust a TLS-intercepting proxy that the root's does not
+    cp -L "${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}" \
+        "$ROOT/etc/fastselu-host-ca.crt" 2>/dev/null || true
 }
 in_root() {  # a clean environment: nothing of the host's Python or pip settings leaks in
     chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
         PATH="$VENV/bin:/usr/local/bin:/usr/bin:/bin" PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        PIP_CERT=/etc/fastselu-host-ca.crt SSL_CERT_FILE=/etc/fastselu-host-ca.crt \
+        ${HTTPS_PROXY:+HTTPS_PROXY="$HTTPS_PROXY"} ${https_proxy:+https_proxy="$https_proxy"} \
+        ${HTTP_PROXY:+HTTP_PROXY="$HTTP_PROXY"} ${http_proxy:+http_proxy="$http_proxy"} \
+        ${NO_PROXY:+NO_PROXY="$NO_PROXY"} ${no_proxy:+no_proxy="$no_proxy"} \
         /bin/sh -c "$1"
 }
 
