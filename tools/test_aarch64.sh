@@ -103,11 +103,24 @@ else
     step "reusing the Debian arm64 root at $ROOT"
 fi
 mount_root
+# Python packages: aarch64 wheels fetched by the host's pip (native speed; the emulated root
+# needs no network), installed in the root with --no-index, build requirements included.
+PYREQS="numpy>=1.25 pytest>=7 hypothesis>=6 mpmath>=1.3 threadpoolctl>=3.5 mypy>=1.10 build>=1"
+BUILDREQS="setuptools>=64 Cython>=3.0 numpy>=2.0 wheel"
 if [ ! -f "$ROOT/.fastselu-venv-ok" ]; then
-    step "a venv in the root with the test requirements (aarch64 wheels from PyPI)"
-    in_root "rm -rf $VENV && python3 -m venv $VENV && pip install -q --upgrade pip && \
-        pip install -q 'numpy>=1.25' 'pytest>=7' 'hypothesis>=6' 'mpmath>=1.3' \
-        'threadpoolctl>=3.5' 'mypy>=1.10' 'build>=1'"
+    step "aarch64 wheels for the root's Python (host pip download), then a venv in the root"
+    python3 -m pip --version >/dev/null 2>&1 || {
+        apt-get update -q; DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip; }
+    pyver=$(in_root "python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
+    rm -rf "$ROOT/wheels" && mkdir -p "$ROOT/wheels"
+    # shellcheck disable=SC2086
+    python3 -m pip download -q --only-binary=:all: --platform manylinux2014_aarch64 \
+        --platform manylinux_2_27_aarch64 --platform manylinux_2_28_aarch64 \
+        --platform manylinux_2_31_aarch64 --platform manylinux_2_34_aarch64 --implementation cp --python-version "$pyver" \
+        -d "$ROOT/wheels" $PYREQS $BUILDREQS pip
+    in_root "rm -rf $VENV && python3 -m venv $VENV && pip install -q --no-index \
+        --find-links /wheels --upgrade pip && pip install -q --no-index --find-links /wheels \
+        $(printf "'%s' " $PYREQS)"
     touch "$ROOT/.fastselu-venv-ok"
 fi
 
@@ -119,7 +132,8 @@ tar -C "$SRC" --exclude=.git --exclude='.venv*' --exclude=build --exclude=dist \
     --exclude='*.egg-info' --exclude=__pycache__ --exclude='*.so' --exclude='*.o' \
     --exclude=fastselu/_kernels.c --exclude=.pytest_cache --exclude=.hypothesis -cf - . \
     | tar -C "$ROOT/src" -xf -
-in_root "cd /src && pip install -v '.[test]' > /tmp/fastselu-build.log 2>&1" \
+in_root "cd /src && PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels pip install -v '.[test]' \
+    > /tmp/fastselu-build.log 2>&1" \
     || { tail -40 "$ROOT/tmp/fastselu-build.log"; exit 1; }
 grep 'fastselu:' "$ROOT/tmp/fastselu-build.log" | sed 's/^ *//' || true
 in_root "cd /tmp && python -c 'import platform, fastselu; print(platform.machine()); fastselu.show_config()'"
