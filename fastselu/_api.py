@@ -161,6 +161,11 @@ def _flat_views(arrays: list[np.ndarray], cdt: np.dtype[Any]) -> Optional[list[n
 def _run(kernel: Callable[..., None], inputs: list[np.ndarray], out: np.ndarray, cdt: np.dtype[Any]) -> None:
     if out.size == 0:
         return
+    if out.ndim == 0:
+        # One element as shape (1,) views: NumPy 1.x's buffered nditer mishandles 0-d operands
+        # (a float16 0-d result was never written back, or computed from the wrong buffer).
+        inputs = [a.reshape(1) for a in inputs]
+        out = out.reshape(1)
     inputs = [_separate(a, out) for a in inputs]
     nthreads = _config.effective_num_threads()
     flat = _flat_views([*inputs, out], cdt)
@@ -315,6 +320,11 @@ def _run_dropout(call: Callable[..., None], inputs: list[np.ndarray], out: np.nd
     """call(*inputs, out, start, nthreads) on 1-D native `cdt` pieces, in logical C order."""
     if out.size == 0:
         return
+    if out.ndim == 0:
+        # One element as shape (1,) views: NumPy 1.x's buffered nditer mishandles 0-d operands
+        # (a float16 0-d result was never written back, or computed from the wrong buffer).
+        inputs = [a.reshape(1) for a in inputs]
+        out = out.reshape(1)
     inputs = [_separate(a, out) for a in inputs]
     nthreads = _config.effective_num_threads()
     run_len, starts = _runs(out.shape, origin)

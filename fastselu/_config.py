@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from fastselu import _targets
+
 # Backend name -> module implementing the kernel seam (forward, backward_x, backward_y, info).
 # Order is the default preference order.  A new backend is a new module plus one line here.
 BACKENDS: dict[str, str] = {
@@ -21,7 +23,9 @@ BACKENDS: dict[str, str] = {
     "numpy": "fastselu._backend_numpy",
 }
 
-SIMD_NAMES: tuple[str, ...] = ("avx512", "avx2", "baseline")
+# Every SIMD variant name of every architecture (fastselu/_targets.py declares them); a name of
+# another architecture than this build's is valid and means baseline.
+SIMD_NAMES: tuple[str, ...] = _targets.variant_names()
 
 
 def _env(name: str) -> Optional[str]:

@@ -18,4 +18,11 @@ int fs_num_variants(void);
 const fs_kernels *fs_variant(int i);
 /* Whether this CPU (and OS) can run variant i. */
 int fs_variant_supported(int i);
+
+/* CPU features a variant may need (fastselu/_targets.py names them; fs_cpu_features finds them). */
+enum {
+    FS_F_fma = 1u << 0, FS_F_avx2 = 1u << 1, FS_F_f16c = 1u << 2, FS_F_avx512f = 1u << 3,
+    FS_F_avx512dq = 1u << 4, FS_F_avx512bw = 1u << 5, FS_F_avx512vl = 1u << 6,
+    FS_F_neon = 1u << 7, FS_F_sve = 1u << 8
+};
 #endif

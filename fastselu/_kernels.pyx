@@ -8,7 +8,7 @@ native-endian float32/float64 arrays of one dtype and length; ``out`` may be an 
 cimport numpy as cnp
 from cython.parallel cimport prange, parallel
 
-from . import _config
+from . import _config, _targets
 
 cnp.import_array()
 
@@ -43,7 +43,10 @@ cdef extern from *:
     /* GNU OpenMP exits the whole process when it cannot create a worker thread (under an
        address-space or task limit, say).  So before a calling thread first asks for more
        threads than its pool has had, try to start that many plain threads (same default stack
-       size) and cap the request at what worked.  Per calling thread: each has its own pool. */
+       size) and cap the request at what worked.  Per calling thread: each has its own pool.
+       POSIX only (pthreads): Windows' OpenMP runtimes (vcomp, libomp) do not exit that way, and
+       a build without OpenMP never starts threads, so there it is the identity. */
+    #if defined(_OPENMP) && !defined(_WIN32)
     #include <pthread.h>
     #include <stdlib.h>
     static __thread int fs_threads_verified = 1;
@@ -61,6 +64,9 @@ cdef extern from *:
         if (started + 1 > fs_threads_verified) fs_threads_verified = started + 1;
         return started + 1;
     }
+    #else
+    static int fs_startable_threads(int want) { return want; }
+    #endif
     #ifdef _OPENMP
     #define FS_OPENMP 1
     #else
@@ -98,6 +104,20 @@ SUPPORTED = tuple(v for i, v in enumerate(VARIANTS) if fs_variant_supported(i))
 OPENMP = bool(FS_OPENMP)
 
 
+def _compiled_cap(cap):
+    """A declared variant that this build lacks: the best compiled one below it in its
+    architecture's order, or baseline for another architecture's name (_targets.py)."""
+    arch = _targets.arch_of(cap)
+    if arch is None:
+        raise ValueError(f"unknown SIMD variant {cap!r}; expected one of "
+                         f"{_targets.variant_names()}")
+    order = list(_targets.TARGETS[arch])
+    for name in order[order.index(cap):]:
+        if name in VARIANTS and name != "baseline":
+            return name
+    return "baseline"
+
+
 def set_simd(cap):
     """Use the best supported variant at or below ``cap`` (a name in VARIANTS, or None for
     the best this CPU runs); return its name.  Only safe while no kernel is running."""
@@ -105,10 +125,7 @@ def set_simd(cap):
     cdef int i, start = 0
     if cap is not None:
         if cap not in VARIANTS:
-            if cap in ("avx512", "avx2"):   # not compiled on this architecture
-                cap = "baseline"
-            else:
-                raise ValueError(f"unknown SIMD variant {cap!r}; expected one of {VARIANTS}")
+            cap = _compiled_cap(cap)
         start = VARIANTS.index(cap)
     for i in range(start, fs_num_variants()):
         if fs_variant_supported(i):

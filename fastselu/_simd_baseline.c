@@ -1,3 +1,4 @@
-/* The SELU kernels for the baseline target: setup.py compiles this file with that target's flags. */
+/* The SELU kernels for the baseline target: plain C for any CPU, built without ISA flags
+ * (fastselu/_targets.py), always present. */
 #define FS_ISA baseline
 #include "_selu_kernels.h"

@@ -372,3 +372,16 @@ def test_property_backward(backend, g, data, is_result):
     with np.errstate(over="ignore"):
         ref = ref.astype(rdt).reshape(g.shape)
     assert same_floats(np.asarray(got), ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_zero_dim_arrays_match_one_element(dtype):
+    """0-d inputs give the one-element result (NumPy 1.x's buffered nditer once lost 0-d float16
+    results: found running the suite with NumPy 1.25)."""
+    for v in (1.0488, -0.75, 0.0):
+        x1 = np.array([v], dtype)
+        assert fastselu.selu(np.array(dtype(v))) == fastselu.selu(x1)[0]
+        assert fastselu.selu(np.array(v, dtype)) == fastselu.selu(x1)[0]
+        g = np.array(dtype(0.5))
+        assert (fastselu.selu_backward(g, np.array(dtype(v)))
+                == fastselu.selu_backward(np.array([0.5], dtype), x1)[0])

@@ -1,5 +1,7 @@
 """The compiled kernels: accuracy (sampled here, exhaustive in the slow test), bit-identity
 across SIMD variants, thread counts and strided views."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -176,6 +178,38 @@ def test_simd_cap_picks_best_at_or_below():
             K.set_simd("sse9")
     finally:
         K.set_simd(None)
+
+
+def test_simd_cap_of_another_architecture_or_missing_variant():
+    """A declared name this build lacks: the best compiled variant below it in its own
+    architecture's order; another architecture's name means baseline (SPEC: FASTSELU_SIMD)."""
+    from fastselu import _targets
+    try:
+        for arch, variants in _targets.TARGETS.items():
+            order = list(variants)
+            for name in order:
+                got = K.set_simd(name)
+                below = [v for v in order[order.index(name):] if v in K.SUPPORTED]
+                assert got == (below[0] if K.VARIANTS[0] in order else "baseline"), (name, got)
+    finally:
+        K.set_simd(None)
+
+
+def test_targets_declared_once():
+    """Every declared variant has its one source file; the build compiled this architecture's
+    variants in the declared order, baseline last."""
+    from fastselu import _targets
+    names = _targets.variant_names()
+    assert names[-1] == "baseline" and len(set(names)) == len(names)
+    src = Path(__file__).resolve().parent.parent / "fastselu"
+    if (src / "_targets.py").is_file() and (src / "_simd_baseline.c").is_file():
+        for name in names:
+            assert (src / f"_simd_{name}.c").is_file(), name
+    arch = next(a for a, v in _targets.TARGETS.items() if K.VARIANTS[0] in v) \
+        if K.VARIANTS[0] != "baseline" else None
+    order = list(_targets.TARGETS[arch]) if arch else ["baseline"]
+    assert list(K.VARIANTS) == [v for v in order if v in K.VARIANTS]
+    assert K.VARIANTS[-1] == "baseline"
 
 
 def test_fp_exception_flags_untouched():

@@ -96,8 +96,8 @@ def test_import_does_not_import_numba():
 @pytest.mark.parametrize("var, value, expected", [
     ("FASTSELU_BACKEND", "nope", ["cython", "numba", "numpy"]),
     ("FASTSELU_BACKEND", "NUMPY", ["cython", "numba", "numpy"]),
-    ("FASTSELU_SIMD", "sse2", ["avx512", "avx2", "baseline"]),
-    ("FASTSELU_SIMD", "AVX2", ["avx512", "avx2", "baseline"]),
+    ("FASTSELU_SIMD", "sse2", ["avx512", "avx2", "neon", "sve", "baseline"]),
+    ("FASTSELU_SIMD", "AVX2", ["avx512", "avx2", "neon", "sve", "baseline"]),
     ("FASTSELU_NUM_THREADS", "0", ["positive integer"]),
     ("FASTSELU_NUM_THREADS", "-2", ["positive integer"]),
     ("FASTSELU_NUM_THREADS", "two", ["positive integer"]),
@@ -111,7 +111,7 @@ def test_invalid_environment_raises_importerror(var, value, expected):
         assert word in r.stderr
 
 
-@pytest.mark.parametrize("value", ["avx512", "avx2", "baseline", ""])
+@pytest.mark.parametrize("value", ["avx512", "avx2", "neon", "sve", "baseline", ""])
 def test_valid_simd_values_import(value):
     r = run_python("import fastselu; print(fastselu.get_backend())", FASTSELU_SIMD=value)
     assert r.returncode == 0, r.stderr
@@ -263,7 +263,7 @@ def test_show_config(capsys):
     info = fastselu._backends.active.info()
     assert lines["simd"].split()[0] == (info["simd"] or "none")
     if info["simd"] is not None:
-        assert info["simd"] in ("avx512", "avx2", "baseline")
+        assert info["simd"] in _config.SIMD_NAMES
     assert lines["openmp"] == ("on" if info["openmp"] else "off")
     assert lines["threads"].split()[0] == str(fastselu.get_num_threads())
     assert lines["numpy"] == np.__version__

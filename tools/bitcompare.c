@@ -1,0 +1,145 @@
+/* Bit comparison harness for the kernel ABI (SPEC "Platforms"), used by tools/test_aarch64.sh.
+ *
+ * Linked with the variant objects (fastselu/_simd_<isa>.c compiled on their own with the SPEC's
+ * flags) and libm alone.  Built once for the host (x86-64) and once for aarch64 (run under
+ * qemu-user); the two outputs must be identical.
+ *
+ *   bitcompare f32 VARIANT...        every float32 input (2^32), forward and backward from x at
+ *                                    grad_output = 1: one line per block of 2^24 inputs with a
+ *                                    64-bit hash of the outputs' bits (BITCOMPARE_STRIDE=k: every
+ *                                    k-th block only, a sample for slow emulated variants)
+ *   bitcompare f64 IN OUT VARIANT... float64 inputs from file IN (x, then g, each n doubles):
+ *                                    writes forward(x), backward_x(1, x), backward_x(g, x) and
+ *                                    backward_y(g, forward(x)) to OUT.VARIANT (raw bits)
+ *   bitcompare f32dump BLOCK VARIANT OUT  one block's raw outputs (to find a mismatch)
+ *
+ * A VARIANT the CPU lacks is reported as "skip" (fs_variant_supported).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "_dispatch.h"
+
+#define BLOCK_BITS 24
+#define BLOCK ((size_t)1 << BLOCK_BITS)
+#define NBLOCKS ((size_t)1 << (32 - BLOCK_BITS))
+
+static int find(const char *name)
+{
+    for (int i = 0; i < fs_num_variants(); i++)
+        if (strcmp(fs_variant(i)->name, name) == 0) return fs_variant_supported(i) ? i : -2;
+    return -1;
+}
+
+static uint64_t hash32(const float *v, size_t n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &v[i], 4);
+        h = (h ^ b) * 0x100000001B3ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static void f32_block(const fs_kernels *k, size_t blk, float *x, float *g, float *o1, float *o2)
+{
+    for (size_t i = 0; i < BLOCK; i++) {
+        uint32_t b = (uint32_t)((blk << BLOCK_BITS) | i);
+        memcpy(&x[i], &b, 4);
+        g[i] = 1.0f;
+    }
+    k->forward_f32(x, o1, (ptrdiff_t)BLOCK);
+    k->backward_x_f32(g, x, o2, (ptrdiff_t)BLOCK);
+}
+
+static int run_f32(int argc, char **argv)
+{
+    for (int a = 0; a < argc; a++) {
+        int vi = find(argv[a]);
+        if (vi < 0) {
+            printf("%s %s\n", argv[a], vi == -1 ? "not-built" : "skip");
+            continue;
+        }
+        const fs_kernels *k = fs_variant(vi);
+        uint64_t hf[NBLOCKS], hb[NBLOCKS];
+        const char *st = getenv("BITCOMPARE_STRIDE");
+        long stride = st && atol(st) > 0 ? atol(st) : 1;
+        #pragma omp parallel
+        {
+            float *x = malloc(BLOCK * 4), *g = malloc(BLOCK * 4);
+            float *o1 = malloc(BLOCK * 4), *o2 = malloc(BLOCK * 4);
+            #pragma omp for schedule(dynamic)
+            for (long blk = 0; blk < (long)NBLOCKS; blk += stride) {
+                f32_block(k, (size_t)blk, x, g, o1, o2);
+                hf[blk] = hash32(o1, BLOCK);
+                hb[blk] = hash32(o2, BLOCK);
+            }
+            free(x); free(g); free(o1); free(o2);
+        }
+        for (size_t blk = 0; blk < NBLOCKS; blk += (size_t)stride)
+            printf("f32 %zu fwd %016llx bwd %016llx\n", blk,
+                   (unsigned long long)hf[blk], (unsigned long long)hb[blk]);
+        fprintf(stderr, "bitcompare: %s float32 done\n", argv[a]);
+    }
+    return 0;
+}
+
+static int run_f32dump(const char *blks, const char *name, const char *out)
+{
+    int vi = find(name);
+    if (vi < 0) return fprintf(stderr, "variant %s unavailable\n", name), 2;
+    float *x = malloc(BLOCK * 4), *g = malloc(BLOCK * 4), *o1 = malloc(BLOCK * 4),
+          *o2 = malloc(BLOCK * 4);
+    f32_block(fs_variant(vi), (size_t)strtoul(blks, NULL, 10), x, g, o1, o2);
+    FILE *f = fopen(out, "wb");
+    if (!f) return perror(out), 2;
+    fwrite(o1, 4, BLOCK, f);
+    fwrite(o2, 4, BLOCK, f);
+    fclose(f);
+    return 0;
+}
+
+static int run_f64(const char *in, const char *out, int argc, char **argv)
+{
+    FILE *f = fopen(in, "rb");
+    if (!f) return perror(in), 2;
+    fseek(f, 0, SEEK_END);
+    size_t n = (size_t)ftell(f) / 16;
+    fseek(f, 0, SEEK_SET);
+    double *x = malloc(n * 8), *g = malloc(n * 8), *one = malloc(n * 8), *r = malloc(4 * n * 8);
+    if (fread(x, 8, n, f) != n || fread(g, 8, n, f) != n) return fprintf(stderr, "short\n"), 2;
+    fclose(f);
+    for (size_t i = 0; i < n; i++) one[i] = 1.0;
+    for (int a = 0; a < argc; a++) {
+        int vi = find(argv[a]);
+        if (vi < 0) {
+            printf("%s %s\n", argv[a], vi == -1 ? "not-built" : "skip");
+            continue;
+        }
+        const fs_kernels *k = fs_variant(vi);
+        k->forward_f64(x, r, (ptrdiff_t)n);
+        k->backward_x_f64(one, x, r + n, (ptrdiff_t)n);
+        k->backward_x_f64(g, x, r + 2 * n, (ptrdiff_t)n);
+        k->backward_y_f64(g, r, r + 3 * n, (ptrdiff_t)n);
+        char path[4096];
+        snprintf(path, sizeof path, "%s.%s", out, argv[a]);
+        FILE *o = fopen(path, "wb");
+        if (!o) return perror(path), 2;
+        fwrite(r, 8, 4 * n, o);
+        fclose(o);
+        printf("%s f64 %zu inputs -> %s\n", argv[a], n, path);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[1], "f32") == 0) return run_f32(argc - 2, argv + 2);
+    if (argc >= 5 && strcmp(argv[1], "f64") == 0) return run_f64(argv[2], argv[3], argc - 4, argv + 4);
+    if (argc == 5 && strcmp(argv[1], "f32dump") == 0) return run_f32dump(argv[2], argv[3], argv[4]);
+    fprintf(stderr, "usage: see the comment at the top of tools/bitcompare.c\n");
+    return 2;
+}

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# fastselu on aarch64 under emulation (SPEC "Platforms"; README "Platforms").
+#
+#   sudo tools/test_aarch64.sh                   the quick suite in an aarch64 CPython
+#   sudo tools/test_aarch64.sh --exhaustive[=V]  ... then the bit comparison against x86-64
+#
+# Run as root on a Debian/Ubuntu x86-64 host, from a source tree (a .git is not needed).  It
+# installs Debian packages (mmdebstrap, qemu-user-static), registers qemu-aarch64 with binfmt_misc,
+# builds (once, then reused) a Debian arm64 root with its own python3 and gcc at
+# $FASTSELU_ARM64_ROOT (default /var/tmp/fastselu-arm64-root), installs fastselu there from a copy
+# of this tree with `pip install ".[test]"` (compiled by the root's own gcc, under emulation) and
+# runs `pytest -m 'not slow'`, printing pytest's summary line.  Exit status: pytest's (or 1 when
+# the optional comparison finds a difference).  About 25-35 minutes on 2 cores, the root included.
+#
+# --exhaustive[=VARIANTS]: the kernel ABI functions (fastselu/_simd_<isa>.c compiled on their own
+# with the SPEC's flags, tools/bitcompare.c) built for the host and cross-built for aarch64
+# (Debian gcc-aarch64-linux-gnu, run by qemu-aarch64) must give the same bits: every float32 input
+# forward and backward (grad_output = 1) for the aarch64 VARIANTS (default: neon), every 16th block
+# of 2^24 inputs for the other aarch64 variants, and for every variant the float64 hard-input sets
+# of fastselu.check (2*10^6 inputs; forward, backward from x with g = 1 and with random g, backward
+# from y).  The full float32 pass takes about 40 minutes per variant on 2 cores (qemu emulates
+# NEON with helpers: ~7x native time; SVE ~3x more).
+set -euo pipefail
+
+EXHAUSTIVE=0
+FULL_VARIANTS="neon"
+for arg in "$@"; do
+    case "$arg" in
+        --exhaustive) EXHAUSTIVE=1 ;;
+        --exhaustive=*) EXHAUSTIVE=1; FULL_VARIANTS="${arg#--exhaustive=}"; FULL_VARIANTS="${FULL_VARIANTS//,/ }" ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ "$(id -u)" = 0 ] || { echo "run as root (it installs packages and uses chroot)" >&2; exit 2; }
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=${FASTSELU_ARM64_ROOT:-/var/tmp/fastselu-arm64-root}
+SUITE=${FASTSELU_DEBIAN_SUITE:-bookworm}
+MIRROR=${FASTSELU_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+VENV=/opt/fastselu-venv
+START=$(date +%s)
+step() { echo; echo "=== $* ($(( $(date +%s) - START )) s)"; }
+
+# ---- host packages ----
+need=()
+for p in mmdebstrap qemu-user-static; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+if [ "$EXHAUSTIVE" = 1 ]; then
+    for p in gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3; do
+        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    done
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    step "installing ${need[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 "${need[@]}"
+fi
+
+# ---- qemu-aarch64 through binfmt_misc (F: the interpreter is opened now, so it works in chroot) ----
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    grep -v '^#' /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register
+fi
+grep -q 'flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 \
+    || { echo "qemu-aarch64 is registered without the F flag: it cannot run in a chroot" >&2; exit 2; }
+
+# ---- the arm64 root: Debian's python3 and gcc; Python packages from PyPI into a venv ----
+mounted=()
+cleanup() {
+    local m
+    for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+mount_root() {
+    mount --bind /dev "$ROOT/dev" && mounted+=("$ROOT/dev")
+    mount -t proc proc "$ROOT/proc" && mounted+=("$ROOT/proc")
+    mount -t sysfs sys "$ROOT/sys" 2>/dev/null && mounted+=("$ROOT/sys") || true
+    cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+    # the host's CA bundle: it may trust a TLS-intercepting proxy that the root's does not
+    cp -L "${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}" \
+        "$ROOT/etc/fastselu-host-ca.crt" 2>/dev/null || true
+}
+in_root() {  # a clean environment: nothing of the host's Python or pip settings leaks in
+    chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+        PATH="$VENV/bin:/usr/local/bin:/usr/bin:/bin" PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        PIP_CERT=/etc/fastselu-host-ca.crt SSL_CERT_FILE=/etc/fastselu-host-ca.crt \
+        ${HTTPS_PROXY:+HTTPS_PROXY="$HTTPS_PROXY"} ${https_proxy:+https_proxy="$https_proxy"} \
+        ${HTTP_PROXY:+HTTP_PROXY="$HTTP_PROXY"} ${http_proxy:+http_proxy="$http_proxy"} \
+        ${NO_PROXY:+NO_PROXY="$NO_PROXY"} ${no_proxy:+no_proxy="$no_proxy"} \
+        /bin/sh -c "$1"
+}
+
+if [ ! -f "$ROOT/.fastselu-debian-ok" ]; then
+    step "building the Debian $SUITE arm64 root at $ROOT (mmdebstrap; dpkg runs under qemu)"
+    rm -rf "$ROOT"
+    mmdebstrap --arch=arm64 --variant=apt \
+        --include=python3,python3-venv,python3-dev,gcc,libc6-dev,ca-certificates \
+        "$SUITE" "$ROOT" "$MIRROR"
+    touch "$ROOT/.fastselu-debian-ok"
+else
+    step "reusing the Debian arm64 root at $ROOT"
+fi
+mount_root
+# Python packages: aarch64 wheels fetched by the host's pip (native speed; the emulated root
+# needs no network), installed in the root with --no-index, build requirements included.
+PYREQS="numpy>=1.25 pytest>=7 hypothesis>=6 mpmath>=1.3 threadpoolctl>=3.5 mypy>=1.10 build>=1"
+BUILDREQS="setuptools>=64 Cython>=3.0 numpy>=2.0 wheel"
+if [ ! -f "$ROOT/.fastselu-venv-ok" ]; then
+    step "aarch64 wheels for the root's Python (host pip download), then a venv in the root"
+    python3 -m pip --version >/dev/null 2>&1 || {
+        apt-get update -q; DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip; }
+    pyver=$(in_root "python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
+    rm -rf "$ROOT/wheels" && mkdir -p "$ROOT/wheels"
+    # shellcheck disable=SC2086
+    python3 -m pip download -q --only-binary=:all: --platform manylinux2014_aarch64 \
+        --platform manylinux_2_27_aarch64 --platform manylinux_2_28_aarch64 \
+        --platform manylinux_2_31_aarch64 --platform manylinux_2_34_aarch64 --implementation cp --python-version "$pyver" \
+        -d "$ROOT/wheels" $PYREQS $BUILDREQS pip
+    in_root "rm -rf $VENV && python3 -m venv $VENV && pip install -q --no-index \
+        --find-links /wheels --upgrade pip && pip install -q --no-index --find-links /wheels \
+        $(printf "'%s' " $PYREQS)"
+    touch "$ROOT/.fastselu-venv-ok"
+fi
+
+# ---- build and install fastselu in the root, from a copy of this tree ----
+step "copying the source tree and building fastselu for aarch64 (the root's gcc, under qemu)"
+rm -rf "$ROOT/src"
+mkdir -p "$ROOT/src"
+tar -C "$SRC" --exclude=.git --exclude='.venv*' --exclude=build --exclude=dist \
+    --exclude='*.egg-info' --exclude=__pycache__ --exclude='*.so' --exclude='*.o' \
+    --exclude=fastselu/_kernels.c --exclude=.pytest_cache --exclude=.hypothesis -cf - . \
+    | tar -C "$ROOT/src" -xf -
+in_root "cd /src && PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels pip install -v '.[test]' \
+    > /tmp/fastselu-build.log 2>&1" \
+    || { tail -40 "$ROOT/tmp/fastselu-build.log"; exit 1; }
+grep 'fastselu:' "$ROOT/tmp/fastselu-build.log" | sed 's/^ *//' || true
+in_root "cd /tmp && python -c 'import platform, fastselu; print(platform.machine()); fastselu.show_config()'"
+
+# ---- the quick suite ----
+step "pytest -m 'not slow' in the aarch64 CPython (qemu-user)"
+set +e
+in_root "cd /src && pytest -m 'not slow' -q -p no:cacheprovider"
+status=$?
+set -e
+step "pytest exited with status $status"
+
+# ---- the optional bit comparison against x86-64 ----
+if [ "$EXHAUSTIVE" = 1 ]; then
+    step "bit comparison: kernel ABI functions on x86-64 and on aarch64 (qemu)"
+    W=$(mktemp -d /var/tmp/fastselu-bits.XXXXXX)
+    # The variants and their flags come from fastselu/_targets.py (the one list).
+    python3 - "$SRC" "$W" <<'PY'
+import runpy, sys
+src, w = sys.argv[1], sys.argv[2]
+t = runpy.run_path(f"{src}/fastselu/_targets.py")
+for arch in ("x86_64", "aarch64"):
+    vs = [(n, s) for n, s in t["TARGETS"][arch].items() if "unix" in s["flags"]]
+    with open(f"{w}/{arch}.variants", "w") as f:
+        for n, s in vs:
+            f.write(n + "\t" + " ".join(s["flags"]["unix"]) + "\n")
+    items = " ".join(f"X({n}, {' | '.join('FS_F_' + x for x in s['features']) or '0u'})" for n, s in vs)
+    with open(f"{w}/{arch}.h", "w") as f:
+        f.write(f"#define FS_FOR_EACH_VARIANT(X) {items}\n")
+PY
+    KF="-O3 -ffp-contract=off -fno-math-errno -fno-trapping-math -I$SRC/fastselu"
+    build_harness() {  # arch cc
+        local arch=$1 cc=$2 objs=()
+        mkdir -p "$W/$arch"
+        cp "$W/$arch.h" "$W/$arch/_fs_variants.h"
+        while IFS=$'\t' read -r name flags; do
+            # shellcheck disable=SC2086
+            $cc $KF $flags -c "$SRC/fastselu/_simd_$name.c" -o "$W/$arch/$name.o"
+            objs+=("$W/$arch/$name.o")
+        done < "$W/$arch.variants"
+        $cc $KF -I"$W/$arch" -c "$SRC/fastselu/_dispatch.c" -o "$W/$arch/dispatch.o"
+        $cc $KF -I"$W/$arch" -fopenmp "$SRC/tools/bitcompare.c" "$W/$arch/dispatch.o" "${objs[@]}" \
+            -lm -o "$W/$arch/bitcompare"
+    }
+    build_harness x86_64 gcc
+    build_harness aarch64 aarch64-linux-gnu-gcc
+    run_a64() { QEMU_LD_PREFIX=/usr/aarch64-linux-gnu "$W/aarch64/bitcompare" "$@"; }
+
+    # float64 hard sets, made by fastselu.check in the root's Python (same seed, same file)
+    in_root "cd /tmp && python -c '
+import numpy as np
+from fastselu.check import float64_samples
+x = float64_samples(2_000_000, seed=0)
+rng = np.random.default_rng(1)
+g = rng.standard_normal(x.size) * np.exp2(rng.integers(-60, 60, x.size))
+g[:64] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 5e-324] * 8
+np.concatenate([x, g]).tofile(\"/tmp/f64_inputs.bin\")
+print(x.size, \"float64 inputs\")'"
+    cp "$ROOT/tmp/f64_inputs.bin" "$W/"
+    fail=0
+    bits=0
+    x86ref=""
+    for v in $(cut -f1 "$W/x86_64.variants"); do
+        "$W/x86_64/bitcompare" f64 "$W/f64_inputs.bin" "$W/f64.x86" "$v"
+        [ -f "$W/f64.x86.$v" ] || continue
+        [ -n "$x86ref" ] || x86ref=$v
+        OMP_NUM_THREADS=2 "$W/x86_64/bitcompare" f32 "$v" > "$W/f32.x86.$v"
+        if ! grep -q '^f32' "$W/f32.x86.$v"; then rm -f "$W/f32.x86.$v"; continue; fi
+    done
+    n64=$(( $(stat -c %s "$W/f64_inputs.bin") / 16 ))
+    for v in $(cut -f1 "$W/x86_64.variants"); do   # the x86 variants among themselves
+        [ -f "$W/f64.x86.$v" ] && ! cmp -s "$W/f64.x86.$v" "$W/f64.x86.$x86ref" \
+            && { echo "DIFFERENT: x86 $v vs $x86ref (float64)"; fail=1; }
+        [ -f "$W/f32.x86.$v" ] && ! cmp -s "$W/f32.x86.$v" "$W/f32.x86.$x86ref" \
+            && { echo "DIFFERENT: x86 $v vs $x86ref (float32)"; fail=1; }
+    done
+    for v in $(cut -f1 "$W/aarch64.variants"); do
+        run_a64 f64 "$W/f64_inputs.bin" "$W/f64.a64" "$v"
+        if cmp -s "$W/f64.a64.$v" "$W/f64.x86.$x86ref"; then
+            echo "float64: aarch64 $v == x86-64 $x86ref on $n64 inputs x 4 functions"
+            bits=$(( bits + n64 * 4 * 64 ))
+        else
+            echo "DIFFERENT: float64 aarch64 $v vs x86-64 $x86ref"; fail=1
+        fi
+        stride=16
+        case " $FULL_VARIANTS " in *" $v "*) stride=1 ;; esac
+        t0=$(date +%s)
+        BITCOMPARE_STRIDE=$stride OMP_NUM_THREADS=2 run_a64 f32 "$v" > "$W/f32.a64.$v"
+        nblk=$(grep -c '^f32' "$W/f32.a64.$v")
+        if [ "$nblk" -gt 0 ] \
+                && [ "$(grep -Fx -f "$W/f32.a64.$v" "$W/f32.x86.$x86ref" | wc -l)" = "$nblk" ]; then
+            echo "float32: aarch64 $v == x86-64 $x86ref on $(( nblk << 24 )) inputs (every" \
+                 "${stride}th block of 2^24) x forward, backward; $(( $(date +%s) - t0 )) s"
+            bits=$(( bits + (nblk << 24) * 2 * 32 ))
+        else
+            echo "DIFFERENT: float32 aarch64 $v vs x86-64 $x86ref (see $W)"; fail=1
+        fi
+    done
+    echo "bits compared: $bits"
+    step "bit comparison $([ $fail = 0 ] && echo identical || echo FOUND DIFFERENCES)"
+    [ $fail = 0 ] && rm -rf "$W"
+    [ $status = 0 ] && [ $fail = 1 ] && status=1
+fi
+exit $status
