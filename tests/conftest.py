@@ -1,6 +1,5 @@
 import os
 
-
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -24,10 +23,6 @@ def pytest_report_header(config):
     # Which copy is under test matters: an uncompiled source folder would quietly fall back.
     return (f"fastselu {fastselu.__version__} from {os.path.dirname(fastselu.__file__)}; "
             f"backend {fastselu.get_backend()}, available {', '.join(BACKENDS)}")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than ~10 s; deselect with -m 'not slow'")
 
 
 @pytest.fixture(params=BACKENDS)

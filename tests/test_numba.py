@@ -2,9 +2,7 @@
 it, environment selection and fallback, fork safety and calls from many threads."""
 import importlib
 import os
-import subprocess
 import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -18,20 +16,19 @@ from fastselu._ulp import (  # noqa: E402
     exact_selu,
     exact_selu_backward,
     exact_selu_backward_result,
+    hard_inputs,
+    neighbours,
     ulp_error,
 )
-from util import LONGDOUBLE_IS_80BIT, fast_path_inputs, oracle_dtypes  # noqa: E402
+from util import LONGDOUBLE_IS_80BIT, fast_path_inputs, oracle_dtypes, run_python  # noqa: E402
 
 NB = importlib.import_module("fastselu._backend_numba")
 try:
     K = importlib.import_module("fastselu._kernels")
 except ImportError:  # compiled backend not built: parity tests skip, the rest still run
     K = None
-needs_cython = pytest.mark.skipif(K is None, reason="compiled backend (fastselu._kernels) not built")
-
-# The directory holding the package under test, so subprocesses import this very copy whether it
-# is installed or used from the source tree.
-PACKAGE_PARENT = str(Path(fastselu.__file__).resolve().parent.parent)
+needs_cython = pytest.mark.skipif(K is None,
+                                  reason="compiled backend (fastselu._kernels) not built")
 
 # Enough elements for the parallel path with 2 threads (GRAIN elements per thread at least).
 N_PAR = 3 * NB.GRAIN + 37
@@ -42,64 +39,7 @@ UINT = {np.dtype(np.float16): np.uint16, np.dtype(np.float32): np.uint32,
         np.dtype(np.float64): np.uint64}
 
 
-def _env(**overrides):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FASTSELU_", "NUMBA_")) and k != "OMP_NUM_THREADS"}
-    env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(overrides)
-    return env
-
-
-def run_python(code, tmp_path, timeout=180, **env):
-    """`python -c code` in a temporary directory, importing this copy of fastselu."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout, env=_env(**env), cwd=str(tmp_path))
-
-
-# ---- inputs ---------------------------------------------------------------------------------------
-
-def _neighbours(values, dtype, k=3):
-    """Each value and its k nearest representable neighbours on either side."""
-    v = np.asarray(values, dtype=dtype)
-    out = [v]
-    up, down = v.copy(), v.copy()
-    for _ in range(k):
-        up = np.nextafter(up, dtype(np.inf))
-        down = np.nextafter(down, dtype(-np.inf))
-        out += [up, down]
-    return np.concatenate(out)
-
-
-def hard_inputs(dtype, n=60_000, seed=0):
-    """Random bit patterns plus the places where SELU is hard: around 0, the reduction
-    boundaries (k + 1/2) ln 2, subnormals, the clamps and underflow thresholds, +-inf, NaN,
-    +-0 and the overflow threshold MAX / SCALE."""
-    dtype = np.dtype(dtype).type
-    rng = np.random.default_rng(seed)
-    info = np.finfo(dtype)
-    utype = UINT[np.dtype(dtype)]
-    tiny = float(info.smallest_subnormal)
-    big = float(info.max)
-    kmin = -160 if dtype is np.float32 else -1100
-    with np.errstate(all="ignore"):
-        boundaries = (np.arange(kmin, 3) + 0.5) * np.log(2.0)
-        near_zero = np.concatenate([np.ldexp(1.0, -np.arange(0, 1080)), [tiny * k for k in range(1, 6)]])
-        near_zero = np.concatenate([near_zero, -near_zero])
-        edges = [0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, big, -big, big / fastselu.SCALE,
-                 tiny, -tiny, float(info.smallest_normal), -float(info.smallest_normal),
-                 -17.0, -17.33, -18.0, -87.3, -88.7, -103.28, -104.0, -128.0, -200.0,
-                 -708.4, -709.8, -744.4, -745.1, -1000.0, -1400.0, -2000.0, -2100.0,
-                 -fastselu.SCALE * fastselu.ALPHA]
-        floats = np.concatenate([
-            _neighbours(boundaries, dtype, 2),
-            _neighbours(near_zero, dtype, 1),
-            _neighbours(edges, dtype, 4),
-            rng.uniform(-30, 5, n).astype(dtype),
-            -np.exp(rng.uniform(np.log(tiny), np.log(800.0), n)).astype(dtype),
-        ])
-    bits = rng.integers(0, np.iinfo(utype).max, size=n, dtype=utype, endpoint=True).view(dtype)
-    return np.concatenate([bits, floats]).astype(dtype)
-
+# ---- inputs -------------------------------------------------------------------------------------
 
 def hard_grads(dtype, size, seed=1, specials=True):
     """grad_output values: random over many magnitudes with both signs, and some specials."""
@@ -119,7 +59,7 @@ def hard_grads(dtype, size, seed=1, specials=True):
 def near_minus_sa(dtype, n=2000, seed=2):
     """y values near -SCALE*ALPHA, where y + SCALE*ALPHA cancels."""
     dtype = np.dtype(dtype).type
-    return _neighbours([-fastselu.SCALE * fastselu.ALPHA], dtype, n // 2)
+    return neighbours([-fastselu.SCALE * fastselu.ALPHA], dtype, n // 2)
 
 
 def args_for(kind, x, g):
@@ -159,7 +99,7 @@ def first_mismatch(a, b, *inputs):
             f"{float(a[i])!r} vs {float(b[i])!r}")
 
 
-# ---- bit parity with the compiled backend ---------------------------------------------------------
+# ---- bit parity with the compiled backend -------------------------------------------------------
 
 @needs_cython
 @pytest.mark.parametrize("nthreads", [1, 2])
@@ -259,7 +199,7 @@ def test_empty_arrays():
         NB.backward_y(e, e, e, 4)
 
 
-# ---- accuracy against the exact function ----------------------------------------------------------
+# ---- accuracy against the exact function --------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", oracle_dtypes(*DTYPES))
 def test_accuracy_bounds(dtype):
@@ -269,7 +209,8 @@ def test_accuracy_bounds(dtype):
     one = np.ones_like(x)
     y = call(NB, "forward", x)
     assert ulp_error(y, exact_selu(x), dtype).max() <= 1.0
-    assert ulp_error(call(NB, "backward_x", one, x), exact_selu_backward(one, x), dtype).max() <= 1.0
+    err = ulp_error(call(NB, "backward_x", one, x), exact_selu_backward(one, x), dtype)
+    assert err.max() <= 1.0
     assert ulp_error(call(NB, "backward_x", g, x), exact_selu_backward(g, x), dtype).max() <= 1.5
     yy = np.concatenate([y, near_minus_sa(dtype)])
     gg = np.resize(g, yy.size)
@@ -360,7 +301,7 @@ def test_info():
         assert NB.info()["threading_layer"] in ("omp", "tbb", "workqueue")
 
 
-# ---- the public API on this backend ---------------------------------------------------------------
+# ---- the public API on this backend -------------------------------------------------------------
 
 @pytest.fixture
 def numba_backend():
@@ -417,13 +358,13 @@ def test_public_api_large_parallel(numba_backend, restore_threads):
     assert same_bits(fastselu.SELU()(x), y)
 
 
-# ---- selection, fallback and on-disk cache (subprocesses) ------------------------------------------
+# ---- selection, fallback and on-disk cache (subprocesses) ---------------------------------------
 
 def test_environment_selects_numba(tmp_path):
     r = run_python("""
         import sys, numpy as np, fastselu
         print(fastselu.get_backend(), "numba" in sys.modules, fastselu.selu(np.float32(-1.0)))
-    """, tmp_path, FASTSELU_BACKEND="numba")
+    """, cwd=tmp_path, FASTSELU_BACKEND="numba")
     assert r.returncode == 0, r.stderr
     want = call(NB, "forward", np.array([-1.0], np.float32))[0]
     assert r.stdout.split() == ["numba", "True", str(want)]
@@ -436,7 +377,7 @@ def test_environment_numba_results(tmp_path):
         x = np.linspace(-30, 30, 200_001)
         np.save({str(out)!r}, fastselu.selu(x))
         print(fastselu.get_backend())
-    """, tmp_path, FASTSELU_BACKEND="numba", FASTSELU_NUM_THREADS="2")
+    """, cwd=tmp_path, FASTSELU_BACKEND="numba", FASTSELU_NUM_THREADS="2")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "numba"
     x = np.linspace(-30, 30, 200_001)
@@ -464,7 +405,7 @@ msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)
 print(fastselu.get_backend())
 print(len(msgs) == 1 and "numba" in msgs[0] and "simulated" in msgs[0])
 print(float(fastselu.selu(np.float64(-1.0))))
-""", tmp_path)
+""", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split()
     assert lines[:2] == ["numba", "True"], r.stdout + r.stderr
@@ -484,16 +425,16 @@ def test_warm_cache_loads_without_compiling(tmp_path):
         stats = [B._kernel("forward", "float32", p).stats for p in (False, True)]
         print(sum(len(s.cache_misses) for s in stats), sum(len(s.cache_hits) for s in stats), t)
     """
-    first = run_python(code, tmp_path, FASTSELU_NUM_THREADS="2")
+    first = run_python(code, cwd=tmp_path, FASTSELU_NUM_THREADS="2")
     assert first.returncode == 0, first.stderr
-    second = run_python(code, tmp_path, FASTSELU_NUM_THREADS="2")
+    second = run_python(code, cwd=tmp_path, FASTSELU_NUM_THREADS="2")
     assert second.returncode == 0, second.stderr
     misses, hits, seconds = second.stdout.split()
     assert int(misses) == 0 and int(hits) >= 1, second.stdout
     print("warm-cache first result:", seconds, "s")
 
 
-# ---- fork and threads -----------------------------------------------------------------------------
+# ---- fork and threads ---------------------------------------------------------------------------
 
 FORK_SCRIPT = """
 import multiprocessing as mp, os, numpy as np, fastselu
@@ -505,8 +446,10 @@ want = fastselu.selu(x)                      # parallel kernels in the parent fi
 gwant = fastselu.selu_backward(x, x)
 
 def work(_):
-    ok = np.array_equal(fastselu.selu(x), want) and np.array_equal(fastselu.selu_backward(x, x), gwant)
-    ok = ok and np.array_equal(fastselu.selu(x.astype(np.float32)), fastselu.selu(x.astype(np.float32)))
+    x32 = x.astype(np.float32)
+    ok = np.array_equal(fastselu.selu(x), want)
+    ok = ok and np.array_equal(fastselu.selu_backward(x, x), gwant)
+    ok = ok and np.array_equal(fastselu.selu(x32), fastselu.selu(x32))
     return bool(ok) and B._in_forked_child
 
 pid = os.fork()
@@ -522,7 +465,7 @@ print("parent", np.array_equal(fastselu.selu(x), want), B._in_forked_child)
 
 @pytest.mark.parametrize("layer", ["default", "workqueue"])
 def test_forked_children_after_parallel_kernels(tmp_path, layer):
-    r = run_python(FORK_SCRIPT, tmp_path, timeout=240, NUMBA_THREADING_LAYER=layer)
+    r = run_python(FORK_SCRIPT, cwd=tmp_path, timeout=240, NUMBA_THREADING_LAYER=layer)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["fork", "0", "pool", "True", "parent", "True", "False"], r.stderr
 
@@ -547,7 +490,7 @@ def _hammer(n_threads=16, n=150_000, rounds=3):
                        call(NB, "backward_y", g, x, nthreads=2)]
                 if not all(same_bits(a, b) for a, b in zip(got, want)):
                     errors.append(f"thread {i}: wrong result")
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(f"thread {i}: {exc!r}")
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
@@ -571,7 +514,7 @@ def test_sixteen_threads_per_threading_layer(tmp_path, layer):
         sys.path.insert(0, {here!r})
         import test_numba as t
         print(t._hammer(rounds=2), t.NB.threading_layer())
-    """, tmp_path, timeout=240, NUMBA_THREADING_LAYER=layer)
+    """, cwd=tmp_path, timeout=240, NUMBA_THREADING_LAYER=layer)
     if r.returncode != 0 and layer == "omp" and "omp" in r.stderr and "ValueError" in r.stderr:
         pytest.skip("numba's omp layer is not available here")
     assert r.returncode == 0, r.stderr
@@ -594,7 +537,7 @@ def test_missing_threading_layer_runs_serially(tmp_path):
         want = np.empty_like(x)
         B.forward(x, want, 1)
         print(len(w), np.array_equal(o, want), B.info()["openmp"])
-    """, tmp_path, NUMBA_THREADING_LAYER="tbb")
+    """, cwd=tmp_path, NUMBA_THREADING_LAYER="tbb")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1", "True", "False"]
 
@@ -614,7 +557,7 @@ def test_works_without_a_writable_cache_directory(tmp_path):
         o = np.empty_like(x)
         B.forward(x, o, 1)
         print(repr(float(o[0])))
-    """, tmp_path)
+    """, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     if r.stdout.strip() == "SKIP":
         pytest.skip("this numba version arranges its cache locators differently")

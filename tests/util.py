@@ -4,6 +4,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +28,22 @@ def switched_backend(name):
 
 
 def clean_env(**overrides):
-    """os.environ without fastselu/OpenMP settings, plus `overrides`, importing this fastselu."""
+    """os.environ without fastselu/numba/OpenMP settings, plus `overrides`, importing this
+    fastselu."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("FASTSELU_") and k != "OMP_NUM_THREADS"}
+           if not k.startswith(("FASTSELU_", "NUMBA_")) and k != "OMP_NUM_THREADS"}
     env["PYTHONPATH"] = PACKAGE_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.update(overrides)
     return env
 
 
-def run_python(code, *args, timeout=120, **env):
-    """Run `python -c code` (or `python args...` if code is None) in a clean environment."""
-    cmd = [sys.executable] + (["-c", code] if code is not None else []) + list(args)
+def run_python(code, *args, timeout=120, cwd=PACKAGE_ROOT, **env):
+    """Run `python -c code` (dedented; or `python args...` if code is None) in a clean
+    environment, in `cwd`."""
+    script = ["-c", textwrap.dedent(code)] if code is not None else []
+    cmd = [sys.executable, *script, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env=clean_env(**env), cwd=PACKAGE_ROOT)
+                          env=clean_env(**env), cwd=str(cwd))
 
 
 def same_floats(a, b):
@@ -56,7 +60,8 @@ def fast_path_inputs(dtype, n=4096, seed=3):
     rng = np.random.default_rng(seed)
     lim, gmax = (79.0, 80) if dtype == np.float32 else (699.0, 700)
     tiny = float(np.finfo(dtype).smallest_subnormal)
-    x = np.concatenate([rng.uniform(-30, 5, n // 2), -np.exp(rng.uniform(np.log(tiny), np.log(lim), n // 2))])
+    x = np.concatenate([rng.uniform(-30, 5, n // 2),
+                        -np.exp(rng.uniform(np.log(tiny), np.log(lim), n // 2))])
     g = np.exp(rng.uniform(-gmax, gmax, n)) * rng.choice([-1.0, 1.0], n)
     return g.astype(dtype), x.astype(dtype)
 
