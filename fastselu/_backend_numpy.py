@@ -1,4 +1,4 @@
-"""NumPy reference backend, also the oracle the other backends are tested against.
+"""The NumPy backend: a slow twin of the kernels, itself checked against _ulp's references.
 
 A slow twin written independently of the compiled kernels, the same on every platform:
 

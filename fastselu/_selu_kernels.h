@@ -30,6 +30,13 @@
 #include <math.h>
 #include <float.h>
 
+/* One inclusion per translation unit (each _simd_<isa>.c is its own): a second one would define
+ * the ISA-independent helpers and tables again. */
+#ifdef FS_SELU_KERNELS_INCLUDED
+#error "_selu_kernels.h is included once per translation unit"
+#endif
+#define FS_SELU_KERNELS_INCLUDED
+
 #define FS_CAT2(a, b) a##_##b
 #define FS_CAT(a, b) FS_CAT2(a, b)
 #define FS_NAME(base) FS_CAT(base, FS_ISA)
@@ -55,8 +62,6 @@
  * values from _selu_constants.py). */
 #include "_selu_constants.h"
 
-#ifndef FS_SHARED_HELPERS
-#define FS_SHARED_HELPERS
 FS_INLINE double fs_clamp_below(double x, double lo) { return x < lo ? lo : x; } /* NaN passes */
 
 /* 2^n from the bits of z = n + MAGIC_BIAS (n integral, in [-1022, 1023]): the magic bias puts
@@ -142,7 +147,6 @@ FS_INLINE double fs_fast2sum(double a, double b, double *err)
     *err = b - (s - a);
     return s;
 }
-#endif /* FS_SHARED_HELPERS */
 
 /* ---------------- float32: evaluated in double, rounded once ---------------- */
 
