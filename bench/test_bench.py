@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("pytest_benchmark")
 
-import fastselu  # noqa: E402
-from fastselu import _bench  # noqa: E402
+import fastselu
+from fastselu import _bench
 
 SIZES = (1, 10**3, 10**5, 10**6, 10**7)
 THREADS = _bench.set_peer_threads(fastselu.get_num_threads())

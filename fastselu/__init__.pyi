@@ -22,7 +22,9 @@ _ScalarIn = Union[float, np.generic]  # Python bool/int/float and NumPy scalars
 _Result = npt.NDArray[np.floating[Any]]
 
 @overload
-def selu(x: _ScalarIn, out: None = None, *, inplace: Literal[False] = False) -> np.floating[Any]: ...
+def selu(
+    x: _ScalarIn, out: None = None, *, inplace: Literal[False] = False
+) -> np.floating[Any]: ...
 @overload
 def selu(x: _Array, out: None = None, *, inplace: Literal[True]) -> _Array: ...
 @overload

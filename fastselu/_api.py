@@ -158,7 +158,9 @@ def _flat_views(arrays: list[np.ndarray], cdt: np.dtype[Any]) -> Optional[list[n
     return None
 
 
-def _run(kernel: Callable[..., None], inputs: list[np.ndarray], out: np.ndarray, cdt: np.dtype[Any]) -> None:
+def _run(
+    kernel: Callable[..., None], inputs: list[np.ndarray], out: np.ndarray, cdt: np.dtype[Any]
+) -> None:
     if out.size == 0:
         return
     if out.ndim == 0:
@@ -198,7 +200,9 @@ def _finish(result: np.ndarray, returned: Any) -> ArrayResult:
     return returned if returned is not None else result
 
 
-def selu(x: npt.ArrayLike, out: Optional[np.ndarray] = None, *, inplace: bool = False) -> ArrayResult:
+def selu(
+    x: npt.ArrayLike, out: Optional[np.ndarray] = None, *, inplace: bool = False
+) -> ArrayResult:
     """SELU of `x`: a new array (a NumPy scalar for 0-d input), or `out`, or `x` if inplace."""
     res = _backends.fast_forward(x, out, inplace)
     if res is not NotImplemented:

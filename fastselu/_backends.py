@@ -1,9 +1,9 @@
 """Loading and switching backends (the registry itself is `_config.BACKENDS`).
 
-A backend module exposes the kernel seam used by `_api`:
-``forward(x, out, nthreads)``, ``backward_x(g, x, out, nthreads)``, ``backward_y(g, y, out, nthreads)``
-on 1-D C-contiguous native float32/float64 arrays of one dtype and length (``out`` either is an
-input's exact buffer or does not overlap it), and ``info() -> dict`` with keys 'simd' and 'openmp'.
+A backend module exposes the kernel seam used by `_api`: ``forward(x, out, nthreads)``,
+``backward_x(g, x, out, nthreads)``, ``backward_y(g, y, out, nthreads)`` on 1-D C-contiguous
+native float32/float64 arrays of one dtype and length (``out`` either is an input's exact buffer
+or does not overlap it), and ``info() -> dict`` with keys 'simd' and 'openmp'.
 Modules are imported lazily with importlib, so `import fastselu` never imports numba when the
 compiled backend loads.
 

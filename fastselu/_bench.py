@@ -515,7 +515,7 @@ def metadata(threads: dict[str, Optional[int]], settings: dict[str, Any]) -> dic
 
     try:
         config = dict(_backends.config_info())
-    except Exception as exc:  # the metadata must never sink a finished run
+    except Exception as exc:  # noqa: BLE001 - the metadata must never sink a finished run
         config = {"error": repr(exc)}
     versions = {}
     for mod in ("torch", "numexpr", "numba", "matplotlib", "ml_dtypes"):

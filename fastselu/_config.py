@@ -67,7 +67,8 @@ ENV_NUM_THREADS: Optional[int] = None
 if _env_threads_text is not None:
     ENV_NUM_THREADS = _parse_positive_int(_env_threads_text)
     if ENV_NUM_THREADS is None:
-        raise _invalid("FASTSELU_NUM_THREADS", _env_threads_text, f"a positive integer up to {_MAX_THREADS} (or unset)")
+        raise _invalid("FASTSELU_NUM_THREADS", _env_threads_text,
+                       f"a positive integer up to {_MAX_THREADS} (or unset)")
 
 
 def _read(path: str) -> Optional[str]:
@@ -79,7 +80,8 @@ def _read(path: str) -> Optional[str]:
 
 
 def cgroup_cpu_limit() -> Optional[int]:
-    """CPUs allowed by a cgroup CPU quota (v2 cpu.max or v1 CFS quota), rounded up; None if unset."""
+    """CPUs allowed by a cgroup CPU quota (v2 cpu.max or v1 CFS quota), rounded up; None if
+    unset."""
     v2 = _read("/sys/fs/cgroup/cpu.max")  # "max 100000" or "<quota> <period>"
     if v2:
         quota, _, period = v2.partition(" ")

@@ -6,7 +6,7 @@ Backend contract (shared by every backend, see fastselu/_backends.py): flat, C-c
 native-endian float32/float64 arrays of one dtype and length; ``out`` may be an input.
 """
 cimport numpy as cnp
-from cython.parallel cimport prange, parallel
+from cython.parallel cimport prange
 
 from . import _config, _targets
 

@@ -11,8 +11,8 @@
 Result dtypes follow fastselu's rules and are checked when the graph is built, not when it runs:
 float16/float32/float64 keep their dtype, bool and integers give float64, anything else raises
 ``TypeError`` at once.  Each block runs fastselu's kernels on a worker (which must have fastselu
-installed); results are bit-for-bit those of ``fastselu.selu`` on the whole NumPy array, whatever the
-chunking, the number of workers or their CPUs' SIMD variants.
+installed); results are bit-for-bit those of ``fastselu.selu`` on the whole NumPy array, whatever
+the chunking, the number of workers or their CPUs' SIMD variants.
 
 Threads: every block call uses ``fastselu.get_num_threads()`` threads of its worker process.
 ``distributed`` worker processes start with ``OMP_NUM_THREADS=1`` (one fastselu thread per dask
@@ -86,8 +86,8 @@ def selu(x: Any) -> da.Array:
 def selu_backward(grad_output: Any, x: Any, *, is_result: bool = False) -> da.Array:
     """``grad_output * SELU'(x)`` for dask arrays of the same shape (``x`` is y if ``is_result``).
 
-    Different chunkings are unified (``blockwise`` with ``align_arrays``); the result dtype is NumPy's
-    promotion of the two dtypes, made floating as in ``fastselu.selu_backward``.  Different
+    Different chunkings are unified (``blockwise`` with ``align_arrays``); the result dtype is
+    NumPy's promotion of the two dtypes, made floating as in ``fastselu.selu_backward``.  Different
     shapes raise ``ValueError`` (no broadcasting), unsupported dtypes ``TypeError``, both at once.
     """
     g = _as_dask(grad_output, "grad_output")

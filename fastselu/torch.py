@@ -1,4 +1,4 @@
-"""PyTorch drop-in for ``torch.nn.SELU`` / ``torch.nn.functional.selu`` backed by fastselu's kernels.
+"""PyTorch drop-in for ``torch.nn.SELU`` / ``torch.nn.functional.selu``, on fastselu's kernels.
 
     import fastselu.torch as fst
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), fst.SELU(), torch.nn.Linear(64, 1))
@@ -22,10 +22,10 @@ What runs where:
 * Without autograd (``torch.no_grad()``, inference mode, tensors that do not require grad) an eager
   call skips the dispatcher and calls the kernel directly (about 2 µs of overhead per call).
 
-Numbers: fastselu's results are within 1 ULP of the exact SELU; PyTorch's own are up to 1.6 (float32)
-/ 2.4 (float64) ULP off, so results agree with ``torch.nn.SELU`` to a few ULPs, not bit for bit.  The
-derivative at NaN is NaN (PyTorch's is SCALE).  The kernels use fastselu's thread setting
-(``fastselu.set_num_threads``), not ``torch.set_num_threads``.
+Numbers: fastselu's results are within 1 ULP of the exact SELU; PyTorch's own are up to 1.6
+(float32) / 2.4 (float64) ULP off, so results agree with ``torch.nn.SELU`` to a few ULPs, not bit
+for bit.  The derivative at NaN is NaN (PyTorch's is SCALE).  The kernels use fastselu's thread
+setting (``fastselu.set_num_threads``), not ``torch.set_num_threads``.
 
 This module imports torch (the absolute ``import torch`` below is the real PyTorch, not this file);
 ``import fastselu`` alone never does.
@@ -75,7 +75,7 @@ def _graph_capture() -> bool:
 
 
 def _torch_only() -> bool:
-    """Forward-mode AD or a torch.func transform is active: only PyTorch's own SELU supports them."""
+    """Forward-mode AD or a torch.func transform is active: only PyTorch's SELU supports them."""
     return torch.autograd.forward_ad._current_level >= 0 or _functorch_active()
 
 
@@ -101,7 +101,8 @@ def _selu_fake(x: torch.Tensor) -> torch.Tensor:
 
 @torch.library.custom_op("fastselu::selu_backward", mutates_args=())
 def _selu_backward_op(grad: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-    """grad * SELU'(x) from the forward result: SCALE where result > 0, else result + SCALE*ALPHA."""
+    """grad * SELU'(x) from the forward result: SCALE where result > 0, else
+    result + SCALE*ALPHA."""
     if (
         grad.dtype == result.dtype
         and result.dtype in _FAST_DTYPES
@@ -123,7 +124,8 @@ def _selu_backward_op(grad: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
 @_selu_backward_op.register_fake
 def _selu_backward_fake(grad: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
     shape = torch.broadcast_shapes(grad.shape, result.shape)  # type: ignore[no-untyped-call]
-    return torch.empty(shape, dtype=torch.promote_types(grad.dtype, result.dtype), device=result.device)
+    dtype = torch.promote_types(grad.dtype, result.dtype)
+    return torch.empty(shape, dtype=dtype, device=result.device)
 
 
 def _selu_setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:

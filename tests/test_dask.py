@@ -10,7 +10,6 @@ da = pytest.importorskip("dask.array")
 import fastselu  # noqa: E402
 import fastselu.dask as fd  # noqa: E402
 from fastselu import _api  # noqa: E402
-
 from util import PACKAGE_ROOT, same_floats  # noqa: E402
 
 
@@ -57,7 +56,8 @@ def test_integer_and_bool_give_float64(dtype, expected):
     assert same_floats(y.compute(scheduler="sync"), fastselu.selu(x))
 
 
-@pytest.mark.parametrize("dtype", [np.complex64, np.object_, np.str_, "datetime64[s]", np.longdouble])
+@pytest.mark.parametrize("dtype", [np.complex64, np.object_, np.str_, "datetime64[s]",
+                                   np.longdouble])
 def test_bad_dtype_raises_at_graph_construction(dtype, kernel_calls):
     x = da.from_array(np.zeros(5, dtype=dtype), chunks=2)
     with pytest.raises(TypeError, match="unsupported dtype"):

@@ -40,7 +40,7 @@ def values(n, dtype=np.float64, seed=0):
     return v.astype(dtype)
 
 
-# ---- dtypes ---------------------------------------------------------------------------------------
+# ---- dtypes ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_float_dtypes_keep_their_type(backend, dtype):
@@ -73,7 +73,7 @@ def test_inplace_on_float_dtypes(backend, dtype):
     assert same_floats(x.astype(want.dtype), want)
 
 
-# ---- shapes, scalars, layouts -----------------------------------------------------------------------
+# ---- shapes, scalars, layouts -----------------------------------------------------------------
 
 @pytest.mark.parametrize("x, scalar_type", [
     (1.5, np.float64), (-2, np.float64), (True, np.float64),

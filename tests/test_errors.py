@@ -182,7 +182,8 @@ def test_no_floating_point_warnings(backend):
                     selu_backward(np.full(view.shape, np.inf, view.dtype), view)
                 selu_(x.copy())
             selu(np.array([big, -big], dtype=np.float32))
-            selu(np.array([65504.0, 60000.0], dtype=np.float16))  # overflows float16 on the way back
+            # overflows float16 on the way back
+            selu(np.array([65504.0, 60000.0], dtype=np.float16))
             selu(np.array([65504.0], dtype=np.float16)[::-1])
             selu(np.iinfo(np.int64).max)
             selu(np.array([2 ** 64 - 1], dtype=np.uint64))

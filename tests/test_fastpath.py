@@ -78,7 +78,8 @@ def cases(dtype):
         Case("strided", False, xo(), lambda a: selu(a["x"][:, ::2])),
         Case("F order", False, xo(), lambda a: selu(a["x"].T)),
         Case("F order out", False, xo(), lambda a: selu(a["x"].T, out=a["o"].T)),
-        Case("byte-swapped", False, xo(), lambda a: selu(a["x"].astype(a["x"].dtype.newbyteorder()))),
+        Case("byte-swapped", False, xo(),
+             lambda a: selu(a["x"].astype(a["x"].dtype.newbyteorder()))),
         Case("float16", False, xo(), lambda a: selu(a["x"].astype(np.float16))),
         Case("int", False, xo(), lambda a: selu(a["x"].astype(np.int64))),
         Case("list", False, xo(), lambda a: selu(a["x"].tolist())),
@@ -123,28 +124,29 @@ def same(a, b):
     return a == b
 
 
+def recording(fast, taken):
+    """`fast` that notes in `taken` whether it took each call (raising counts as declining)."""
+    def wrapper(*args):
+        try:
+            res = fast(*args)
+        except Exception:
+            taken.append(False)
+            raise
+        taken.append(res is not NotImplemented)
+        return res
+    return wrapper
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", BACKENDS)
 def test_fast_path_keeps_the_contract(name, dtype, monkeypatch):
     with switched_backend(name):
-        fast = {"forward": _backends.fast_forward, "backward": _backends.fast_backward}
+        fast_forward, fast_backward = _backends.fast_forward, _backends.fast_backward
         for case in cases(dtype):
             taken = []
-
-            def recording(which):
-                def wrapper(*args):
-                    try:
-                        res = fast[which](*args)
-                    except Exception:
-                        taken.append(False)
-                        raise
-                    taken.append(res is not NotImplemented)
-                    return res
-                return wrapper
-
             with monkeypatch.context() as m:
-                m.setattr(_backends, "fast_forward", recording("forward"))
-                m.setattr(_backends, "fast_backward", recording("backward"))
+                m.setattr(_backends, "fast_forward", recording(fast_forward, taken))
+                m.setattr(_backends, "fast_backward", recording(fast_backward, taken))
                 got, got_args = outcome(case)
             with monkeypatch.context() as m:
                 m.setattr(_backends, "fast_forward", lambda *a: NotImplemented)

@@ -19,7 +19,6 @@ import json
 import pytest
 
 import fastselu
-from fastselu import _config
 from util import run_python
 
 BACKENDS = fastselu.available_backends()

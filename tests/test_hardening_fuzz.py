@@ -79,7 +79,8 @@ def layouts(draw, itemsize, shape=None, large=False):
             shape = (draw(st.sampled_from(LARGE_SIZES)),)
         else:
             ndim = draw(st.sampled_from([0, 1, 1, 2, 2, 3, 4]))
-            side = st.one_of(st.integers(0, 3), st.integers(0, 40)) if ndim <= 2 else st.integers(0, 7)
+            small = st.one_of(st.integers(0, 3), st.integers(0, 40))
+            side = small if ndim <= 2 else st.integers(0, 7)
             shape = tuple(draw(st.lists(side, min_size=ndim, max_size=ndim)))
     ndim = len(shape)
     steps = [draw(st.sampled_from([1, 1, 2, 3, -1, -2])) for _ in range(ndim)]

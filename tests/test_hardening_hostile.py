@@ -167,7 +167,8 @@ def test_matrix_in_every_position(backend):
         g = np.matrix([[2.0, 2.0, 2.0]])
     plain, gplain = np.asarray(m).copy(), np.asarray(g).copy()
     for r, want in ((selu_backward(g, m), selu_backward(gplain, plain)),
-                    (selu_backward(gplain, m, is_result=True), selu_backward(gplain, plain, is_result=True)),
+                    (selu_backward(gplain, m, is_result=True),
+                     selu_backward(gplain, plain, is_result=True)),
                     (fastselu.SELU()(m), selu(plain))):
         assert type(r) is np.ndarray and same_floats(r, want)
     out = np.matrix(np.zeros((1, 3)))
@@ -223,7 +224,8 @@ def test_out_with_internal_overlap(backend, dtype, n):
         "inplace": lambda a, v: selu_(v),
         "out=x": lambda a, v: selu(v, out=v),
         "out is a separate zero-stride view": lambda a, v: selu(np.full(n, -1.0, dtype), out=v),
-        "backward out": lambda a, v: selu_backward(np.ones(n, dtype), np.full(n, -1.0, dtype), out=v),
+        "backward out": lambda a, v: selu_backward(np.ones(n, dtype), np.full(n, -1.0, dtype),
+                                                   out=v),
     }
     for name, call in cases.items():
         a, v = zero_stride(-1.0)

@@ -173,7 +173,8 @@ def test_other_layouts_use_chunk_sized_scratch(backend, name):
     }
     for label, call in calls.items():
         p = peak(call)
-        assert p < limit, f"{label} on {name}: {p / MiB:.2f} MiB of scratch (limit {limit / MiB:.2f})"
+        assert p < limit, (f"{label} on {name}: {p / MiB:.2f} MiB of scratch "
+                           f"(limit {limit / MiB:.2f})")
 
 
 @each_backend

@@ -64,7 +64,8 @@ def calls(x, g):
         "selu": lambda: fastselu.selu(x),
         "selu_out": lambda: fastselu.selu(x, out=np.empty_like(x)),
         "selu_": lambda: fastselu.selu_(x.copy()),
-        "selu_inplace_view": lambda: (lambda c: (fastselu.selu(c[::2], inplace=True), c)[1])(x.copy()),
+        "selu_inplace_view":
+            lambda: (lambda c: (fastselu.selu(c[::2], inplace=True), c)[1])(x.copy()),
         "module": lambda: fastselu.SELU()(x),
         "module_inplace": lambda: fastselu.SELU(inplace=True)(x.copy()),
         "backward_x": lambda: fastselu.selu_backward(g, x),
@@ -253,7 +254,7 @@ def gil_check(call, attempts=4, min_ratio=0.5, max_stall=0.5):
     for _ in range(attempts):
         free, _, _ = counter_during(lambda: hashlib.sha256(buf).digest())
         rate, longest, dt = counter_during(call)
-        sleeping, _, _ = counter_during(lambda: time.sleep(dt))
+        sleeping, _, _ = counter_during(lambda dt=dt: time.sleep(dt))
         tries.append((rate / free, longest / dt, rate / sleeping, dt))
         if rate >= min_ratio * free and longest <= max_stall * dt:
             return tries

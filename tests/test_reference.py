@@ -80,7 +80,8 @@ def test_ulp_error_overflow_threshold(dtype):
     half_ulp = np.ldexp(LD(1), int(fi.maxexp) - 1 - p)
     just_below = LD(fi.max) + half_ulp * LD(0.99)
     at_midpoint = LD(fi.max) + half_ulp  # ties to even: rounds to inf
-    err = ulp_error(np.array([fi.max, fi.max, dtype(np.inf)]), [just_below, at_midpoint, at_midpoint], dtype)
+    err = ulp_error(np.array([fi.max, fi.max, dtype(np.inf)]),
+                    [just_below, at_midpoint, at_midpoint], dtype)
     assert err[0] == pytest.approx(0.495, abs=1e-3) and err[1] == np.inf and err[2] == 0
     assert ulp_error(np.array([dtype(np.inf)]), [just_below], dtype)[0] == np.inf
     assert ulp_error(np.array([-fi.max]), [-at_midpoint], dtype)[0] == np.inf
@@ -94,7 +95,8 @@ def test_ulp_error_accepts_byteswapped_and_shapes():
 @needs_80bit
 def test_exact_matches_mpmath():
     rng = np.random.default_rng(1)
-    x = np.concatenate([rng.uniform(-50, 50, 300), -np.logspace(-300, 2, 100), [-0.0, 0.0, -np.inf]])
+    x = np.concatenate([rng.uniform(-50, 50, 300), -np.logspace(-300, 2, 100),
+                        [-0.0, 0.0, -np.inf]])
     e, m = exact_selu(x), mp_selu(x)
     assert ulp_error(e.astype(np.float64), m, np.float64).max() <= 0.5 + 1e-3
     # long double is 11 bits beyond float64: agree to ~2^-10 of a float64 ULP
@@ -119,7 +121,8 @@ def test_oracle_specials():
 @needs_80bit
 def test_backward_result_oracle_has_no_cancellation():
     # y next to -SCALE*ALPHA: y + SA must keep full relative precision.
-    y = np.array([-C.SCALE_ALPHA_F64, np.nextafter(-C.SCALE_ALPHA_F64, 0), np.nextafter(-C.SCALE_ALPHA_F64, -2)])
+    sa = C.SCALE_ALPHA_F64
+    y = np.array([-sa, np.nextafter(-sa, 0), np.nextafter(-sa, -2)])
     got = exact_selu_backward_result(np.ones(3), y)
     with mpmath.workprec(200):
         sa = mpmath.mpf(C.ALPHA_STR) * mpmath.mpf(C.SCALE_STR)

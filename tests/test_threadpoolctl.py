@@ -1,4 +1,4 @@
-"""threadpoolctl integration: fastselu is listed by threadpool_info() and obeys threadpool_limits."""
+"""threadpoolctl integration: fastselu is listed by threadpool_info(), obeys threadpool_limits."""
 
 import json
 
@@ -11,11 +11,11 @@ if not hasattr(threadpoolctl, "register"):
 
 import fastselu  # noqa: E402
 from fastselu import _backends, _config  # noqa: E402
-
 from util import run_python  # noqa: E402
 
 pytestmark = pytest.mark.skipif("cython" not in fastselu.available_backends(),
-                                reason="threadpoolctl finds fastselu through its compiled extension")
+                                reason="threadpoolctl finds fastselu through its compiled "
+                                       "extension")
 
 
 def _entries():

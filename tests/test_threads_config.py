@@ -267,11 +267,11 @@ def test_show_config(capsys):
     assert lines["openmp"] == ("on" if info["openmp"] else "off")
     assert lines["threads"].split()[0] == str(fastselu.get_num_threads())
     assert lines["numpy"] == np.__version__
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         numba_version = version("numba")
-    except Exception:
+    except PackageNotFoundError:
         numba_version = "not installed"
     assert lines["numba"] == numba_version
 
@@ -290,7 +290,8 @@ def test_cli_info_matches_show_config():
 
 
 def test_cli_info_with_environment():
-    r = run_python(None, "-m", "fastselu", "info", FASTSELU_BACKEND="numpy", FASTSELU_NUM_THREADS="3")
+    r = run_python(None, "-m", "fastselu", "info", FASTSELU_BACKEND="numpy",
+                   FASTSELU_NUM_THREADS="3")
     assert r.returncode == 0, r.stderr
     assert "backend: numpy" in r.stdout and "threads: 3" in r.stdout and "openmp: off" in r.stdout
 

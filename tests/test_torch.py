@@ -1,4 +1,5 @@
-"""fastselu.torch: the drop-in for torch.nn.SELU (outputs, autograd, in place, nn.Module, compile)."""
+"""fastselu.torch: the drop-in for torch.nn.SELU (outputs, autograd, in place, nn.Module,
+compile)."""
 
 import math
 
@@ -10,7 +11,6 @@ torch = pytest.importorskip("torch")
 import fastselu  # noqa: E402
 import fastselu.torch as fst  # noqa: E402
 from fastselu import _api  # noqa: E402
-
 from util import same_floats  # noqa: E402
 
 FLOATS = [torch.float32, torch.float64]
@@ -24,7 +24,8 @@ def close(a, b, dtype):
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
-    """PyTorch's intra-op pool spins badly on a busy 2-core machine; its threads are not under test."""
+    """PyTorch's intra-op pool spins badly on a busy 2-core machine; its threads are not under
+    test."""
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

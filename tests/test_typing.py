@@ -1,4 +1,5 @@
-"""Typing: py.typed + fastselu/__init__.pyi; `mypy --strict` passes on examples/typing_example.py."""
+"""Typing: py.typed + fastselu/__init__.pyi; `mypy --strict` passes on
+examples/typing_example.py."""
 
 import ast
 import importlib.util
@@ -13,7 +14,6 @@ import numpy as np
 import pytest
 
 import fastselu
-
 from util import run_python
 
 REPO = Path(__file__).resolve().parent.parent
