@@ -58,7 +58,7 @@ from typing import Any, Dict, Tuple
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types  # noqa: F401 - prange: in the drivers' source text
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
@@ -77,15 +77,66 @@ ALIGN_ELEMS = 16
 # that arithmetic in float32; the negated ones fold the C kernels' fma(a, -c, b) (exact).
 
 from ._selu_constants import (  # noqa: E402
-    EXPS_C0, EXPS_C1, EXPS_C2, EXPS_C3, EXPS_C4, EXPS_C5, EXPS_C6, EXPS_C7,
-    EXPS_F_C0, EXPS_F_C1, EXPS_F_C2, EXPS_F_C3,
-    EXPSA_C0, EXPSA_C1, EXPSA_C2, EXPSA_C3, EXPSA_C4, EXPSA_C5, EXPSA_C6,
-    FS_T32_HI as T32_HI, FS_T32_LO as T32_LO, FS_T64_HI as T64_HI, FS_T64_LO as T64_LO,
-    L4_HI, L4_HI_F, L4_LO, L4_LO_F, LN2, LN2_HI, LN2_LO, LOG2E, LOG2E4, LOG2E4_F,
-    MAGIC, MAGIC_BIAS, MAGIC_BITS, MAGIC_F, MAGIC_F_BITS,
-    Q2_C0, Q2_C1, Q2_C2, Q2_C3, Q2_C4,
-    Q3_C0, Q3_C1, Q3_C2, Q3_C3, Q3_C4, Q3_C5, Q3_C6, Q3_C7, Q3_C8, Q3_C9,
-    SA_HI, SA_LO, SA_LO2, SCALE_HI, SCALE_HI_F, SCALE_LO, SCALE_LO_F,
+    EXPS_C0,
+    EXPS_C1,
+    EXPS_C2,
+    EXPS_C3,
+    EXPS_C4,
+    EXPS_C5,
+    EXPS_C6,
+    EXPS_C7,
+    EXPS_F_C0,
+    EXPS_F_C1,
+    EXPS_F_C2,
+    EXPS_F_C3,
+    EXPSA_C0,
+    EXPSA_C1,
+    EXPSA_C2,
+    EXPSA_C3,
+    EXPSA_C4,
+    EXPSA_C5,
+    EXPSA_C6,
+    FS_T32_HI as T32_HI,
+    FS_T32_LO as T32_LO,
+    FS_T64_HI as T64_HI,
+    FS_T64_LO as T64_LO,
+    L4_HI,
+    L4_HI_F,
+    L4_LO,
+    L4_LO_F,
+    LN2,
+    LN2_HI,
+    LN2_LO,
+    LOG2E,
+    LOG2E4,
+    LOG2E4_F,
+    MAGIC,
+    MAGIC_BIAS,
+    MAGIC_BITS,
+    MAGIC_F,
+    MAGIC_F_BITS,
+    Q2_C0,
+    Q2_C1,
+    Q2_C2,
+    Q2_C3,
+    Q2_C4,
+    Q3_C0,
+    Q3_C1,
+    Q3_C2,
+    Q3_C3,
+    Q3_C4,
+    Q3_C5,
+    Q3_C6,
+    Q3_C7,
+    Q3_C8,
+    Q3_C9,
+    SA_HI,
+    SA_LO,
+    SA_LO2,
+    SCALE_HI,
+    SCALE_HI_F,
+    SCALE_LO,
+    SCALE_LO_F,
 )
 
 _f32 = np.float32
@@ -939,7 +990,7 @@ def _philox_fill(tmp, b0, nb, k0, k1):  # type: ignore[no-untyped-def]
         c3 = _U64(0)
         ka = k0
         kb = k1
-        for r in range(10):
+        for _ in range(10):
             p0 = _PH_M0 * c0
             p1 = _PH_M1 * c2
             c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ ka, p1 & _M32, (p0 >> _SH32) ^ c3 ^ kb, p0 & _M32

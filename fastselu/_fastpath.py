@@ -39,9 +39,16 @@ def _address(a: np.ndarray) -> int:
     return int(a.__array_interface__["data"][0])
 
 
-def _target(out: Any, like: np.ndarray) -> bool:
-    """`out` can take the result of an operation on `like`'s dtype and shape."""
-    return _plain(out, True) and out.dtype == like.dtype and out.shape == like.shape
+def _destination(x: np.ndarray, out: Any, also: np.ndarray) -> Any:
+    """The array a call on `x` and `also` (an input too, or `x` again) writes: a new one, or
+    `out` where the contract allows; None to decline."""
+    if out is None:
+        return None if x.ndim == 0 else np.empty(x.shape, x.dtype)  # 0-d: a NumPy scalar result
+    if not (_plain(out, True) and out.dtype == x.dtype and out.shape == x.shape):
+        return None
+    if not (_identical_or_disjoint(x, out) and _identical_or_disjoint(also, out)):
+        return None
+    return out
 
 
 def make(backend: ModuleType) -> Tuple[Callable[..., Any], Callable[..., Any]]:
@@ -54,30 +61,24 @@ def make(backend: ModuleType) -> Tuple[Callable[..., Any], Callable[..., Any]]:
         if inplace:
             if out is not None:
                 return NotImplemented
-            out = x
-        elif out is None:
-            if x.ndim == 0:  # NumPy scalar result: the general path
+            res = x
+        else:
+            res = _destination(x, out, x)
+            if res is None:
                 return NotImplemented
-            out = np.empty(x.shape, x.dtype)
-        elif not (_target(out, x) and _identical_or_disjoint(x, out)):
-            return NotImplemented
         if x.size:
-            forward(x.reshape(-1), out.reshape(-1), _config.effective_num_threads())
-        return out
+            forward(x.reshape(-1), res.reshape(-1), _config.effective_num_threads())
+        return res
 
     def fast_backward(g: Any, x: Any, is_result: bool, out: Any) -> Any:
         if not (_plain(g) and _plain(x)) or g.dtype != x.dtype or g.shape != x.shape:
             return NotImplemented
-        if out is None:
-            if x.ndim == 0:  # NumPy scalar result: the general path
-                return NotImplemented
-            out = np.empty(x.shape, x.dtype)
-        elif not (_target(out, x) and _identical_or_disjoint(g, out)
-                  and _identical_or_disjoint(x, out)):
+        res = _destination(x, out, g)
+        if res is None:
             return NotImplemented
         kernel = backward_y if is_result else backward_x
         if x.size:
-            kernel(g.reshape(-1), x.reshape(-1), out.reshape(-1), _config.effective_num_threads())
-        return out
+            kernel(g.reshape(-1), x.reshape(-1), res.reshape(-1), _config.effective_num_threads())
+        return res
 
     return fast_forward, fast_backward

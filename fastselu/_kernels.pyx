@@ -315,6 +315,34 @@ cdef inline Py_ssize_t _nthreads(Py_ssize_t n) except -1:
     return _threads_for(n, _num_threads() if _num_threads is not None else 1)
 
 
+cdef object _destination(cnp.ndarray xa, int t, object out, cnp.ndarray also):
+    """The array a call on `xa` and `also` (an input too, or `xa` again) writes: a new one, or
+    `out` where the contract allows; None to decline."""
+    if out is None:
+        if cnp.PyArray_NDIM(xa) == 0:          # NumPy scalar result: the general path
+            return None
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    if _plain(out, True) != t:
+        return None
+    cdef cnp.ndarray res = <cnp.ndarray>out
+    if (not _same_shape(xa, res) or not _identical_or_disjoint(xa, res)
+            or not _identical_or_disjoint(also, res)):
+        return None
+    return res
+
+
+cdef object _launch(Kind kind, int t, cnp.ndarray a, cnp.ndarray b, cnp.ndarray res):
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(res)
+    cdef Py_ssize_t nt = _nthreads(n)
+    cdef char *pa = <char *>cnp.PyArray_DATA(a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(b)
+    cdef char *po = <char *>cnp.PyArray_DATA(res)
+    if n > 0:
+        with nogil:
+            _run(kind, t, pa, pb, po, n, nt)
+    return res
+
+
 def fast_forward(x, out, inplace):
     if type(x) is not cnp.ndarray:   # before the flag's truth value, as in the general path
         return NotImplemented
@@ -322,55 +350,23 @@ def fast_forward(x, out, inplace):
     cdef int t = _plain(x, in_place)
     if t == 0:
         return NotImplemented
-    cdef cnp.ndarray xa = <cnp.ndarray>x, res
+    cdef cnp.ndarray xa = <cnp.ndarray>x
     if in_place:
         if out is not None:
             return NotImplemented
-        res = xa
-    elif out is None:
-        if cnp.PyArray_NDIM(xa) == 0:          # NumPy scalar result: the general path
-            return NotImplemented
-        res = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
-    else:
-        if _plain(out, True) != t:
-            return NotImplemented
-        res = <cnp.ndarray>out
-        if not _same_shape(xa, res) or not _identical_or_disjoint(xa, res):
-            return NotImplemented
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    cdef Py_ssize_t nt = _nthreads(n)
-    cdef char *px = <char *>cnp.PyArray_DATA(xa)
-    cdef char *po = <char *>cnp.PyArray_DATA(res)
-    if n > 0:
-        with nogil:
-            _run(KIND_FORWARD, t, px, px, po, n, nt)
-    return res
+        return _launch(KIND_FORWARD, t, xa, xa, xa)
+    res = _destination(xa, t, out, xa)
+    return NotImplemented if res is None else _launch(KIND_FORWARD, t, xa, xa, res)
 
 
 def fast_backward(g, x, bint is_result, out):
     cdef int t = _plain(g, False)
     if t == 0 or _plain(x, False) != t:
         return NotImplemented
-    cdef cnp.ndarray ga = <cnp.ndarray>g, xa = <cnp.ndarray>x, res
+    cdef cnp.ndarray ga = <cnp.ndarray>g, xa = <cnp.ndarray>x
     if not _same_shape(ga, xa):
         return NotImplemented
-    if out is None:
-        if cnp.PyArray_NDIM(xa) == 0:          # NumPy scalar result: the general path
-            return NotImplemented
-        res = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
-    else:
-        if _plain(out, True) != t:
-            return NotImplemented
-        res = <cnp.ndarray>out
-        if (not _same_shape(xa, res) or not _identical_or_disjoint(ga, res)
-                or not _identical_or_disjoint(xa, res)):
-            return NotImplemented
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    cdef Py_ssize_t nt = _nthreads(n)
-    cdef char *pg = <char *>cnp.PyArray_DATA(ga)
-    cdef char *px = <char *>cnp.PyArray_DATA(xa)
-    cdef char *po = <char *>cnp.PyArray_DATA(res)
-    if n > 0:
-        with nogil:
-            _run(KIND_BACKWARD_Y if is_result else KIND_BACKWARD_X, t, pg, px, po, n, nt)
-    return res
+    res = _destination(xa, t, out, ga)
+    if res is None:
+        return NotImplemented
+    return _launch(KIND_BACKWARD_Y if is_result else KIND_BACKWARD_X, t, ga, xa, res)

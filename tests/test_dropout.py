@@ -10,7 +10,7 @@ import fastselu as fs
 from fastselu import _api, _dropout
 from fastselu._constants import SCALE_ALPHA_STR, SCALE_STR
 from fastselu._ulp import LD, _mp_to_ld, ulp_error
-from util import oracle_dtypes, same_floats, switched_backend
+from util import oracle_dtypes, same_floats
 
 mpmath = pytest.importorskip("mpmath")
 
@@ -136,7 +136,6 @@ def _near_cancellation(dtype, p, fused, k=64):
         center = mpmath.log(q) if fused else -sa * pm
     c = dtype(float(center))
     steps = np.arange(-k, k + 1)
-    info = np.finfo(dtype)
     up = np.nextafter(c, dtype(np.inf)) - c
     xs = c + steps.astype(dtype) * up
     wide = c * (1 + np.linspace(-0.01, 0.01, 201)).astype(dtype)
@@ -241,7 +240,7 @@ def test_layouts_and_chunking(backend, dtype, monkeypatch):
         monkeypatch.setattr(_api, "CHUNK", chunk)
         for v in views:
             ref = np.ascontiguousarray(v).astype(dtype)
-            for kind, fn in FUNCS.items():
+            for fn in FUNCS.values():
                 for feature in (False, True):
                     want = fn(ref, 0.4, seed=77, feature=feature)
                     assert same_floats(fn(v, 0.4, seed=77, feature=feature), want)

@@ -51,9 +51,9 @@ def test_single_version_source():
 
 SDIST_MUST_HAVE = [
     "fastselu/_kernels.pyx", "fastselu/_selu_kernels.h", "fastselu/_selu_constants.h",
-    "fastselu/_dispatch.c", "fastselu/_dispatch.h", "fastselu/_simd_avx512.c", "fastselu/_simd_avx2.c",
-    "fastselu/_simd_baseline.c", "fastselu/_simd_neon.c", "fastselu/_simd_sve.c",
-    "fastselu/_targets.py", "tools/test_aarch64.sh", "tools/bitcompare.c",
+    "fastselu/_dispatch.c", "fastselu/_dispatch.h", "fastselu/_simd_avx512.c",
+    "fastselu/_simd_avx2.c", "fastselu/_simd_baseline.c", "fastselu/_simd_neon.c",
+    "fastselu/_simd_sve.c", "fastselu/_targets.py", "tools/test_aarch64.sh", "tools/bitcompare.c",
     "fastselu/__init__.pyi", "fastselu/py.typed",
     "fastselu/torch.py", "fastselu/dask.py", "setup.py", "pyproject.toml", "README.md",
     "tests/conftest.py", "tests/util.py", "examples/typing_example.py",
