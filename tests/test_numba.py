@@ -521,6 +521,23 @@ def test_sixteen_threads_per_threading_layer(tmp_path, layer):
     assert r.stdout.split() == ["[]", layer], r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("layer", ["workqueue", "omp"])
+def test_info_reports_the_threading_layer(tmp_path, layer):
+    """info()['openmp'] is true only under numba's OpenMP layer; 'parallel' under any."""
+    r = run_python("""
+        import numpy as np
+        from fastselu import _backend_numba as B
+        x = np.linspace(-9, 9, 4 * B.GRAIN)
+        B.forward(x, np.empty_like(x), 2)
+        info = B.info()
+        print(info["threading_layer"], info["openmp"], info["parallel"])
+    """, cwd=tmp_path, NUMBA_THREADING_LAYER=layer, FASTSELU_NUM_THREADS="2")
+    if r.returncode != 0 and layer == "omp" and "omp" in r.stderr:
+        pytest.skip("numba's omp layer is not available here")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [layer, str(layer == "omp"), "True"], r.stdout + r.stderr
+
+
 def test_missing_threading_layer_runs_serially(tmp_path):
     import importlib.util
     if importlib.util.find_spec("tbb") is not None:
