@@ -1,4 +1,4 @@
-"""The NumPy backend: a slow twin of the kernels, itself checked against _ulp's references.
+"""NumPy backend: needs no compiler; checked against _ulp's references like every backend.
 
 A slow twin written independently of the compiled kernels, the same on every platform:
 

@@ -192,7 +192,8 @@ def test_overflow_boundary(backend, dtype):
     k = int(finite.sum())
     assert finite[:k].all() and (y[k:] == np.inf).all() and 0 < k < x.size
     if dtype == np.float32 or LONGDOUBLE_IS_80BIT:  # max + ULP/2 is a long double number
-        overflow = np.longdouble(fi.max) + np.ldexp(np.longdouble(1), int(fi.maxexp) - 1 - fi.nmant - 1)
+        half_ulp = np.ldexp(np.longdouble(1), int(fi.maxexp) - 1 - fi.nmant - 1)
+        overflow = np.longdouble(fi.max) + half_ulp
         assert exact_selu(x[k - 1]) < overflow <= exact_selu(x[k])
     if dtype == np.float32:  # x * float32(SCALE) overflows here although the exact value is finite
         assert fastselu.selu(np.float32(3.2386221e38)) == fi.max

@@ -17,8 +17,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from fastselu import _backend_numpy as NP
-from fastselu import _double_double as dd
+from fastselu import _backend_numpy as NP, _double_double as dd
 from fastselu._constants import ALPHA_STR, SCALE_ALPHA_F64, SCALE_STR
 from util import needs_80bit, run_python, same_floats
 

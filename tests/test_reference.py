@@ -16,7 +16,6 @@ from fastselu._ulp import (
     mp_selu_backward,
     ulp_error,
 )
-
 from util import needs_80bit, oracle_dtypes
 
 LD = np.longdouble
