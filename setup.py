@@ -165,7 +165,8 @@ def choose_variants(probe, family, archs):
     chosen = {}
     for arch in archs:
         out = []
-        for name, spec in (TARGETS.get(arch) or {"baseline": TARGETS["x86_64"]["baseline"]}).items():
+        declared = TARGETS.get(arch) or {"baseline": TARGETS["x86_64"]["baseline"]}
+        for name, spec in declared.items():
             if family not in spec["flags"]:
                 continue
             if "platforms" in spec and platform_key() not in spec["platforms"]:
@@ -181,7 +182,7 @@ def choose_variants(probe, family, archs):
                     else f"!({arch_cond}) || ({spec['probe']})")
             if name != "baseline" and not probe.holds(cond, list(KERNEL_FLAGS[family]) + flags):
                 warnings.warn(f"fastselu: the compiler cannot build the {name} variant "
-                              f"({' '.join(flags) or 'no flags'}); leaving it out")
+                              f"({' '.join(flags) or 'no flags'}); leaving it out", stacklevel=2)
                 continue
             out.append((name, flags, spec["features"]))
         chosen[arch] = out
@@ -242,7 +243,7 @@ def openmp_flags(compiler, probe, family, run):
     hint = (" (macOS: `brew install libomp` or conda's llvm-openmp)" if sys.platform == "darwin"
             else " (set CC to an OpenMP-capable compiler)")
     warnings.warn("fastselu: OpenMP not usable with this compiler; building a serial backend"
-                  f"{hint}. Tried: {'; '.join(errors)}")
+                  f"{hint}. Tried: {'; '.join(errors)}", stacklevel=2)
     return None
 
 
