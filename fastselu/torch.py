@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as _F
 
-from . import _api
+from . import _api, _backends
 from ._constants import SCALE, SCALE_ALPHA_F64
 
 __all__ = ["SELU", "selu", "selu_"]
@@ -52,6 +52,8 @@ _functorch_active: Callable[[], bool] = getattr(
 )
 _dispatch_stack_len: Callable[[], int] = getattr(torch._C, "_len_torch_dispatch_stack", lambda: 1)
 _is_tracing: Callable[[], bool] = torch.jit.is_tracing  # type: ignore[attr-defined]
+_c_is_tracing: Callable[[], bool] = getattr(torch._C, "_is_tracing", _is_tracing)
+_forward_ad = torch.autograd.forward_ad
 
 
 def _fast_ok(t: torch.Tensor) -> bool:
@@ -76,7 +78,7 @@ def _graph_capture() -> bool:
 
 def _torch_only() -> bool:
     """Forward-mode AD or a torch.func transform is active: only PyTorch's own SELU supports them."""
-    return torch.autograd.forward_ad._current_level >= 0 or _functorch_active()
+    return _forward_ad._current_level >= 0 or _functorch_active()
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,29 +215,189 @@ def _check_inplace(t: torch.Tensor) -> None:
         _raise_torch_refusal(t)
 
 
-class _SeluInplace(torch.autograd.Function):
-    """In-place SELU for autograd: marks `x` dirty and keeps the result for backward.
+# --------------------------------------------------------------------------------------------
+# Eager autograd: one autograd.Function pattern for every elementwise op of this module.
+#
+# A custom op costs a trip through the dispatcher and torch.library's autograd wrapper on every
+# call (a training step of SELU on 64x256 float32 took ~2x torch.nn.SELU's).  In eager mode the
+# ops run instead as the autograd.Functions below, whose forward and backward call the kernels on
+# `.numpy()` views of the tensors' memory (the compiled backend's fast path: no conversion, one
+# allocation per direction).  The custom ops remain for graph capture and for double backward.
 
-    The data is written by the caller *after* ``apply`` returns: autograd's own in-place checks run
-    inside ``apply`` after ``forward``, so a refusal that `_check_inplace` did not foresee still
-    leaves the tensor unchanged.  ``save_for_backward(x)`` records x's version after the bump that
-    ``mark_dirty`` causes; the write itself does not bump it again.
+
+class _Kernels:
+    """An elementwise op for the eager Functions: its kernels on NumPy views, and its backward as
+    a differentiable custom op (for create_graph=True).
+
+    ``forward(x, out)`` writes the op of `x` into `out` (ndarrays of one shape and dtype), or
+    into `x` itself when `out` is None; ``backward(grad, saved, out)`` writes the gradient given what the forward saved:
+    the result if ``saves_result``, else the input.  ``backward_op(grad, saved)`` is the same as
+    a differentiable custom op.  Parameters such as p and a seed live on the instance.
+    """
+
+    saves_result = True
+
+    def forward(self, x: np.ndarray, out: Optional[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray, saved: np.ndarray, out: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def backward_op(self, grad: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def grad_input(self, grad: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
+        """The gradient w.r.t. the input: kernels when plain, the differentiable op otherwise."""
+        if torch.is_grad_enabled():  # create_graph=True: the backward must itself be recorded
+            return self.backward_op(grad, saved)
+        if not grad.is_contiguous():
+            grad = grad.contiguous()  # e.g. the expanded gradient of a sum()
+        out = torch.empty_like(saved)
+        self.backward(grad.numpy(), saved.detach().numpy(), out.numpy())
+        return out
+
+
+class _SeluKernels(_Kernels):
+    # The compiled fast path first (what `_api` itself tries first), `_api` for anything else.
+    def forward(self, x: np.ndarray, out: Optional[np.ndarray]) -> None:
+        if _backends.fast_forward(x, out, out is None) is NotImplemented:
+            _api.selu(x, out=out, inplace=out is None)
+
+    def backward(self, grad: np.ndarray, saved: np.ndarray, out: np.ndarray) -> None:
+        if _backends.fast_backward(grad, saved, True, out) is NotImplemented:
+            _api.selu_backward(grad, saved, is_result=True, out=out)
+
+    def backward_op(self, grad: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, _selu_backward_op(grad, saved))
+
+
+_SELU = _SeluKernels()
+
+
+class _Eager(torch.autograd.Function):
+    """Out of place: a new tensor from the kernels; saves the result or the input."""
+
+    @staticmethod
+    def forward(ctx: Any, kernels: _Kernels, x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)  # x is contiguous, so out is too
+        kernels.forward(x.detach().numpy(), out.numpy())
+        ctx.kernels = kernels
+        ctx.save_for_backward(out if kernels.saves_result else x)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        (saved,) = ctx.saved_tensors
+        return None, ctx.kernels.grad_input(grad, saved)
+
+
+class _EagerInplace(torch.autograd.Function):
+    """In place: marks `x` dirty and saves it (it will hold the result) for the backward.
+
+    The caller writes the data *after* ``apply`` returns: autograd's own in-place checks run in
+    ``apply`` after ``forward``, so a refusal that `_check_inplace` did not foresee still leaves
+    the tensor unchanged.  ``save_for_backward`` records x's version after the bump that
+    ``mark_dirty`` causes, and the write itself does not bump it again.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, kernels: _Kernels, x: torch.Tensor) -> torch.Tensor:
         ctx.mark_dirty(x)  # bumps x's version counter
-        ctx.save_for_backward(x)  # x will hold the result
+        ctx.kernels = kernels
+        ctx.save_for_backward(x)
         return x
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
         (result,) = ctx.saved_tensors
-        return cast(torch.Tensor, _selu_backward_op(grad, result))
+        return None, ctx.kernels.grad_input(grad, result)
+
+
+def _c_apply(fn: type) -> Callable[..., Any]:
+    """``fn.apply`` without its Python wrapper (which binds defaults and unwraps functorch's dead
+    wrappers: ~7 µs of a ~25 µs call); the callers rule out functorch tensors first."""
+    raw = getattr(torch._C, "_FunctionBase", None)
+    raw_apply = raw.__dict__.get("apply") if raw is not None else None
+    if raw_apply is None or not hasattr(raw_apply, "__get__"):
+        return cast(Callable[..., Any], fn.apply)
+    return cast(Callable[..., Any], raw_apply.__get__(None, fn))
+
+
+_eager_apply = _c_apply(_Eager)
+_eager_inplace_apply = _c_apply(_EagerInplace)
+_is_functorch_tensor: Callable[[torch.Tensor], bool] = getattr(
+    torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: True
+)
+
+
+def _run(kernels: _Kernels, input: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """An eager call on a plain CPU tensor that the kernels take (`_fast_ok`), checks done."""
+    if input.requires_grad and torch.is_grad_enabled():
+        if inplace:
+            _eager_inplace_apply(kernels, input)
+            kernels.forward(input.detach().numpy(), None)  # after apply: see _EagerInplace
+            return input
+        return cast(torch.Tensor, _eager_apply(kernels, input))
+    # Without autograd: the kernels directly.
+    xn = input.detach().numpy() if input.requires_grad else input.numpy()
+    if inplace:
+        kernels.forward(xn, None)
+        torch.autograd.graph.increment_version(input)  # as every PyTorch in-place op does
+        return input
+    out = torch.empty_like(input)
+    kernels.forward(xn, out.numpy())
+    return out
 
 
 # --------------------------------------------------------------------------------------------
 # Public API.
+
+
+def _eager_fast(t: Any) -> bool:
+    """The call can run eagerly on the kernels: a plain CPU float32/float64 contiguous tensor,
+    and no graph capture, torch.func transform or forward-mode AD.  (One flat test: this runs on
+    every call, and each Python operation costs ~0.1 µs, more with cold caches in a training step.)
+    """
+    return (
+        type(t) in _PLAIN_TYPES
+        and t.is_cpu
+        and t.dtype in _FAST_DTYPES
+        and t.layout == torch.strided
+        and t.is_contiguous()
+        and not torch.compiler.is_compiling()
+        and not _c_is_tracing()
+        and _dispatch_stack_len() == 0
+        and _forward_ad._current_level < 0
+        and not _functorch_active()
+        and not _is_functorch_tensor(t)
+    )
+
+
+def _call(
+    kernels: _Kernels,
+    input: torch.Tensor,
+    inplace: bool,
+    graph_op: Callable[[torch.Tensor], torch.Tensor],
+    fallback: Callable[[torch.Tensor, bool], torch.Tensor],
+) -> torch.Tensor:
+    """Route a call of an elementwise op: eager kernels, the custom op under graph capture, or
+    PyTorch's own op (`fallback(input, inplace)`) for everything else; PyTorch's in-place refusals
+    are checked before any data changes wherever fastselu.torch decides the route."""
+    if _eager_fast(input):
+        if inplace:
+            _check_inplace(input)
+        return _run(kernels, input, inplace)
+    if not isinstance(input, torch.Tensor):
+        return fallback(input, inplace)
+    if _graph_capture():
+        if not _fast_ok(input):
+            return fallback(input, inplace)
+        # The custom op goes into the graph; in place = the op, then a copy (functionalized away).
+        return input.copy_(graph_op(input)) if inplace else graph_op(input)
+    if type(input) in _PLAIN_TYPES and not _torch_only() and not _is_functorch_tensor(input):
+        if inplace:
+            _check_inplace(input)  # PyTorch's own op may write first and raise afterwards
+    return fallback(input, inplace)  # other dtypes/devices/layouts, subclasses, torch.func
 
 
 def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -244,33 +406,7 @@ def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     CPU float32/float64 contiguous tensors run fastselu (zero-copy); anything else is passed to
     ``torch.nn.functional.selu``.  With ``inplace=True`` the tensor itself is modified and returned.
     """
-    if not isinstance(input, torch.Tensor):
-        return _F.selu(input, inplace=inplace)
-    if _graph_capture():
-        if not _fast_ok(input):
-            return _F.selu(input, inplace=inplace)
-        # The custom op goes into the graph; in place = the op, then a copy (functionalized away).
-        return input.copy_(_selu_op(input)) if inplace else _selu_op(input)
-    if type(input) not in _PLAIN_TYPES or _torch_only():
-        return _F.selu(input, inplace=inplace)  # tensor subclasses, torch.func, forward AD
-    if inplace:
-        _check_inplace(input)  # PyTorch's refusals, before any data changes
-    if not _fast_ok(input):
-        return _F.selu(input, inplace=inplace)
-    if input.requires_grad and torch.is_grad_enabled():
-        if inplace:
-            _SeluInplace.apply(input)  # type: ignore[no-untyped-call]
-            _api.selu(_nd(input), inplace=True)  # after apply: see _SeluInplace
-            return input
-        return cast(torch.Tensor, _selu_op(input))
-    # Plain eager call without autograd: straight to the kernel, no dispatcher.
-    if inplace:
-        _api.selu(_nd(input) if input.requires_grad else input.numpy(), inplace=True)
-        torch.autograd.graph.increment_version(input)  # as every PyTorch in-place op does
-        return input
-    out = torch.empty_like(input, memory_format=torch.contiguous_format)
-    _api.selu(_nd(input) if input.requires_grad else input.numpy(), out=out.numpy())
-    return out
+    return _call(_SELU, input, inplace, _selu_op, _F.selu)
 
 
 def selu_(input: torch.Tensor) -> torch.Tensor:
