@@ -33,16 +33,28 @@ This module imports torch (the absolute ``import torch`` below is the real PyTor
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as _F
 
-from . import _api, _backends
+from . import _api, _backends, _dropout
 from ._constants import SCALE, SCALE_ALPHA_F64
 
-__all__ = ["SELU", "selu", "selu_"]
+__all__ = [
+    "SELU",
+    "selu",
+    "selu_",
+    "AlphaDropout",
+    "FeatureAlphaDropout",
+    "SELUAlphaDropout",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+    "selu_alpha_dropout",
+    "lecun_normal_",
+]
 
 _FAST_DTYPES = (torch.float32, torch.float64)
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
@@ -235,25 +247,26 @@ class _Kernels:
     a differentiable custom op.  Parameters such as p and a seed live on the instance.
     """
 
-    saves_result = True
+    saves_result = True  # what the out-of-place forward saves: the result, the input, or neither
+    saves_input = False
 
     def forward(self, x: np.ndarray, out: Optional[np.ndarray]) -> None:
         raise NotImplementedError
 
-    def backward(self, grad: np.ndarray, saved: np.ndarray, out: np.ndarray) -> None:
+    def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
         raise NotImplementedError
 
-    def backward_op(self, grad: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
+    def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def grad_input(self, grad: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
+    def grad_input(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         """The gradient w.r.t. the input: kernels when plain, the differentiable op otherwise."""
         if torch.is_grad_enabled():  # create_graph=True: the backward must itself be recorded
             return self.backward_op(grad, saved)
         if not grad.is_contiguous():
             grad = grad.contiguous()  # e.g. the expanded gradient of a sum()
-        out = torch.empty_like(saved)
-        self.backward(grad.numpy(), saved.detach().numpy(), out.numpy())
+        out = torch.empty_like(grad)
+        self.backward(grad.numpy(), None if saved is None else saved.detach().numpy(), out.numpy())
         return out
 
 
@@ -263,11 +276,11 @@ class _SeluKernels(_Kernels):
         if _backends.fast_forward(x, out, out is None) is NotImplemented:
             _api.selu(x, out=out, inplace=out is None)
 
-    def backward(self, grad: np.ndarray, saved: np.ndarray, out: np.ndarray) -> None:
+    def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
         if _backends.fast_backward(grad, saved, True, out) is NotImplemented:
             _api.selu_backward(grad, saved, is_result=True, out=out)
 
-    def backward_op(self, grad: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
+    def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         return cast(torch.Tensor, _selu_backward_op(grad, saved))
 
 
@@ -275,20 +288,23 @@ _SELU = _SeluKernels()
 
 
 class _Eager(torch.autograd.Function):
-    """Out of place: a new tensor from the kernels; saves the result or the input."""
+    """Out of place: a new tensor from the kernels; saves the result, the input, or neither."""
 
     @staticmethod
     def forward(ctx: Any, kernels: _Kernels, x: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(x)  # x is contiguous, so out is too
         kernels.forward(x.detach().numpy(), out.numpy())
         ctx.kernels = kernels
-        ctx.save_for_backward(out if kernels.saves_result else x)
+        if kernels.saves_result:
+            ctx.save_for_backward(out)
+        elif kernels.saves_input:
+            ctx.save_for_backward(x)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
-        (saved,) = ctx.saved_tensors
-        return None, ctx.kernels.grad_input(grad, saved)
+        saved = ctx.saved_tensors
+        return None, ctx.kernels.grad_input(grad, saved[0] if saved else None)
 
 
 class _EagerInplace(torch.autograd.Function):
@@ -304,13 +320,14 @@ class _EagerInplace(torch.autograd.Function):
     def forward(ctx: Any, kernels: _Kernels, x: torch.Tensor) -> torch.Tensor:
         ctx.mark_dirty(x)  # bumps x's version counter
         ctx.kernels = kernels
-        ctx.save_for_backward(x)
+        if kernels.saves_result or kernels.saves_input:  # in place, the kernels work from it
+            ctx.save_for_backward(x)
         return x
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
-        (result,) = ctx.saved_tensors
-        return None, ctx.kernels.grad_input(grad, result)
+        saved = ctx.saved_tensors
+        return None, ctx.kernels.grad_input(grad, saved[0] if saved else None)
 
 
 def _c_apply(fn: type) -> Callable[..., Any]:
@@ -433,3 +450,272 @@ class SELU(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
+
+
+# --------------------------------------------------------------------------------------------
+# AlphaDropout, FeatureAlphaDropout, the fused SELU + AlphaDropout, and lecun_normal_.
+#
+# The mask is fastselu's counter-based one (Philox4x32-10 of the seed and each element's logical
+# index, SPEC "Self-normalizing companions"): the backward recomputes it, so autograd saves the
+# seed and x (the fused op, out of place), the result (fused, in place) or nothing (AlphaDropout
+# alone), never a mask.  Each training call draws its seed with one torch random op on the
+# default CPU generator or `generator=`, in eager mode and in a compiled graph alike.
+
+_SEED_LOW, _SEED_HIGH = -(2**63), 2**63 - 1
+
+
+def _draw_seed(generator: Optional[torch.Generator]) -> torch.Tensor:
+    """A 0-d int64 tensor of random bits: the call's seed (one torch random op)."""
+    return torch.randint(_SEED_LOW, _SEED_HIGH, (), dtype=torch.int64, generator=generator)
+
+
+def _seed_int(seed: torch.Tensor) -> int:
+    return int(seed.item()) & 0xFFFFFFFFFFFFFFFF  # int64 bits as the unsigned seed
+
+
+def _check_p(p: Any) -> None:
+    if p < 0.0 or p > 1.0:  # PyTorch's own test and message
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _np_dropout(fused: bool, x: np.ndarray, p: float, seed: int, feature: bool,
+                out: Optional[np.ndarray]) -> None:
+    fn = _api.selu_alpha_dropout if fused else _api.alpha_dropout
+    fn(x, p, seed=seed, feature=feature, out=out, inplace=out is None)
+
+
+def _np_dropout_backward(fused: bool, grad: np.ndarray, saved: Optional[np.ndarray], p: float,
+                         seed: int, feature: bool, is_result: bool, out: np.ndarray) -> None:
+    if fused:
+        _api.selu_alpha_dropout_backward(grad, saved, p, seed=seed, feature=feature,
+                                         is_result=is_result, out=out)
+    else:
+        _api.alpha_dropout_backward(grad, p, seed=seed, feature=feature, out=out)
+
+
+@torch.library.custom_op("fastselu::alpha_dropout", mutates_args=())
+def _dropout_op(x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool,
+                fused: bool) -> torch.Tensor:
+    """AlphaDropout (of SELU(x) if `fused`) with fastselu's mask, as a new contiguous tensor."""
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    _np_dropout(fused, _nd(x.contiguous()), p, _seed_int(seed), feature, _nd(out))
+    return out
+
+
+@_dropout_op.register_fake
+def _dropout_fake(x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool,
+                  fused: bool) -> torch.Tensor:
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@torch.library.custom_op("fastselu::alpha_dropout_backward", mutates_args=())
+def _dropout_backward_op(grad: torch.Tensor, saved: Optional[torch.Tensor], p: float,
+                         seed: torch.Tensor, feature: bool, fused: bool,
+                         is_result: bool) -> torch.Tensor:
+    """The gradient w.r.t. the input; `saved` is x or (is_result) the fused output, or None
+    for AlphaDropout alone."""
+    out = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
+    s = None if saved is None else _nd(saved.contiguous())
+    _np_dropout_backward(fused, _nd(grad.contiguous()), s, p, _seed_int(seed), feature,
+                         is_result, _nd(out))
+    return out
+
+
+@_dropout_backward_op.register_fake
+def _dropout_backward_fake(grad: torch.Tensor, saved: Optional[torch.Tensor], p: float,
+                           seed: torch.Tensor, feature: bool, fused: bool,
+                           is_result: bool) -> torch.Tensor:
+    return torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
+
+
+def _dropout_setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    x, ctx.p, seed, ctx.feature, ctx.fused = inputs
+    # The fused op saves its result (so an in-place graph's copy_ into x cannot disturb it).
+    ctx.save_for_backward(seed, output if ctx.fused else None)
+
+
+def _dropout_backward(ctx: Any, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
+    seed, result = ctx.saved_tensors
+    g = _dropout_backward_op(grad, result, ctx.p, seed, ctx.feature, ctx.fused, True)
+    return g, None, None, None, None
+
+
+_dropout_op.register_autograd(_dropout_backward, setup_context=_dropout_setup_context)
+
+
+def _bwd_setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    grad, saved, ctx.p, seed, ctx.feature, ctx.fused, ctx.is_result = inputs
+    ctx.save_for_backward(grad, saved, seed)
+
+
+def _bwd_backward(ctx: Any, gg: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
+    """The backward is linear in grad; in x it is grad * a * mask * SELU'(x), whose derivative is
+    the same expression for x <= 0 and 0 above; from the fused output z it is grad where kept
+    and z < zmin (z + a*SA*q, derivative 1), else constant."""
+    grad, saved, seed = ctx.saved_tensors
+    args = (ctx.p, seed, ctx.feature, ctx.fused)
+    d_grad = d_saved = None
+    if ctx.needs_input_grad[0]:
+        d_grad = _dropout_backward_op(gg, saved, *args, ctx.is_result)
+    if ctx.needs_input_grad[1] and ctx.fused:
+        if not ctx.is_result:
+            d_saved = (saved <= 0) * _dropout_backward_op(gg * grad, saved, *args, False)
+        else:
+            kept = _dropout_backward_op(torch.ones_like(gg), None, ctx.p, seed, ctx.feature,
+                                        False, False) != 0
+            zmin = float(_dropout.params(ctx.p, str(saved.dtype)[6:])[_dropout.P_ZMIN])
+            d_saved = gg * grad * (kept & (saved < zmin))
+    return d_grad, d_saved, None, None, None, None, None
+
+
+_dropout_backward_op.register_autograd(_bwd_backward, setup_context=_bwd_setup_context)
+
+
+class _DropoutKernels(_Kernels):
+    """One training call's AlphaDropout (of SELU if `fused`): p, seed and layout on the instance."""
+
+    def __init__(self, p: float, seed: torch.Tensor, feature: bool, fused: bool,
+                 inplace: bool) -> None:
+        self.p, self.seed_t, self.seed = float(p), seed, _seed_int(seed)
+        self.feature, self.fused = feature, fused
+        self.is_result = inplace  # in place, the fused backward works from the result
+        self.saves_result = False
+        self.saves_input = fused  # AlphaDropout alone needs only the seed
+
+    def forward(self, x: np.ndarray, out: Optional[np.ndarray]) -> None:
+        _np_dropout(self.fused, x, self.p, self.seed, self.feature, out)
+
+    def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
+        _np_dropout_backward(self.fused, grad, saved, self.p, self.seed, self.feature,
+                             self.is_result, out)
+
+    def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
+        return cast(torch.Tensor, _dropout_backward_op(
+            grad, saved, self.p, self.seed_t, self.feature, self.fused, self.is_result))
+
+
+def _torch_alpha_dropout(input: torch.Tensor, p: float, training: bool, inplace: bool,
+                         feature: bool, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """PyTorch's own AlphaDropout (other devices and dtypes, subclasses, torch.func)."""
+    if generator is None or not training or p == 0.0 or p == 1.0:
+        fn = _F.feature_alpha_dropout if feature else _F.alpha_dropout
+        return fn(input, p, training, inplace)
+    # PyTorch's formula (aten _dropout_impl), with the noise drawn from `generator`.
+    if feature and input.dim() < 2:
+        return _F.feature_alpha_dropout(input, p, training, inplace)  # PyTorch's error
+    shape = (*input.shape[:2], *([1] * (input.dim() - 2))) if feature else input.shape
+    noise = torch.empty(shape, dtype=input.dtype, device=input.device)
+    noise.bernoulli_(1 - p, generator=generator)
+    alpha = SCALE_ALPHA_F64
+    a = 1.0 / math.sqrt((alpha * alpha * p + 1) * (1 - p))
+    b = noise.add(-1).mul_(alpha * a).add_(alpha * a * p)
+    noise.mul_(a)
+    return input.mul_(noise).add_(b) if inplace else input * noise + b
+
+
+def _alpha_dropout_call(input: torch.Tensor, p: float, training: bool, inplace: bool,
+                        feature: bool, fused: bool,
+                        generator: Optional[torch.Generator]) -> torch.Tensor:
+    _check_p(p)
+    if not training or p == 0.0:  # the identity: the input object itself (fused: SELU)
+        return selu(input, inplace) if fused else input
+    if feature and p < 1.0 and isinstance(input, torch.Tensor) and input.dim() < 2:
+        return _F.feature_alpha_dropout(input, p, True, False)  # raises PyTorch's error
+
+    def fallback(t: torch.Tensor, inplace: bool) -> torch.Tensor:
+        if fused:
+            t = _F.selu(t, inplace)
+        return _torch_alpha_dropout(t, p, True, inplace, feature, generator)
+
+    def graph_op(t: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, _dropout_op(t, float(p), _draw_seed(generator), feature, fused))
+
+    if _eager_fast(input):  # the kernels (checks first: the seed is drawn only for a real call)
+        if inplace:
+            _check_inplace(input)
+        kernels = _DropoutKernels(p, _draw_seed(generator), feature, fused, inplace)
+        return _run(kernels, input, inplace)
+    return _call(_SELU, input, inplace, graph_op, fallback)  # never the eager branch
+
+
+def alpha_dropout(input: torch.Tensor, p: float = 0.5, training: bool = False,
+                  inplace: bool = False, *,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Drop-in for ``torch.nn.functional.alpha_dropout`` with fastselu's counter-based mask."""
+    return _alpha_dropout_call(input, p, training, inplace, False, False, generator)
+
+
+def feature_alpha_dropout(input: torch.Tensor, p: float = 0.5, training: bool = False,
+                          inplace: bool = False, *,
+                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Drop-in for ``torch.nn.functional.feature_alpha_dropout``: one draw per (sample,
+    channel), shared over the trailing dimensions."""
+    return _alpha_dropout_call(input, p, training, inplace, True, False, generator)
+
+
+def selu_alpha_dropout(input: torch.Tensor, p: float = 0.5, training: bool = False,
+                       inplace: bool = False, feature: bool = False, *,
+                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """``alpha_dropout(selu(input), p, training)`` (feature: ``feature_alpha_dropout``) in one
+    pass; SELU alone when not training or p = 0."""
+    return _alpha_dropout_call(input, p, training, inplace, feature, True, generator)
+
+
+class _AlphaDropoutBase(torch.nn.Module):
+    __constants__ = ["p", "inplace"]
+    p: float
+    inplace: bool
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__()
+        _check_p(p)
+        self.p = p
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class AlphaDropout(_AlphaDropoutBase):
+    """Drop-in for ``torch.nn.AlphaDropout(p=0.5, inplace=False)`` (fastselu's mask; in place when
+    asked, where PyTorch's module ignores `inplace`)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return alpha_dropout(input, self.p, self.training, self.inplace)
+
+
+class FeatureAlphaDropout(_AlphaDropoutBase):
+    """Drop-in for ``torch.nn.FeatureAlphaDropout(p=0.5, inplace=False)``."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return feature_alpha_dropout(input, self.p, self.training, self.inplace)
+
+
+class SELUAlphaDropout(_AlphaDropoutBase):
+    """``Sequential(SELU(), AlphaDropout(p))`` (``FeatureAlphaDropout`` with feature=True) in
+    one pass, without a mask in memory; SELU alone in eval mode."""
+
+    __constants__ = ["p", "inplace", "feature"]
+    feature: bool
+
+    def __init__(self, p: float = 0.5, inplace: bool = False, feature: bool = False) -> None:
+        super().__init__(p, inplace)
+        self.feature = feature
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return selu_alpha_dropout(input, self.p, self.training, self.inplace, self.feature)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}, feature={self.feature}"
+
+
+def lecun_normal_(tensor: torch.Tensor,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Fill `tensor` with Keras's lecun_normal (normal, sigma = sqrt(1/fan_in)/0.8796..., truncated
+    to [-2 sigma, 2 sigma]) in place, fan_in by PyTorch's rule (size(1) * prod(size[2:])), drawn
+    from PyTorch's generator (so torch.manual_seed repeats it); returns `tensor`."""
+    fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(tensor)  # PyTorch's rule and error
+    sigma = math.sqrt(1.0 / max(1, fan_in)) / _api._TRUNC_STD
+    with torch.no_grad():
+        return torch.nn.init.trunc_normal_(tensor, 0.0, sigma, -2 * sigma, 2 * sigma,
+                                           generator=generator)
