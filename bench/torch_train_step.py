@@ -1,10 +1,16 @@
 """Training step (forward + backward) through fastselu.torch.SELU vs torch.nn.SELU, side by side.
 
-    python bench/torch_train_step.py [--repeat 11] [--threads 1] [--clock cpu|wall]
+    python bench/torch_train_step.py [--repeat 11] [--threads 1] [--clock cpu|wall] [--dropout P]
+                                     [--memory]
+
+With ``--dropout P`` it compares ``fastselu.torch.SELUAlphaDropout(P)`` with
+``Sequential(torch.nn.SELU(), torch.nn.AlphaDropout(P))`` instead.  ``--memory`` prints the bytes
+that autograd saves between forward and backward for a 1e7-element float32 layer (both pairs).
 
 A step is ``y = act(x); y.backward(g)`` on a leaf ``x`` that requires grad (``x.grad`` reset
 each step).  Rounds interleave the implementations; each figure is the median over rounds of
-the per-step mean of a timed loop.  Prints times and the ratio fastselu / torch.  Both libraries
+the per-step mean of a timed loop; the ratio fastselu / torch is the median of the rounds' ratios
+(each round times both back to back, alternating which goes first).  Both libraries
 get the same thread count.  Not a test: on a shared machine only the ratio means something.
 
 On a busy machine wall-clock figures mostly measure waiting for a core; with one thread (the
@@ -50,10 +56,12 @@ def per_step(fn, clock, min_time=0.05):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=11)
+    ap.add_argument("--repeat", type=int, default=21)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clock", choices=["cpu", "wall"], default=None)
-    ap.add_argument("--min-time", type=float, default=0.05)
+    ap.add_argument("--min-time", type=float, default=0.02)
+    ap.add_argument("--dropout", type=float, default=None)
+    ap.add_argument("--memory", action="store_true")
     args = ap.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         ap.error("--clock cpu needs --threads 1 (it times the calling thread only)")
@@ -61,7 +69,17 @@ def main() -> None:
         else time.perf_counter
     torch.set_num_threads(args.threads)
     fastselu.set_num_threads(args.threads)
-    impls = {"torch.nn.SELU": torch.nn.SELU(), "fastselu.torch.SELU": fst.SELU()}
+    if args.memory:
+        memory()
+        return
+    if args.dropout is None:
+        impls = {"torch": torch.nn.SELU(), "fastselu": fst.SELU()}
+        print("torch.nn.SELU vs fastselu.torch.SELU")
+    else:
+        p = args.dropout
+        impls = {"torch": torch.nn.Sequential(torch.nn.SELU(), torch.nn.AlphaDropout(p)),
+                 "fastselu": fst.SELUAlphaDropout(p)}
+        print(f"Sequential(SELU(), AlphaDropout({p})) vs fastselu.torch.SELUAlphaDropout({p})")
     print(f"threads={args.threads} repeat={args.repeat} clock={clock.__name__} "
           f"torch {torch.__version__} fastselu {fastselu.__version__} ({fastselu.get_backend()})")
     print(f"{'shape':>12} {'dtype':>8} {'torch us':>10} {'fastselu us':>12} {'ratio':>6}")
@@ -70,14 +88,46 @@ def main() -> None:
             gen = torch.Generator().manual_seed(0)
             x = torch.randn(shape, dtype=dtype, generator=gen).requires_grad_()
             g = torch.randn(shape, dtype=dtype, generator=gen)
-            times = {name: [] for name in impls}
-            for _ in range(args.repeat):
-                for name, act in impls.items():
-                    times[name].append(per_step(step_fn(act, x, g), clock, args.min_time))
-            t_torch = statistics.median(times["torch.nn.SELU"]) * 1e6
-            t_fs = statistics.median(times["fastselu.torch.SELU"]) * 1e6
+            steps = {name: step_fn(act, x, g) for name, act in impls.items()}
+            times: dict[str, list[float]] = {name: [] for name in impls}
+            ratios = []
+            for r in range(args.repeat):
+                order = list(steps) if r % 2 == 0 else list(reversed(steps))
+                for name in order:
+                    times[name].append(per_step(steps[name], clock, args.min_time))
+                ratios.append(times["fastselu"][-1] / times["torch"][-1])
+            t_torch = statistics.median(times["torch"]) * 1e6
+            t_fs = statistics.median(times["fastselu"]) * 1e6
             print(f"{str(shape):>12} {str(dtype)[6:]:>8} {t_torch:10.1f} {t_fs:12.1f} "
-                  f"{t_fs / t_torch:6.2f}", flush=True)
+                  f"{statistics.median(ratios):6.2f}", flush=True)
+
+
+def saved_bytes(fn) -> int:
+    """Bytes of the tensors autograd saves while fn() runs (distinct storages counted once)."""
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+def memory(n: int = 10_000_000, p: float = 0.1) -> None:
+    x = torch.randn(n).requires_grad_()
+    h = x * 1  # a non-leaf, as a Linear's output would be
+    pairs = {
+        "torch SELU + AlphaDropout": lambda: torch.nn.AlphaDropout(p)(torch.nn.SELU()(h)),
+        "fastselu SELUAlphaDropout": lambda: fst.SELUAlphaDropout(p)(h),
+        "fastselu SELUAlphaDropout inplace": lambda: fst.SELUAlphaDropout(p, True)(h * 1),
+        "torch SELU": lambda: torch.nn.SELU()(h),
+        "fastselu SELU": lambda: fst.SELU()(h),
+    }
+    print(f"bytes saved by autograd for a {n:.0e}-element float32 layer (p = {p}):")
+    for name, fn in pairs.items():
+        print(f"  {name:36s} {saved_bytes(fn) / 1e6:8.1f} MB")
 
 
 if __name__ == "__main__":

@@ -423,6 +423,8 @@ def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     CPU float32/float64 contiguous tensors run fastselu (zero-copy); anything else is passed to
     ``torch.nn.functional.selu``.  With ``inplace=True`` the tensor itself is modified and returned.
     """
+    if not inplace and _eager_fast(input) and input.requires_grad and torch.is_grad_enabled():
+        return cast(torch.Tensor, _eager_apply(_SELU, input))  # a training step's path, flat
     return _call(_SELU, input, inplace, _selu_op, _F.selu)
 
 
