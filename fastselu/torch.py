@@ -1,4 +1,4 @@
-"""PyTorch drop-in for ``torch.nn.SELU`` / ``torch.nn.functional.selu`` backed by fastselu's kernels.
+"""PyTorch drop-ins for ``torch.nn.SELU``, ``AlphaDropout`` and friends, on fastselu's kernels.
 
     import fastselu.torch as fst
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), fst.SELU(), torch.nn.Linear(64, 1))
@@ -11,16 +11,20 @@ What runs where:
 * Everything else falls back to PyTorch's own ``torch.nn.functional.selu``, so any tensor works:
   other devices, float16/bfloat16/other dtypes, non-contiguous tensors, tensor subclasses, and
   calls under forward-mode AD or a ``torch.func`` transform (``vmap``, ``grad``, ``jacrev``...).
-* Autograd: the out-of-place op is the ``torch.library`` custom op ``fastselu::selu`` (with a fake
-  implementation, so ``torch.compile`` traces it into the graph).  Its backward is a
-  second custom op, ``fastselu::selu_backward(grad, result)``, computed from the saved *result*
-  (SELU'(x) = SCALE for y > 0, y + SCALE*ALPHA otherwise), itself differentiable, so
-  ``create_graph=True`` / ``gradgradcheck`` work.  The in-place form (``inplace=True``) is an
-  ``autograd.Function`` that marks the tensor dirty (the version counter is bumped, as by
-  ``torch.selu_``) and uses the saved result in backward; under ``torch.compile`` it is written as
-  the custom op followed by ``copy_`` (functionalization turns it back into an in-place update).
+* Autograd, eager: `_Eager` / `_EagerInplace`, ``torch.autograd.Function``s over the kernels
+  (one pattern for SELU and the AlphaDropout ops, described by a `_Kernels` object).  SELU's
+  backward works from the saved *result* (SELU'(x) = SCALE for y > 0, y + SCALE*ALPHA otherwise);
+  with ``create_graph=True`` the backward is a custom op that is itself differentiable, so
+  ``gradgradcheck`` works.  In place marks the tensor dirty (the version counter is bumped, as by
+  ``torch.selu_``), after PyTorch's refusals have been checked without writing (`_check_inplace`).
+* Graph capture (``torch.compile``, ``make_fx``, ``torch.jit.trace``): the ``torch.library`` custom
+  ops ``fastselu::selu`` / ``selu_backward`` / ``alpha_dropout`` / ``alpha_dropout_backward``,
+  with fake implementations; in place is written as the op followed by ``copy_``
+  (functionalization turns it back into an in-place update).
 * Without autograd (``torch.no_grad()``, inference mode, tensors that do not require grad) an eager
-  call skips the dispatcher and calls the kernel directly (about 2 µs of overhead per call).
+  call goes straight to the kernels (about 2 µs of overhead per call).
+* AlphaDropout, FeatureAlphaDropout, the fused SELUAlphaDropout and lecun_normal_: see their
+  section below.
 
 Numbers: fastselu's results are within 1 ULP of the exact SELU; PyTorch's own are up to 1.6 (float32)
 / 2.4 (float64) ULP off, so results agree with ``torch.nn.SELU`` to a few ULPs, not bit for bit.  The
@@ -242,8 +246,9 @@ class _Kernels:
     a differentiable custom op (for create_graph=True).
 
     ``forward(x, out)`` writes the op of `x` into `out` (ndarrays of one shape and dtype), or
-    into `x` itself when `out` is None; ``backward(grad, saved, out)`` writes the gradient given what the forward saved:
-    the result if ``saves_result``, else the input.  ``backward_op(grad, saved)`` is the same as
+    into `x` itself when `out` is None; ``backward(grad, saved, out)`` writes the gradient given
+    what the forward saved: the result if ``saves_result``, the input if ``saves_input``, else
+    None (in place, the tensor saved is the result).  ``backward_op(grad, saved)`` is the same as
     a differentiable custom op.  Parameters such as p and a seed live on the instance.
     """
 
@@ -277,6 +282,7 @@ class _SeluKernels(_Kernels):
             _api.selu(x, out=out, inplace=out is None)
 
     def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
+        assert saved is not None  # SELU always saves its result
         if _backends.fast_backward(grad, saved, True, out) is NotImplemented:
             _api.selu_backward(grad, saved, is_result=True, out=out)
 
@@ -330,7 +336,7 @@ class _EagerInplace(torch.autograd.Function):
         return None, ctx.kernels.grad_input(grad, saved[0] if saved else None)
 
 
-def _c_apply(fn: type) -> Callable[..., Any]:
+def _c_apply(fn: type[torch.autograd.Function]) -> Callable[..., Any]:
     """``fn.apply`` without its Python wrapper (which binds defaults and unwraps functorch's dead
     wrappers: ~7 µs of a ~25 µs call); the callers rule out functorch tensors first."""
     raw = getattr(torch._C, "_FunctionBase", None)
@@ -489,6 +495,7 @@ def _np_dropout(fused: bool, x: np.ndarray, p: float, seed: int, feature: bool,
 def _np_dropout_backward(fused: bool, grad: np.ndarray, saved: Optional[np.ndarray], p: float,
                          seed: int, feature: bool, is_result: bool, out: np.ndarray) -> None:
     if fused:
+        assert saved is not None  # the fused op saves x or its result
         _api.selu_alpha_dropout_backward(grad, saved, p, seed=seed, feature=feature,
                                          is_result=is_result, out=out)
     else:
