@@ -60,7 +60,15 @@ __all__ = [
     "lecun_normal_",
 ]
 
-_FAST_DTYPES = (torch.float32, torch.float64)
+# float16/bfloat16 run on the kernels once fastselu has native kernels for them (its private
+# `_api.half_call` takes bfloat16 bits, which NumPy has no dtype for); until then, PyTorch's ops.
+_half_call: Callable[..., np.ndarray] = getattr(_api, "half_call", None)  # type: ignore[assignment]
+_HALF_KERNELS = _half_call is not None
+_FAST_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64) + (
+    (torch.float16, torch.bfloat16) if _HALF_KERNELS else ()
+)
+_DROPOUT_DTYPES = (torch.float32, torch.float64)  # the dropout API's float16/bfloat16: not yet
+_BF16 = torch.bfloat16
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 # Private hooks, looked up defensively: if one is missing, assume the machinery is active (safe).
 _functorch_active: Callable[[], bool] = getattr(
@@ -72,19 +80,20 @@ _c_is_tracing: Callable[[], bool] = getattr(torch._C, "_is_tracing", _is_tracing
 _forward_ad = torch.autograd.forward_ad
 
 
-def _fast_ok(t: torch.Tensor) -> bool:
-    """True if the kernels can work on `t`'s memory directly: CPU, float32/64, C-contiguous."""
+def _fast_ok(t: torch.Tensor, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES) -> bool:
+    """True if the kernels can work on `t`'s memory directly: CPU, `dtypes`, C-contiguous."""
     return (
         t.is_cpu
-        and t.dtype in _FAST_DTYPES
+        and t.dtype in dtypes
         and t.layout == torch.strided
         and t.is_contiguous()
     )
 
 
 def _nd(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor's memory (no copy)."""
-    return t.detach().numpy()
+    """A NumPy view of a CPU tensor's memory (no copy); bfloat16 as its int16 bits."""
+    t = t.detach()
+    return t.numpy() if t.dtype is not _BF16 else t.view(torch.int16).numpy()
 
 
 def _graph_capture() -> bool:
@@ -107,7 +116,7 @@ def _selu_op(x: torch.Tensor) -> torch.Tensor:
     if x.dtype in _FAST_DTYPES and x.device.type == "cpu" and x.layout == torch.strided:
         xc = x.contiguous()
         out = torch.empty(x.shape, dtype=x.dtype, device="cpu")
-        _api.selu(_nd(xc), out=_nd(out))
+        _SELU.forward(_nd(xc), _nd(out))
         return out
     return _F.selu(x).contiguous()
 
@@ -130,9 +139,7 @@ def _selu_backward_op(grad: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         and grad.shape == result.shape
     ):
         out = torch.empty(result.shape, dtype=result.dtype, device="cpu")
-        _api.selu_backward(
-            _nd(grad.contiguous()), _nd(result.contiguous()), is_result=True, out=_nd(out)
-        )
+        _SELU.backward(_nd(grad.contiguous()), _nd(result.contiguous()), _nd(out))
         return out
     deriv = torch.where(result > 0, SCALE, result + SCALE_ALPHA_F64)
     return (grad * deriv).contiguous()
@@ -271,20 +278,27 @@ class _Kernels:
         if not grad.is_contiguous():
             grad = grad.contiguous()  # e.g. the expanded gradient of a sum()
         out = torch.empty_like(grad)
-        self.backward(grad.numpy(), None if saved is None else saved.detach().numpy(), out.numpy())
+        self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
         return out
 
 
 class _SeluKernels(_Kernels):
-    # The compiled fast path first (what `_api` itself tries first), `_api` for anything else.
+    # The compiled fast path first (what `_api` itself tries first), `_api` for anything else;
+    # int16 arrays are bfloat16 bits (`_nd`), for the half-precision kernels' entry point.
     def forward(self, x: np.ndarray, out: Optional[np.ndarray]) -> None:
         if _backends.fast_forward(x, out, out is None) is NotImplemented:
-            _api.selu(x, out=out, inplace=out is None)
+            if x.dtype == np.int16:
+                _half_call("forward", "bfloat16", x, out=x if out is None else out)
+            else:
+                _api.selu(x, out=out, inplace=out is None)
 
     def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
         assert saved is not None  # SELU always saves its result
         if _backends.fast_backward(grad, saved, True, out) is NotImplemented:
-            _api.selu_backward(grad, saved, is_result=True, out=out)
+            if grad.dtype == np.int16:
+                _half_call("backward_y", "bfloat16", grad, saved, out=out)
+            else:
+                _api.selu_backward(grad, saved, is_result=True, out=out)
 
     def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         return cast(torch.Tensor, _selu_backward_op(grad, saved))
@@ -299,7 +313,7 @@ class _Eager(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, kernels: _Kernels, x: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(x)  # x is contiguous, so out is too
-        kernels.forward(x.detach().numpy(), out.numpy())
+        kernels.forward(_nd(x), _nd(out))
         ctx.kernels = kernels
         if kernels.saves_result:
             ctx.save_for_backward(out)
@@ -358,17 +372,17 @@ def _run(kernels: _Kernels, input: torch.Tensor, inplace: bool) -> torch.Tensor:
     if input.requires_grad and torch.is_grad_enabled():
         if inplace:
             _eager_inplace_apply(kernels, input)
-            kernels.forward(input.detach().numpy(), None)  # after apply: see _EagerInplace
+            kernels.forward(_nd(input), None)  # after apply: see _EagerInplace
             return input
         return cast(torch.Tensor, _eager_apply(kernels, input))
     # Without autograd: the kernels directly.
-    xn = input.detach().numpy() if input.requires_grad else input.numpy()
+    xn = _nd(input)
     if inplace:
         kernels.forward(xn, None)
         torch.autograd.graph.increment_version(input)  # as every PyTorch in-place op does
         return input
     out = torch.empty_like(input)
-    kernels.forward(xn, out.numpy())
+    kernels.forward(xn, _nd(out))
     return out
 
 
@@ -376,15 +390,15 @@ def _run(kernels: _Kernels, input: torch.Tensor, inplace: bool) -> torch.Tensor:
 # Public API.
 
 
-def _eager_fast(t: Any) -> bool:
-    """The call can run eagerly on the kernels: a plain CPU float32/float64 contiguous tensor,
+def _eager_fast(t: Any, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES) -> bool:
+    """The call can run eagerly on the kernels: a plain CPU contiguous tensor of `dtypes`,
     and no graph capture, torch.func transform or forward-mode AD.  (One flat test: this runs on
     every call, and each Python operation costs ~0.1 µs, more with cold caches in a training step.)
     """
     return (
         type(t) in _PLAIN_TYPES
         and t.is_cpu
-        and t.dtype in _FAST_DTYPES
+        and t.dtype in dtypes
         and t.layout == torch.strided
         and t.is_contiguous()
         and not torch.compiler.is_compiling()
@@ -402,18 +416,19 @@ def _call(
     inplace: bool,
     graph_op: Callable[[torch.Tensor], torch.Tensor],
     fallback: Callable[[torch.Tensor, bool], torch.Tensor],
+    dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES,
 ) -> torch.Tensor:
     """Route a call of an elementwise op: eager kernels, the custom op under graph capture, or
     PyTorch's own op (`fallback(input, inplace)`) for everything else; PyTorch's in-place refusals
     are checked before any data changes wherever fastselu.torch decides the route."""
-    if _eager_fast(input):
+    if _eager_fast(input, dtypes):
         if inplace:
             _check_inplace(input)
         return _run(kernels, input, inplace)
     if not isinstance(input, torch.Tensor):
         return fallback(input, inplace)
     if _graph_capture():
-        if not _fast_ok(input):
+        if not _fast_ok(input, dtypes):
             return fallback(input, inplace)
         # The custom op goes into the graph; in place = the op, then a copy (functionalized away).
         return input.copy_(graph_op(input)) if inplace else graph_op(input)
@@ -639,12 +654,12 @@ def _alpha_dropout_call(input: torch.Tensor, p: float, training: bool, inplace: 
     def graph_op(t: torch.Tensor) -> torch.Tensor:
         return cast(torch.Tensor, _dropout_op(t, float(p), _draw_seed(generator), feature, fused))
 
-    if _eager_fast(input):  # the kernels (checks first: the seed is drawn only for a real call)
+    if _eager_fast(input, _DROPOUT_DTYPES):  # checks first: a seed is drawn only for a real call
         if inplace:
             _check_inplace(input)
         kernels = _DropoutKernels(p, _draw_seed(generator), feature, fused, inplace)
         return _run(kernels, input, inplace)
-    return _call(_SELU, input, inplace, graph_op, fallback)  # never the eager branch
+    return _call(_SELU, input, inplace, graph_op, fallback, _DROPOUT_DTYPES)  # not the eager path
 
 
 def alpha_dropout(input: torch.Tensor, p: float = 0.5, training: bool = False,
