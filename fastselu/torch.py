@@ -87,13 +87,18 @@ def _fast_ok(t: torch.Tensor, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES) ->
         and t.dtype in dtypes
         and t.layout == torch.strided
         and t.is_contiguous()
+        and not t.is_neg()
     )
 
 
 def _nd(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor's memory (no copy); bfloat16 as its int16 bits."""
-    t = t.detach()
-    return t.numpy() if t.dtype is not _BF16 else t.view(torch.int16).numpy()
+    """A NumPy view of a CPU tensor's memory (no copy); bfloat16 as its int16 bits.
+
+    ``numpy(force=True)`` detaches in C (a view, for the CPU tensors without the negative bit
+    that `_fast_ok` admits)."""
+    if t.dtype is _BF16:
+        return t.detach().view(torch.int16).numpy()
+    return t.numpy(force=True)
 
 
 def _graph_capture() -> bool:
@@ -401,6 +406,7 @@ def _eager_fast(t: Any, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES) -> bool:
         and t.dtype in dtypes
         and t.layout == torch.strided
         and t.is_contiguous()
+        and not t.is_neg()
         and not torch.compiler.is_compiling()
         and not _c_is_tracing()
         and _dispatch_stack_len() == 0
