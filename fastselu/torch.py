@@ -309,7 +309,28 @@ class _SeluKernels(_Kernels):
         return cast(torch.Tensor, _selu_backward_op(grad, saved))
 
 
+class _SeluFromInputKernels(_SeluKernels):
+    """SELU saving its input: float16/bfloat16, out of place.  The gradient from a result rounded
+    to 11 (8) bits is up to ~1e-2 off where y + SCALE*ALPHA cancels; from x it stays within an
+    ULP, as PyTorch's (whose out-of-place SELU saves x too)."""
+
+    saves_result, saves_input = False, True
+
+    def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
+        assert saved is not None
+        if grad.dtype == np.int16:
+            _half_call("backward_x", "bfloat16", grad, saved, out=out)
+        else:
+            _api.selu_backward(grad, saved, out=out)
+
+    def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
+        assert saved is not None  # create_graph=True: PyTorch's ops, differentiable as they are
+        return grad * torch.where(saved > 0, SCALE, SCALE_ALPHA_F64 * saved.exp())
+
+
 _SELU = _SeluKernels()
+_SELU_FROM_INPUT = _SeluFromInputKernels()
+_FULL_DTYPES = (torch.float32, torch.float64)
 
 
 class _Eager(torch.autograd.Function):
@@ -451,7 +472,8 @@ def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     ``torch.nn.functional.selu``.  With ``inplace=True`` the tensor itself is modified and returned.
     """
     if not inplace and _eager_fast(input) and input.requires_grad and torch.is_grad_enabled():
-        return cast(torch.Tensor, _eager_apply(_SELU, input))  # a training step's path, flat
+        kernels = _SELU if input.dtype in _FULL_DTYPES else _SELU_FROM_INPUT
+        return cast(torch.Tensor, _eager_apply(kernels, input))  # a training step's path, flat
     return _call(_SELU, input, inplace, _selu_op, _F.selu)
 
 

@@ -151,6 +151,29 @@ def test_fallback_is_torch(make, inplace, kernel_calls):
     assert torch.equal(y, expected)
 
 
+@pytest.mark.skipif(not fst._HALF_KERNELS,
+                    reason="this fastselu has no float16/bfloat16 kernels (PyTorch's SELU runs)")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_on_the_kernels(dtype, kernel_calls):
+    gen = torch.Generator().manual_seed(8)
+    x = (torch.randn(3000, generator=gen) * 3).to(dtype)
+    y = fst.selu(x)
+    assert kernel_calls[0][1].ctypes.data == x.data_ptr()  # zero-copy, both ways
+    assert kernel_calls[-1][2].ctypes.data == y.data_ptr()
+    torch.testing.assert_close(y, torch.nn.functional.selu(x))
+    if dtype == torch.float16:  # the NumPy API's own bits
+        assert same_floats(y.numpy(), np.asarray(fastselu.selu(x.numpy())))
+    x2 = x.clone()
+    assert fst.selu_(x2) is x2 and torch.equal(x2, y)
+    g = torch.randn(3000, generator=gen).to(dtype)
+    grads = []
+    for act in (fst.selu, torch.nn.functional.selu):
+        xr = x.clone().requires_grad_()
+        act(xr).backward(g)
+        grads.append(xr.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 def test_fallback_integer_raises_like_torch():
     x = torch.arange(4)
     with pytest.raises(RuntimeError) as ours:
