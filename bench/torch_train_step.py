@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--min-time", type=float, default=0.02)
     ap.add_argument("--dropout", type=float, default=None)
     ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--shapes", default=None, help="e.g. 64x256,256x1024 (default: all three)")
     args = ap.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         ap.error("--clock cpu needs --threads 1 (it times the calling thread only)")
@@ -83,8 +84,10 @@ def main() -> None:
     print(f"threads={args.threads} repeat={args.repeat} clock={clock.__name__} "
           f"torch {torch.__version__} fastselu {fastselu.__version__} ({fastselu.get_backend()})")
     print(f"{'shape':>12} {'dtype':>8} {'torch us':>10} {'fastselu us':>12} {'ratio':>6}")
+    shapes = SHAPES if args.shapes is None else [
+        tuple(int(n) for n in item.split("x")) for item in args.shapes.split(",")]
     for dtype in DTYPES:
-        for shape in SHAPES:
+        for shape in shapes:
             gen = torch.Generator().manual_seed(0)
             x = torch.randn(shape, dtype=dtype, generator=gen).requires_grad_()
             g = torch.randn(shape, dtype=dtype, generator=gen)
