@@ -87,15 +87,14 @@ def _fast_ok(t: torch.Tensor, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES) ->
         and t.dtype in dtypes
         and t.layout == torch.strided
         and t.is_contiguous()
-        and not t.is_neg()
     )
 
 
 def _nd(t: torch.Tensor) -> np.ndarray:
     """A NumPy view of a CPU tensor's memory (no copy); bfloat16 as its int16 bits.
 
-    ``numpy(force=True)`` detaches in C (a view, for the CPU tensors without the negative bit
-    that `_fast_ok` admits)."""
+    ``numpy(force=True)`` detaches in C: a view for CPU tensors without the negative bit (eager
+    calls check it in `_eager_fast`; the custom ops get resolved tensors from graph capture)."""
     if t.dtype is _BF16:
         return t.detach().view(torch.int16).numpy()
     return t.numpy(force=True)
@@ -423,12 +422,12 @@ def _eager_fast(t: Any, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES) -> bool:
     """
     return (
         type(t) in _PLAIN_TYPES
+        and not torch.compiler.is_compiling()  # first: dynamo cannot trace is_neg()
         and t.is_cpu
         and t.dtype in dtypes
         and t.layout == torch.strided
         and t.is_contiguous()
         and not t.is_neg()
-        and not torch.compiler.is_compiling()
         and not _c_is_tracing()
         and _dispatch_stack_len() == 0
         and _forward_ad._current_level < 0
