@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=None)
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--shapes", default=None, help="e.g. 64x256,256x1024 (default: all three)")
+    ap.add_argument("--dtypes", default=None, help="e.g. float16,bfloat16 (default: float32,float64)")
     args = ap.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         ap.error("--clock cpu needs --threads 1 (it times the calling thread only)")
@@ -86,7 +87,8 @@ def main() -> None:
     print(f"{'shape':>12} {'dtype':>8} {'torch us':>10} {'fastselu us':>12} {'ratio':>6}")
     shapes = SHAPES if args.shapes is None else [
         tuple(int(n) for n in item.split("x")) for item in args.shapes.split(",")]
-    for dtype in DTYPES:
+    dtypes = DTYPES if args.dtypes is None else [getattr(torch, n) for n in args.dtypes.split(",")]
+    for dtype in dtypes:
         for shape in shapes:
             gen = torch.Generator().manual_seed(0)
             x = torch.randn(shape, dtype=dtype, generator=gen).requires_grad_()
