@@ -1,5 +1,4 @@
-"""fastselu.torch: the drop-in for torch.nn.SELU (outputs, autograd, in place, nn.Module,
-compile)."""
+"""fastselu.torch: the drop-in for torch.nn.SELU (outputs, autograd, in place, Module, compile)."""
 
 import math
 
@@ -10,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 import fastselu  # noqa: E402
 import fastselu.torch as fst  # noqa: E402
-from fastselu import _api  # noqa: E402
+from fastselu import _backends  # noqa: E402
 from util import same_floats  # noqa: E402
 
 FLOATS = [torch.float32, torch.float64]
@@ -24,8 +23,7 @@ def close(a, b, dtype):
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
-    """PyTorch's intra-op pool spins badly on a busy 2-core machine; its threads are not under
-    test."""
+    """PyTorch's intra-op pool spins badly on a busy 2-core machine; its threads aren't tested."""
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -34,20 +32,24 @@ def one_torch_thread():
 
 @pytest.fixture
 def kernel_calls(monkeypatch):
-    """Record the NumPy arrays that fastselu.torch hands to the kernels (to prove zero-copy)."""
+    """Record the NumPy arrays that fastselu.torch hands to the kernels (to prove zero-copy).
+
+    Spies on the backend's fast path, the first thing that `_api`'s functions call too, so a
+    call is recorded once whichever way fastselu.torch reaches the kernels.
+    """
     calls = []
-    real_selu, real_bwd = _api.selu, _api.selu_backward
+    real_fwd, real_bwd = _backends.fast_forward, _backends.fast_backward
 
-    def spy_selu(x, out=None, *, inplace=False):
+    def spy_fwd(x, out, inplace):
         calls.append(("selu", x, out, inplace))
-        return real_selu(x, out, inplace=inplace)
+        return real_fwd(x, out, inplace)
 
-    def spy_bwd(g, x, *, is_result=False, out=None):
+    def spy_bwd(g, x, is_result, out):
         calls.append(("selu_backward", g, x, out))
-        return real_bwd(g, x, is_result=is_result, out=out)
+        return real_bwd(g, x, is_result, out)
 
-    monkeypatch.setattr(_api, "selu", spy_selu)
-    monkeypatch.setattr(_api, "selu_backward", spy_bwd)
+    monkeypatch.setattr(_backends, "fast_forward", spy_fwd)
+    monkeypatch.setattr(_backends, "fast_backward", spy_bwd)
     return calls
 
 
@@ -137,9 +139,38 @@ def test_fallback_is_torch(make, inplace, kernel_calls):
     x = make()
     expected = torch.nn.functional.selu(x.clone())
     y = fst.selu(x, inplace=inplace)
+    assert (y is x) == inplace
+    if x.dtype in (torch.float16, torch.bfloat16) and fst._HALF_KERNELS:
+        # fastselu's own float16/bfloat16 kernels, zero-copy: correctly rounded, so equal to
+        # PyTorch's (float32 then rounded once) or one rounding step away.
+        assert kernel_calls and kernel_calls[0][1].ctypes.data == x.data_ptr()
+        torch.testing.assert_close(y, expected)
+        return
     assert not kernel_calls
     assert torch.equal(y, expected)
-    assert (y is x) == inplace
+
+
+@pytest.mark.skipif(not fst._HALF_KERNELS,
+                    reason="this fastselu has no float16/bfloat16 kernels (PyTorch's SELU runs)")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_on_the_kernels(dtype, kernel_calls):
+    gen = torch.Generator().manual_seed(8)
+    x = (torch.randn(3000, generator=gen) * 3).to(dtype)
+    y = fst.selu(x)
+    assert kernel_calls[0][1].ctypes.data == x.data_ptr()  # zero-copy, both ways
+    assert kernel_calls[-1][2].ctypes.data == y.data_ptr()
+    torch.testing.assert_close(y, torch.nn.functional.selu(x))
+    if dtype == torch.float16:  # the NumPy API's own bits
+        assert same_floats(y.numpy(), np.asarray(fastselu.selu(x.numpy())))
+    x2 = x.clone()
+    assert fst.selu_(x2) is x2 and torch.equal(x2, y)
+    g = torch.randn(3000, generator=gen).to(dtype)
+    grads = []
+    for act in (fst.selu, torch.nn.functional.selu):
+        xr = x.clone().requires_grad_()
+        act(xr).backward(g)
+        grads.append(xr.grad)
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_fallback_integer_raises_like_torch():
