@@ -5,14 +5,14 @@ Same constants and tables (hex floats), same operations in the same order, expli
 2^n built from exponent bits through ``@intrinsic`` bit casts, and no fastmath flags at all: LLVM
 neither contracts nor reassociates, so the results are the same bits as the compiled (cython)
 backend's, which is built with ``-ffp-contract=off``.  See ``_selu_kernels.h`` for the accuracy
-design (the float32 forward in double; float64 in double-double; the backward's table-driven fast
-path in the dtype's own arithmetic); this file mirrors it and must change with it
-(tests/test_numba.py compares the two bit for bit).  As there, every NaN result of a backward
-kernel leaves as the default quiet NaN: which NaN operand an instruction passes on depends on
-operand order, which compilers choose freely, so only a canonical NaN keeps the bits identical (a
-forward result's only NaN source is x, whose payload it keeps).  LLVM vectorizes every loop; the
-backward's four-entry table lookups are selects (blends), where the C kernels' AVX-512 build uses
-register permutes.
+design (the float32 forward in float32 with exact reduction and a Fast2Sum; float64 in
+double-double; the backward's table-driven fast path in the dtype's own arithmetic); this file
+mirrors it and must change with it (tests/test_numba.py compares the two bit for bit).  As there,
+every NaN result of a backward kernel leaves as the default quiet NaN: which NaN operand an
+instruction passes on depends on operand order, which compilers choose freely, so only a
+canonical NaN keeps the bits identical (a forward result's only NaN source is x, whose payload it
+keeps).  LLVM vectorizes every loop; the backward's four-entry table lookups are selects
+(blends), where the C kernels' AVX-512 and AVX2 builds use register permutes.
 
 Backend seam (see ``fastselu/_backends.py``): ``forward(x, out, nthreads)``,
 ``backward_x(g, x, out, nthreads)``, ``backward_y(g, y, out, nthreads)`` on 1-D C-contiguous
@@ -82,7 +82,8 @@ from ._selu_constants import (  # noqa: E402
     FS_T32_HI as T32_HI, FS_T32_LO as T32_LO, FS_T64_HI as T64_HI, FS_T64_LO as T64_LO,
     L4_HI, L4_HI_F, L4_LO, L4_LO_F, LN2, LN2_HI, LN2_LO, LOG2E, LOG2E4, LOG2E4_F,
     MAGIC, MAGIC_BIAS, MAGIC_BITS, MAGIC_F, MAGIC_F_BITS,
-    Q2_C0, Q2_C1, Q2_C2, Q2_C3, Q2_C4,
+    EXPM1_F_C0, EXPM1_F_C1, EXPM1_F_C2, EXPM1_F_C3, EXPM1_F_C4, EXPM1_F_C5,
+    LN2_HI_F, LN2_LO_F, LOG2E_F, MAGIC_BIAS_F, SA_HI_F, SA_LO_F, SCALE_DN_F, SCALE_UP_F,
     Q3_C0, Q3_C1, Q3_C2, Q3_C3, Q3_C4, Q3_C5, Q3_C6, Q3_C7, Q3_C8, Q3_C9,
     SA_HI, SA_LO, SA_LO2, SCALE_HI, SCALE_HI_F, SCALE_LO, SCALE_LO_F,
 )
@@ -90,6 +91,9 @@ from ._selu_constants import (  # noqa: E402
 _f32 = np.float32
 NEG_LN2 = -LN2
 NEG_LN2_HI = -LN2_HI
+NEG_LN2_HI_F = -LN2_HI_F
+NEG_LN2_LO_F = -LN2_LO_F
+CLAMP_F = _f32(-18.0)
 NEG_L4_HI_F = -L4_HI_F
 NEG_L4_LO_F = -L4_LO_F
 NEG_L4_HI = -L4_HI
@@ -140,6 +144,19 @@ def _shl52_bits(typingctx, m):  # type: ignore[no-untyped-def]
         b = builder.bitcast(args[0], _I64)
         b = builder.shl(b, ir.Constant(_I64, 52))
         return builder.bitcast(b, _F64)
+
+    return sig, codegen
+
+
+@intrinsic
+def _shl23_bits(typingctx, z):  # type: ignore[no-untyped-def]
+    """The float32 whose bits are those of z shifted left by 23 (fs_fwd_f32's 2^n)."""
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        b = builder.bitcast(args[0], _I32)
+        b = builder.shl(b, ir.Constant(_I32, 23))
+        return builder.bitcast(b, _F32)
 
     return sig, codegen
 
@@ -246,14 +263,6 @@ def _reduce_f32(x):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _expm1_f32(x):  # type: ignore[no-untyped-def]
-    """fs_expm1_f32: (expm1(r), t = 2^n) with x = n*ln2 + r, in double."""
-    r, t = _reduce_f32(x)
-    q = _fma(_fma(_fma(_fma(Q2_C4, r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0)
-    return _fma(r * r, q, r), t
-
-
-@_inline
 def _sa_exp_f32(x):  # type: ignore[no-untyped-def]
     """fs_sa_exp_f32: SA * exp(x) in double."""
     r, t = _reduce_f32(x)
@@ -297,13 +306,26 @@ def _canon32(r):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _fwd_f32(xf):  # type: ignore[no-untyped-def]
-    x = np.float64(xf)
-    p, t = _expm1_f32(_clamp_below(x, -128.0))
-    e = _fma(t, p, t - 1.0)
-    neg = e * SA_HI
-    pos = x * SCALE_HI
-    return np.float32(neg if x < 0.0 else pos)  # NaN: x's own payload, as in C
+def _fwd_f32(x):  # type: ignore[no-untyped-def]
+    """fs_fwd_f32: float32 arithmetic throughout (see the header for the error analysis)."""
+    xc = CLAMP_F if x < CLAMP_F else x
+    z = _fma(xc, LOG2E_F, MAGIC_BIAS_F)
+    n = z - MAGIC_BIAS_F
+    t = _shl23_bits(z)
+    s_hi = _fma(n, NEG_LN2_HI_F, xc)
+    s_lo = n * NEG_LN2_LO_F
+    s = s_hi + s_lo
+    q = _fma(_fma(_fma(_fma(_fma(EXPM1_F_C5, s, EXPM1_F_C4), s, EXPM1_F_C3), s, EXPM1_F_C2), s,
+                  EXPM1_F_C1), s, EXPM1_F_C0)
+    p2 = _fma(s * s, q, s_lo)
+    e_hi = SA_HI_F * t
+    sh = e_hi - SA_HI_F
+    err = e_hi - (sh + SA_HI_F)
+    lo = SA_LO_F * t
+    c = _fma(lo, s_hi, (lo - SA_LO_F) + err)
+    neg = sh + _fma(e_hi, s_hi, _fma(e_hi, p2, c))
+    pos = _fma(x, SCALE_DN_F, x * SCALE_UP_F)
+    return neg if x < ZERO_F else pos  # NaN: x's own payload, as in C
 
 
 @_inline
