@@ -69,12 +69,9 @@
  *   once (Boldo and Melquiond, IEEE Trans. Computers 57(4), 2008: 53 >= 24 + 2 bits).  Exact
  *   for every float operand, NaN and inf included.
  * - fs_fma: Dekker's product (Veltkamp splits) a*b = uh + ul, TwoSum c + uh = th + tl, then
- *   th + RO(tl + ul) rounded to nearest (same paper, Algorithm 5.4).  Exact for finite operands
- *   as long as the split's partial products are normal numbers, |a*b| >= 2^-968 (or a*b is
- *   below a quarter ULP of c, where it only decides a tie), and the result is not subnormal;
- *   an operand above 2^900 is scaled by 2^-600 first (with c; overflow still rounds right).
- *   Zero products, inf and NaN take a*b + c, which is then exact.  The kernels keep the
- *   operands of every fs_fma whose result they select inside that domain (see there).
+ *   th + RO(tl + ul) rounded to nearest (same paper, Algorithm 5.4), with huge and tiny
+ *   operands scaled by powers of two and subnormal results rounded once on their own grid (see
+ *   fs_fma_soft).  Zero products, inf and NaN take a*b + c, which is then exact.
  * fs_fmaf_exact / fs_fma_exact are for products and sums known to be exact (Cody-Waite
  * reductions): the instruction where there is one, else the plain operations (same bits).
  * FS_HW_FMA tells which; other headers (the neon build) use the same macros. */
@@ -117,7 +114,9 @@ FS_INLINE float fs_fmaf_soft(float a, float b, float c)
     return (float)fs_add_odd((double)a * (double)b, (double)c);
 }
 
-FS_INLINE double fs_fma_core(double a, double b, double c)
+/* a*b + c for |a|, |b| < 2^996 and partial products of the split above the normal range (see
+ * fs_fma_soft), as th + v: th = RN(c + uh), v = RO(the rest), so that RN(th + v) is the fma. */
+FS_INLINE double fs_fma_core(double a, double b, double c, double *v)
 {
     const double split = 0x1.0000002p+27;    /* 2^27 + 1 */
     double ga = a * split, gb = b * split;
@@ -128,15 +127,38 @@ FS_INLINE double fs_fma_core(double a, double b, double c)
     double th = c + uh;                      /* TwoSum(c, uh) */
     double bb = th - c;
     double tl = (c - (th - bb)) + (uh - bb);
-    return th + fs_add_odd(tl, ul);
+    *v = fs_add_odd(tl, ul);
+    return th;
 }
 
 FS_INLINE double fs_fma_soft(double a, double b, double c)
 {
+    /* Huge operands (|a| or |b| > 2^900): scaled down by 2^-600 with c, the result back up
+     * (exact, and overflow rounds as the unscaled sum would). */
     double sa = fabs(a) > 0x1p900 ? 0x1p-600 : 1.0;
     double sb = fabs(b) > 0x1p900 ? 0x1p-600 : 1.0;
-    double r = fs_fma_core(a * sa, b * sb, c * sa * sb);
-    r = r * (sa < 1.0 ? 0x1p600 : 1.0) * (sb < 1.0 ? 0x1p600 : 1.0);
+    /* Tiny ones (|a*b| and |c| < 2^-900: the split's partial products could underflow, and the
+     * result may be subnormal): the smaller factor and c scaled up by 2^600.  A result that is
+     * subnormal once scaled back is rounded on its grid directly (th + v around the magic
+     * number M = +-2^-422, whose binade's ULP is the subnormal ULP scaled: one rounding of an
+     * odd-rounded tail, Boldo-Melquiond again), never twice. */
+    int tiny = fabs(a * b) < 0x1p-900 && fabs(c) < 0x1p-900;
+    double ua = tiny && fabs(a) <= fabs(b) ? 0x1p600 : 1.0;
+    double ub = tiny && fabs(a) > fabs(b) ? 0x1p600 : 1.0;
+    double cs = c * sa * sb * (tiny ? 0x1p600 : 1.0);
+    double v;
+    double th = fs_fma_core(a * sa * ua, b * sb * ub, cs, &v);
+    double r0 = th + v;                      /* the fma, for operands scaled as above */
+    double r = r0 * (sa < 1.0 ? 0x1p600 : 1.0) * (sb < 1.0 ? 0x1p600 : 1.0);
+    double m = r0 < 0.0 ? -0x1p-422 : 0x1p-422;   /* r0's sign: m + exact in one binade */
+    double s1 = m + th;                      /* TwoSum(m, th) */
+    double bb = s1 - m;
+    double e1 = (m - (s1 - bb)) + (th - bb);
+    double sub = ((s1 + fs_add_odd(e1, v)) - m) * 0x1p-600;
+    sub = sub == 0.0 ? r0 * 0.0 : sub;       /* a zero takes the exact value's sign */
+    r = tiny ? (fabs(r0) < 0x1p-422 ? sub : r0 * 0x1p-600) : r;
+    r = c == 0.0 ? a * b : r;                /* RN(a*b), and a zero's sign even when the
+                                                scaled product still underflows */
     /* zero products, inf and NaN: a*b + c is then exact (c inf or NaN with a*b finite: c);
      * selects on doubles, not && / ||, so that gcc vectorizes them */
     double plain = a * b + c;
