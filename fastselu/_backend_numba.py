@@ -82,6 +82,7 @@ from ._selu_constants import (  # noqa: E402
     FS_T32_HI as T32_HI, FS_T32_LO as T32_LO, FS_T64_HI as T64_HI, FS_T64_LO as T64_LO,
     L4_HI, L4_HI_F, L4_LO, L4_LO_F, LN2, LN2_HI, LN2_LO, LOG2E, LOG2E4, LOG2E4_F,
     MAGIC, MAGIC_BIAS, MAGIC_BITS, MAGIC_F, MAGIC_F_BITS,
+    Q2_C0, Q2_C1, Q2_C2, Q2_C3, Q2_C4,
     EXPM1_F_C0, EXPM1_F_C1, EXPM1_F_C2, EXPM1_F_C3, EXPM1_F_C4, EXPM1_F_C5,
     LN2_HI_F, LN2_LO_F, LOG2E_F, MAGIC_BIAS_F, SA_HI_F, SA_LO_F, SCALE_DN_F, SCALE_UP_F,
     Q3_C0, Q3_C1, Q3_C2, Q3_C3, Q3_C4, Q3_C5, Q3_C6, Q3_C7, Q3_C8, Q3_C9,
@@ -260,6 +261,14 @@ def _reduce_f32(x):  # type: ignore[no-untyped-def]
     """fs_reduce_f32: (r, t = 2^n) with x = n*ln2 + r, in double."""
     z = _fma(x, LOG2E, MAGIC_BIAS)
     return _fma(z - MAGIC_BIAS, NEG_LN2, x), _shl52_bits(z)
+
+
+@_inline
+def _expm1_f32(x):  # type: ignore[no-untyped-def]
+    """fs_expm1_f32: (expm1(r), t = 2^n) with x = n*ln2 + r, in double."""
+    r, t = _reduce_f32(x)
+    q = _fma(_fma(_fma(_fma(Q2_C4, r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0)
+    return _fma(r * r, q, r), t
 
 
 @_inline

@@ -69,9 +69,10 @@
  *   once (Boldo and Melquiond, IEEE Trans. Computers 57(4), 2008: 53 >= 24 + 2 bits).  Exact
  *   for every float operand, NaN and inf included.
  * - fs_fma: Dekker's product (Veltkamp splits) a*b = uh + ul, TwoSum c + uh = th + tl, then
- *   th + RO(tl + ul) rounded to nearest (same paper, Algorithm 5.4), with huge and tiny
- *   operands scaled by powers of two and subnormal results rounded once on their own grid (see
- *   fs_fma_soft).  Zero products, inf and NaN take a*b + c, which is then exact.
+ *   th + RO(tl + ul) rounded to nearest (same paper), with huge and tiny operands scaled by
+ *   powers of two and subnormal results rounded once on their own grid (see fs_fma_soft; not
+ *   covered: both factors above 2^900 with a c below 2^-474, which the kernels never pass).
+ *   Zero products, inf and NaN take a*b + c, which is then exact.
  * fs_fmaf_exact / fs_fma_exact are for products and sums known to be exact (Cody-Waite
  * reductions): the instruction where there is one, else the plain operations (same bits).
  * FS_HW_FMA tells which; other headers (the neon build) use the same macros. */
@@ -206,6 +207,16 @@ FS_INLINE double fs_reduce_f32(double x, double *t)
     return fs_fma(z - MAGIC_BIAS, -LN2, x);
 }
 
+/* expm1(r) with relative error ~2e-8 (~1e-8 of the result; float32 needs 2^-24 in all, so this
+ * adds at most ~0.2 ULP to the final rounding): a degree-4 polynomial suffices.  In double, for
+ * float32 kernels evaluated in double (the fused SELU + AlphaDropout forward). */
+FS_INLINE double fs_expm1_f32(double x, double *t)
+{
+    double r = fs_reduce_f32(x, t);
+    double q = fs_fma(fs_fma(fs_fma(fs_fma(Q2_C4, r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0);
+    return fs_fma(r * r, q, r);
+}
+
 /* SA * exp(x) = SA * exp(r) * 2^n for the float32 backward, relative error ~3e-9. */
 FS_INLINE double fs_sa_exp_f32(double x)
 {
@@ -263,7 +274,9 @@ FS_INLINE double fs_fast2sum(double a, double b, double *err)
  * result is corr, computed from exact s_hi.  Below x = -18, SA*e^x < 0.23 ULP of SA: the
  * result rounds to -SA_HI_F (x is clamped there, which also keeps t normal).
  * x >= 0: x*SCALE with SCALE = SCALE_DN_F + SCALE_UP_F (both >= 0, so -0 stays -0), one
- * rounding (x*SCALE overflows to inf exactly when the exact product rounds beyond FLT_MAX). */
+ * rounding (x*SCALE overflows to inf exactly when the exact product rounds beyond FLT_MAX).
+ * For subnormal x, x*SCALE_UP_F itself rounds on the subnormal grid (up to half an ULP of the
+ * result): 0.99996 ULP at worst there (x = 0x1.697d58p-127), <= 0.5x ULP for normal x. */
 FS_INLINE float fs_fwd_f32(float x)
 {
 #ifdef FS_HW_FMA
