@@ -5,14 +5,14 @@ Same constants and tables (hex floats), same operations in the same order, expli
 2^n built from exponent bits through ``@intrinsic`` bit casts, and no fastmath flags at all: LLVM
 neither contracts nor reassociates, so the results are the same bits as the compiled (cython)
 backend's, which is built with ``-ffp-contract=off``.  See ``_selu_kernels.h`` for the accuracy
-design (the float32 forward in double; float64 in double-double; the backward's table-driven fast
-path in the dtype's own arithmetic); this file mirrors it and must change with it
-(tests/test_numba.py compares the two bit for bit).  As there, every NaN result of a backward
-kernel leaves as the default quiet NaN: which NaN operand an instruction passes on depends on
-operand order, which compilers choose freely, so only a canonical NaN keeps the bits identical (a
-forward result's only NaN source is x, whose payload it keeps).  LLVM vectorizes every loop; the
-backward's four-entry table lookups are selects (blends), where the C kernels' AVX-512 build uses
-register permutes.
+design (the float32 forward in float32 with exact reduction and a Fast2Sum; float64 in
+double-double; the backward's table-driven fast path in the dtype's own arithmetic); this file
+mirrors it and must change with it (tests/test_numba.py compares the two bit for bit).  As there,
+every NaN result of a backward kernel leaves as the default quiet NaN: which NaN operand an
+instruction passes on depends on operand order, which compilers choose freely, so only a
+canonical NaN keeps the bits identical (a forward result's only NaN source is x, whose payload it
+keeps).  LLVM vectorizes every loop; the backward's four-entry table lookups are selects
+(blends), where the C kernels' AVX-512 and AVX2 builds use register permutes.
 
 Backend seam (see ``fastselu/_backends.py``): ``forward(x, out, nthreads)``,
 ``backward_x(g, x, out, nthreads)``, ``backward_y(g, y, out, nthreads)`` on 1-D C-contiguous
@@ -67,8 +67,7 @@ _nbconfig: Any = numba.config  # attributes set at run time: opaque to type chec
 # Below this many elements per thread a parallel launch costs more than it saves (the cython
 # backend uses the same grain).
 GRAIN = 32768
-# Chunk boundaries fall on multiples of 16 elements, as in the cython backend (its ALIGN_ELEMS
-# says what that does and does not promise about cache lines).
+# Chunk boundaries fall on whole cache lines (16 float32 / 8 float64), as in the cython backend.
 ALIGN_ELEMS = 16
 
 # ---------------------------------------------------------------------------------------------
@@ -77,71 +76,25 @@ ALIGN_ELEMS = 16
 # that arithmetic in float32; the negated ones fold the C kernels' fma(a, -c, b) (exact).
 
 from ._selu_constants import (  # noqa: E402
-    EXPS_C0,
-    EXPS_C1,
-    EXPS_C2,
-    EXPS_C3,
-    EXPS_C4,
-    EXPS_C5,
-    EXPS_C6,
-    EXPS_C7,
-    EXPS_F_C0,
-    EXPS_F_C1,
-    EXPS_F_C2,
-    EXPS_F_C3,
-    EXPSA_C0,
-    EXPSA_C1,
-    EXPSA_C2,
-    EXPSA_C3,
-    EXPSA_C4,
-    EXPSA_C5,
-    EXPSA_C6,
-    FS_T32_HI as T32_HI,
-    FS_T32_LO as T32_LO,
-    FS_T64_HI as T64_HI,
-    FS_T64_LO as T64_LO,
-    L4_HI,
-    L4_HI_F,
-    L4_LO,
-    L4_LO_F,
-    LN2,
-    LN2_HI,
-    LN2_LO,
-    LOG2E,
-    LOG2E4,
-    LOG2E4_F,
-    MAGIC,
-    MAGIC_BIAS,
-    MAGIC_BITS,
-    MAGIC_F,
-    MAGIC_F_BITS,
-    Q2_C0,
-    Q2_C1,
-    Q2_C2,
-    Q2_C3,
-    Q2_C4,
-    Q3_C0,
-    Q3_C1,
-    Q3_C2,
-    Q3_C3,
-    Q3_C4,
-    Q3_C5,
-    Q3_C6,
-    Q3_C7,
-    Q3_C8,
-    Q3_C9,
-    SA_HI,
-    SA_LO,
-    SA_LO2,
-    SCALE_HI,
-    SCALE_HI_F,
-    SCALE_LO,
-    SCALE_LO_F,
+    EXPS_C0, EXPS_C1, EXPS_C2, EXPS_C3, EXPS_C4, EXPS_C5, EXPS_C6, EXPS_C7,
+    EXPS_F_C0, EXPS_F_C1, EXPS_F_C2, EXPS_F_C3,
+    EXPSA_C0, EXPSA_C1, EXPSA_C2, EXPSA_C3, EXPSA_C4, EXPSA_C5, EXPSA_C6,
+    FS_T32_HI as T32_HI, FS_T32_LO as T32_LO, FS_T64_HI as T64_HI, FS_T64_LO as T64_LO,
+    L4_HI, L4_HI_F, L4_LO, L4_LO_F, LN2, LN2_HI, LN2_LO, LOG2E, LOG2E4, LOG2E4_F,
+    MAGIC, MAGIC_BIAS, MAGIC_BITS, MAGIC_F, MAGIC_F_BITS,
+    Q2_C0, Q2_C1, Q2_C2, Q2_C3, Q2_C4,
+    EXPM1_F_C0, EXPM1_F_C1, EXPM1_F_C2, EXPM1_F_C3, EXPM1_F_C4, EXPM1_F_C5,
+    LN2_HI_F, LN2_LO_F, LOG2E_F, MAGIC_BIAS_F, SA_HI_F, SA_LO_F, SCALE_DN_F, SCALE_UP_F,
+    Q3_C0, Q3_C1, Q3_C2, Q3_C3, Q3_C4, Q3_C5, Q3_C6, Q3_C7, Q3_C8, Q3_C9,
+    SA_HI, SA_LO, SA_LO2, SCALE_HI, SCALE_HI_F, SCALE_LO, SCALE_LO_F,
 )
 
 _f32 = np.float32
 NEG_LN2 = -LN2
 NEG_LN2_HI = -LN2_HI
+NEG_LN2_HI_F = -LN2_HI_F
+NEG_LN2_LO_F = -LN2_LO_F
+CLAMP_F = _f32(-18.0)
 NEG_L4_HI_F = -L4_HI_F
 NEG_L4_LO_F = -L4_LO_F
 NEG_L4_HI = -L4_HI
@@ -192,6 +145,19 @@ def _shl52_bits(typingctx, m):  # type: ignore[no-untyped-def]
         b = builder.bitcast(args[0], _I64)
         b = builder.shl(b, ir.Constant(_I64, 52))
         return builder.bitcast(b, _F64)
+
+    return sig, codegen
+
+
+@intrinsic
+def _shl23_bits(typingctx, z):  # type: ignore[no-untyped-def]
+    """The float32 whose bits are those of z shifted left by 23 (fs_fwd_f32's 2^n)."""
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        b = builder.bitcast(args[0], _I32)
+        b = builder.shl(b, ir.Constant(_I32, 23))
+        return builder.bitcast(b, _F32)
 
     return sig, codegen
 
@@ -349,13 +315,26 @@ def _canon32(r):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _fwd_f32(xf):  # type: ignore[no-untyped-def]
-    x = np.float64(xf)
-    p, t = _expm1_f32(_clamp_below(x, -128.0))
-    e = _fma(t, p, t - 1.0)
-    neg = e * SA_HI
-    pos = x * SCALE_HI
-    return np.float32(neg if x < 0.0 else pos)  # NaN: x's own payload, as in C
+def _fwd_f32(x):  # type: ignore[no-untyped-def]
+    """fs_fwd_f32: float32 arithmetic throughout (see the header for the error analysis)."""
+    xc = CLAMP_F if x < CLAMP_F else x
+    z = _fma(xc, LOG2E_F, MAGIC_BIAS_F)
+    n = z - MAGIC_BIAS_F
+    t = _shl23_bits(z)
+    s_hi = _fma(n, NEG_LN2_HI_F, xc)
+    s_lo = n * NEG_LN2_LO_F
+    s = s_hi + s_lo
+    q = _fma(_fma(_fma(_fma(_fma(EXPM1_F_C5, s, EXPM1_F_C4), s, EXPM1_F_C3), s, EXPM1_F_C2), s,
+                  EXPM1_F_C1), s, EXPM1_F_C0)
+    p2 = _fma(s * s, q, s_lo)
+    e_hi = SA_HI_F * t
+    sh = e_hi - SA_HI_F
+    err = e_hi - (sh + SA_HI_F)
+    lo = SA_LO_F * t
+    c = _fma(lo, s_hi, (lo - SA_LO_F) + err)
+    neg = sh + _fma(e_hi, s_hi, _fma(e_hi, p2, c))
+    pos = _fma(x, SCALE_DN_F, x * SCALE_UP_F)
+    return neg if x < ZERO_F else pos  # NaN: x's own payload, as in C
 
 
 @_inline
@@ -448,10 +427,10 @@ def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
     th = _lookup4(T32_HI, b0, b1)
     tl = _lookup4(T32_LO, b0, b1)
     p = _fma(s * s, _fma(_fma(_fma(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s)
-    lo = _fma(th, p, tl)
+    l = _fma(th, p, tl)
     pos = x > ZERO_F
     a = SCALE_HI_F if pos else th * t
-    bl = SCALE_LO_F if pos else lo * t
+    bl = SCALE_LO_F if pos else l * t
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > ZERO_F) & (ag <= FLT_MAX) else _canon32(g * a)
 
@@ -467,10 +446,10 @@ def _bwd_x_f64_fast(g, x):  # type: ignore[no-untyped-def]
     q = _fma(_fma(_fma(_fma(_fma(_fma(_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5), s, EXPS_C4), s,
              EXPS_C3), s, EXPS_C2), s, EXPS_C1), s, EXPS_C0)
     p = _fma(s * s, q, s)
-    lo = _fma(th, p, tl)
+    l = _fma(th, p, tl)
     pos = x > 0.0
     a = SCALE_HI if pos else th * t
-    bl = SCALE_LO if pos else lo * t
+    bl = SCALE_LO if pos else l * t
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= DBL_MAX) else _canon64(g * a)
 
@@ -732,7 +711,7 @@ def _get_parallel(kind: str, char: str) -> Any:
             k = _kernel(kind, _DTYPE_OF_CHAR[char], True)
         except MemoryError:  # transient, perhaps: run serially this time, try again next time
             return None
-        except Exception as exc:  # noqa: BLE001 - numba raises ValueError for a missing layer
+        except Exception as exc:  # numba raises ValueError for a missing layer; be broad
             _parallel_error = f"{type(exc).__name__}: {exc}".strip()
             _serial_only = True
             warnings.warn(
@@ -804,9 +783,7 @@ def _call_parallel(kernel: Any, args: Tuple[Any, ...], nt: int) -> None:
         numba.set_num_threads(saved)
 
 
-def _run_parallel(
-    kind: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int
-) -> None:
+def _run_parallel(kind: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int) -> None:
     """Run on min(nthreads, n // GRAIN, NUMBA_NUM_THREADS) threads.  While the threading layer
     is unknown (before the first launch) or is 'workqueue' (which aborts the process when two
     threads launch at once), launches hold a lock; a thread that finds it busy runs the serial
@@ -928,17 +905,12 @@ def _target() -> Tuple[str, str]:
 
 def info() -> Dict[str, Any]:
     """'simd' is None: numba compiles for the host CPU itself (see 'target_cpu'/'vector_isa'),
-    so FASTSELU_SIMD does not apply to this backend.  'openmp' is True only under numba's 'omp'
-    threading layer (known once a parallel kernel has run); 'parallel' says whether kernels may
-    use more than one thread at all, under whichever layer."""
+    so FASTSELU_SIMD does not apply to this backend."""
     cpu, isa = _target()
-    layer = threading_layer()
-    parallel = _MAX_THREADS > 1 and _parallel_error is None
     return {
         "simd": None,
-        "openmp": parallel and layer == "omp",
-        "parallel": parallel,
-        "threading_layer": layer,
+        "openmp": _MAX_THREADS > 1 and _parallel_error is None,
+        "threading_layer": threading_layer(),
         "concurrency": "lock while the layer is unknown or 'workqueue'; a busy lock runs serially",
         "parallel_error": _parallel_error,
         "numba": numba.__version__,
@@ -990,7 +962,7 @@ def _philox_fill(tmp, b0, nb, k0, k1):  # type: ignore[no-untyped-def]
         c3 = _U64(0)
         ka = k0
         kb = k1
-        for _ in range(10):
+        for r in range(10):
             p0 = _PH_M0 * c0
             p1 = _PH_M1 * c2
             c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ ka, p1 & _M32, (p0 >> _SH32) ^ c3 ^ kb, p0 & _M32

@@ -18,12 +18,17 @@ SCALE_HI_F = _f32(_h("0x1.0cfabep+0"))
 SCALE_LO_F = _f32(_h("-0x1.2adddap-25"))
 SA_HI_F = _f32(_h("0x1.c212ccp+0"))
 SA_LO_F = _f32(_h("0x1.903c0cp-26"))
+SCALE_DN_F = _f32(_h("0x1.0cfabcp+0"))  # SCALE rounded down: SCALE_UP_F > 0, so -0*SCALE is -0
+SCALE_UP_F = _f32(_h("0x1.6a9114p-24"))
 
 # Range reduction: x = n*ln2 + r (full kernels), x = k*ln2/4 + s (table-driven)
 LOG2E = _h("0x1.71547652b82fep+0")
-LN2_HI = _h("0x1.62e42fee00000p-1")  # fdlibm's ln2_hi: low 21 bits zero, so n*LN2_HI is exact
+LN2_HI = _h("0x1.62e42fee00000p-1")  # fdlibm's ln2_hi: low 21 bits 0, n*LN2_HI exact
 LN2_LO = _h("0x1.a39ef35793c76p-33")
 LN2 = _h("0x1.62e42fefa39efp-1")  # ln2 rounded: enough for the float32 full kernels
+LOG2E_F = _f32(_h("0x1.715476p+0"))
+LN2_HI_F = _f32(_h("0x1.62e4p-1"))  # ln2 in 16 bits: n*LN2_HI_F is exact for |n| < 2^8
+LN2_LO_F = _f32(_h("0x1.7f7d1cp-20"))
 LOG2E4 = _h("0x1.71547652b82fep+2")  # 4/ln2
 L4_HI = _h("0x1.62e42fefa4000p-3")  # ln2/4 in 39 bits: k*L4_HI is exact
 L4_LO = _h("-0x1.8432a1b0e2634p-45")
@@ -33,6 +38,7 @@ L4_LO_F = _f32(_h("0x1.0bfbe8p-17"))
 MAGIC = _h("0x1.8000000000000p+52")  # adding it rounds to an integer held in the low bits
 MAGIC_BIAS = _h("0x1.80000000003ffp+52")  # ... biased, so the low 12 bits are 2^n's exponent
 MAGIC_F = _f32(_h("0x1.8p+23"))
+MAGIC_BIAS_F = _f32(_h("0x1.8000fep+23"))  # ... biased: the low 9 bits are 2^n's float32 exponent
 MAGIC_F_BITS = 0x4B400000
 MAGIC_BITS = 0x4338000000000000
 
@@ -44,6 +50,14 @@ Q2_C1 = _h("0x1.5554dc8961859p-3")
 Q2_C2 = _h("0x1.555518f5d1200p-5")
 Q2_C3 = _h("0x1.120be1dcb42dcp-7")
 Q2_C4 = _h("0x1.6d117cc039048p-10")
+
+# EXPM1_F ~ (expm1(r) - r) / r^2, |r| <= ln2/2: degree 5, max relative error 9.97e-9
+EXPM1_F_C0 = _f32(_h("0x1p-1"))
+EXPM1_F_C1 = _f32(_h("0x1.555556p-3"))
+EXPM1_F_C2 = _f32(_h("0x1.5554e8p-5"))
+EXPM1_F_C3 = _f32(_h("0x1.1110ep-7"))
+EXPM1_F_C4 = _f32(_h("0x1.6d43bp-10"))
+EXPM1_F_C5 = _f32(_h("0x1.a1256cp-13"))
 
 # EXPSA ~ SA * exp(r), |r| <= ln2/2: degree 6, max relative error 2.55e-9
 EXPSA_C0 = _h("0x1.c212cc640f031p+0")

@@ -2,13 +2,15 @@
  *
  * Included by _simd_<isa>.c, which defines FS_ISA (the name suffix) and is built with that
  * target's flags.  Every file is built with -ffp-contract=off: the only fused multiply-adds are
- * the explicit fma() calls below, so every variant performs the same IEEE operations in the same
- * order and produces the same bits (with -mfma they are instructions, without it libm's fma).
+ * the explicit fs_fma()/fs_fmaf() calls below, so every variant performs the same IEEE operations
+ * in the same order and produces the same bits (with an FMA unit they are instructions, without
+ * one an exact emulation in plain arithmetic: no libm call, see there).
  *
  * Accuracy design (ULP bounds are the SPEC's; fastselu.check measures them, exhaustively for
  * float32), and speed: each kernel is as cheap as its bound allows, as operations per element
  * are what limits it below ~10^7 elements.
- * - float32 forward: evaluated in double and rounded once; expm1 to ~1e-8 relative (<= 0.8 ULP).
+ * - float32 forward: in float32 arithmetic, with the Cody-Waite reduction exact and the one
+ *   cancelling sum split exactly (Fast2Sum), <= 0.94 ULP (exhaustive; see fs_fwd_f32).
  * - float64 forward: expm1 as a double-double (hi + lo) through range reduction, polynomial and
  *   reconstruction, SCALE*ALPHA (itself hi + lo) folded in with a final fma (~0.5 ULP, 0.75 at
  *   subnormal results).
@@ -19,8 +21,8 @@
  * - x = n*ln2 + r, |r| <= ln2/2, n by magic-bias rounding (vectorizes where round() does not),
  *   2^n built from the exponent bits; ln2 is split Cody-Waite style (LN2_HI has 21 trailing zero
  *   bits so n*LN2_HI is exact).
- * AVX-512 builds write the backward's fast path with intrinsics (a table lookup must be a
- * permute, which compilers do not generate from C); everything else is plain C.
+ * AVX-512 and AVX2 builds write the backward's fast path with intrinsics (a table lookup must be
+ * a permute, which compilers do not generate from C); everything else is plain C.
  * The loops are branch-free selects so that gcc vectorizes them (-fno-trapping-math); the
  * unselected branch may raise FP flags, which the caller saves and restores.
  */
@@ -62,6 +64,117 @@
  * values from _selu_constants.py). */
 #include "_selu_constants.h"
 
+/* ---------------- fused multiply-add: the hardware's, or an exact emulation ----------------
+ * fs_fma / fs_fmaf give a*b + c rounded once, the same bits on every target.  With an FMA unit
+ * (x86 FMA3 builds, aarch64, ARM with VFPv4) they are the instruction.  Without one (baseline
+ * x86-64) libm's fma would be a call per operation (glibc's software routine on CPUs without
+ * FMA3) and nothing would vectorize, so they are emulated in plain SSE2-vectorizable arithmetic:
+ * - fs_fmaf: a*b is exact in double; the double sum a*b + c rounded to odd (TwoSum, then the
+ *   last bit set toward the error when inexact) and then rounded to float is a*b + c rounded
+ *   once (Boldo and Melquiond, IEEE Trans. Computers 57(4), 2008: 53 >= 24 + 2 bits).  Exact
+ *   for every float operand, NaN and inf included.
+ * - fs_fma: Dekker's product (Veltkamp splits) a*b = uh + ul, TwoSum c + uh = th + tl, then
+ *   th + RO(tl + ul) rounded to nearest (same paper), with huge and tiny operands scaled by
+ *   powers of two and subnormal results rounded once on their own grid (see fs_fma_soft; not
+ *   covered: both factors above 2^900 with a c below 2^-474, which the kernels never pass).
+ *   Zero products, inf and NaN take a*b + c, which is then exact.
+ * fs_fmaf_exact / fs_fma_exact are for products and sums known to be exact (Cody-Waite
+ * reductions): the instruction where there is one, else the plain operations (same bits).
+ * FS_HW_FMA tells which; other headers (the neon build) use the same macros. */
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(__aarch64__) || defined(_M_ARM64)
+#define FS_HW_FMA 1
+#endif
+
+#ifdef FS_HW_FMA
+#define fs_fma(a, b, c) fma((a), (b), (c))
+#define fs_fmaf(a, b, c) fmaf((a), (b), (c))
+#define fs_fma_exact(a, b, c) fma((a), (b), (c))
+#define fs_fmaf_exact(a, b, c) fmaf((a), (b), (c))
+#else
+#define fs_fma(a, b, c) fs_fma_soft((a), (b), (c))
+#define fs_fmaf(a, b, c) fs_fmaf_soft((a), (b), (c))
+#define fs_fma_exact(a, b, c) ((a) * (b) + (c))
+#define fs_fmaf_exact(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* a + b rounded to odd (when inexact, the neighbour of a + b rounded to nearest whose last bit
+ * is 1), for finite a, b whose sum does not overflow; NaN passes untouched. */
+FS_INLINE double fs_add_odd(double a, double b)
+{
+    double s = a + b;                        /* TwoSum: s + e = a + b exactly */
+    double bb = s - a;
+    double e = (a - (s - bb)) + (b - bb);
+    int64_t sb, eb;                          /* integer steps, then a select on doubles: */
+    memcpy(&sb, &s, sizeof sb);              /* the forms gcc vectorizes with SSE2 */
+    memcpy(&eb, &e, sizeof eb);
+    int64_t even = ~sb & 1;
+    int64_t down = (int64_t)((uint64_t)(sb ^ eb) >> 63);   /* e and s differ in sign */
+    int64_t ob = sb + even - ((even & down) << 1);         /* s's odd neighbour toward e */
+    double odd;
+    memcpy(&odd, &ob, sizeof odd);
+    return fabs(e) > 0.0 ? odd : s;          /* exact (e == 0) or NaN: s itself */
+}
+
+FS_INLINE float fs_fmaf_soft(float a, float b, float c)
+{
+    return (float)fs_add_odd((double)a * (double)b, (double)c);
+}
+
+/* a*b + c for |a|, |b| < 2^996 and partial products of the split above the normal range (see
+ * fs_fma_soft), as th + v: th = RN(c + uh), v = RO(the rest), so that RN(th + v) is the fma. */
+FS_INLINE double fs_fma_core(double a, double b, double c, double *v)
+{
+    const double split = 0x1.0000002p+27;    /* 2^27 + 1 */
+    double ga = a * split, gb = b * split;
+    double ah = ga - (ga - a), bh = gb - (gb - b);
+    double al = a - ah, bl = b - bh;
+    double uh = a * b;
+    double ul = ((ah * bh - uh) + ah * bl + al * bh) + al * bl;   /* a*b = uh + ul exactly */
+    double th = c + uh;                      /* TwoSum(c, uh) */
+    double bb = th - c;
+    double tl = (c - (th - bb)) + (uh - bb);
+    *v = fs_add_odd(tl, ul);
+    return th;
+}
+
+FS_INLINE double fs_fma_soft(double a, double b, double c)
+{
+    /* Huge operands (|a| or |b| > 2^900): scaled down by 2^-600 with c, the result back up
+     * (exact, and overflow rounds as the unscaled sum would). */
+    double sa = fabs(a) > 0x1p900 ? 0x1p-600 : 1.0;
+    double sb = fabs(b) > 0x1p900 ? 0x1p-600 : 1.0;
+    /* Tiny ones (|a*b| and |c| < 2^-900: the split's partial products could underflow, and the
+     * result may be subnormal): the smaller factor and c scaled up by 2^600.  A result that is
+     * subnormal once scaled back is rounded on its grid directly (th + v around the magic
+     * number M = +-2^-422, whose binade's ULP is the subnormal ULP scaled: one rounding of an
+     * odd-rounded tail, Boldo-Melquiond again), never twice. */
+    int tiny = fabs(a * b) < 0x1p-900 && fabs(c) < 0x1p-900;
+    double ua = tiny && fabs(a) <= fabs(b) ? 0x1p600 : 1.0;
+    double ub = tiny && fabs(a) > fabs(b) ? 0x1p600 : 1.0;
+    double cs = c * sa * sb * (tiny ? 0x1p600 : 1.0);
+    double v;
+    double th = fs_fma_core(a * sa * ua, b * sb * ub, cs, &v);
+    double r0 = th + v;                      /* the fma, for operands scaled as above */
+    double r = r0 * (sa < 1.0 ? 0x1p600 : 1.0) * (sb < 1.0 ? 0x1p600 : 1.0);
+    double m = r0 < 0.0 ? -0x1p-422 : 0x1p-422;   /* r0's sign: m + exact in one binade */
+    double s1 = m + th;                      /* TwoSum(m, th) */
+    double bb = s1 - m;
+    double e1 = (m - (s1 - bb)) + (th - bb);
+    double sub = ((s1 + fs_add_odd(e1, v)) - m) * 0x1p-600;
+    sub = sub == 0.0 ? r0 * 0.0 : sub;       /* a zero takes the exact value's sign */
+    r = tiny ? (fabs(r0) < 0x1p-422 ? sub : r0 * 0x1p-600) : r;
+    r = c == 0.0 ? a * b : r;                /* RN(a*b), and a zero's sign even when the
+                                                scaled product still underflows */
+    /* zero products, inf and NaN: a*b + c is then exact (c inf or NaN with a*b finite: c);
+     * selects on doubles, not && / ||, so that gcc vectorizes them */
+    double plain = a * b + c;
+    r = fabs(c) <= DBL_MAX ? r : c + 0.0;
+    r = fabs(a) <= DBL_MAX ? r : plain;
+    r = fabs(b) <= DBL_MAX ? r : plain;
+    r = a == 0.0 ? plain : r;
+    return b == 0.0 ? plain : r;
+}
+
 FS_INLINE double fs_clamp_below(double x, double lo) { return x < lo ? lo : x; } /* NaN passes */
 
 /* 2^n from the bits of z = n + MAGIC_BIAS (n integral, in [-1022, 1023]): the magic bias puts
@@ -80,8 +193,8 @@ FS_INLINE double fs_pow2(double n) { return fs_pow2_biased(n + MAGIC_BIAS); }
 /* n = round(x / ln2) and r = x - n*ln2 as r_hi + r_lo (error ~1e-24 absolute). */
 FS_INLINE double fs_reduce(double x, double *r_hi, double *r_lo)
 {
-    double n = fma(x, LOG2E, MAGIC) - MAGIC;
-    double r = fma(n, -LN2_HI, x);         /* exact */
+    double n = fs_fma(x, LOG2E, MAGIC) - MAGIC;
+    double r = fs_fma_exact(n, -LN2_HI, x);   /* exact */
     double c = n * LN2_LO;
     double s = r - c;                      /* TwoSum(r, -c) */
     double bb = s - r;
@@ -94,18 +207,19 @@ FS_INLINE double fs_reduce(double x, double *r_hi, double *r_lo)
  * ln2 suffices (float32 needs ~2^-30 relative here, not a double-double). */
 FS_INLINE double fs_reduce_f32(double x, double *t)
 {
-    double z = fma(x, LOG2E, MAGIC_BIAS);
+    double z = fs_fma(x, LOG2E, MAGIC_BIAS);
     *t = fs_pow2_biased(z);
-    return fma(z - MAGIC_BIAS, -LN2, x);
+    return fs_fma(z - MAGIC_BIAS, -LN2, x);
 }
 
 /* expm1(r) with relative error ~2e-8 (~1e-8 of the result; float32 needs 2^-24 in all, so this
- * adds at most ~0.2 ULP to the final rounding): a degree-6 polynomial suffices. */
+ * adds at most ~0.2 ULP to the final rounding): a degree-4 polynomial suffices.  In double, for
+ * float32 kernels evaluated in double (the fused SELU + AlphaDropout forward). */
 FS_INLINE double fs_expm1_f32(double x, double *t)
 {
     double r = fs_reduce_f32(x, t);
-    double q = fma(fma(fma(fma(Q2_C4, r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0);
-    return fma(r * r, q, r);
+    double q = fs_fma(fs_fma(fs_fma(fs_fma(Q2_C4, r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0);
+    return fs_fma(r * r, q, r);
 }
 
 /* SA * exp(x) = SA * exp(r) * 2^n for the float32 backward, relative error ~3e-9. */
@@ -113,7 +227,8 @@ FS_INLINE double fs_sa_exp_f32(double x)
 {
     double t;
     double r = fs_reduce_f32(x, &t);
-    double p = fma(fma(fma(fma(fma(fma(EXPSA_C6, r, EXPSA_C5), r, EXPSA_C4), r, EXPSA_C3), r,
+    double p = fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(EXPSA_C6, r, EXPSA_C5), r, EXPSA_C4), r,
+                                            EXPSA_C3), r,
                    EXPSA_C2), r, EXPSA_C1), r, EXPSA_C0);
     return p * t;
 }
@@ -121,14 +236,15 @@ FS_INLINE double fs_sa_exp_f32(double x)
 /* expm1(r_hi + r_lo) as a double-double *hi + *lo, relative error ~1e-19. */
 FS_INLINE void fs_expm1_small_dd(double r, double r_lo, double *hi, double *lo)
 {
-    double q = fma(fma(fma(fma(fma(fma(fma(fma(fma(Q3_C9, r, Q3_C8), r, Q3_C7), r, Q3_C6), r,
+    double q = fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(Q3_C9, r, Q3_C8), r,
+                                                                      Q3_C7), r, Q3_C6), r,
                    Q3_C5), r, Q3_C4), r, Q3_C3), r, Q3_C2), r, Q3_C1), r, Q3_C0);
     double hr = 0.5 * r;
     double h = hr * r;                     /* r^2/2, and its exact rounding error: */
-    double h_err = fma(hr, r, -h);
+    double h_err = fs_fma(hr, r, -h);
     double a = r + h;                      /* Fast2Sum: |r| >= |h| */
     double a_lo = h - (a - r);
-    double tail = fma(r * r * r, q, h_err) + fma(r_lo, r, r_lo);   /* + r_lo * e^r */
+    double tail = fs_fma(r * r * r, q, h_err) + fs_fma(r_lo, r, r_lo);   /* + r_lo * e^r */
     *hi = a;
     *lo = a_lo + tail;
 }
@@ -150,15 +266,53 @@ FS_INLINE double fs_fast2sum(double a, double b, double *err)
 
 /* ---------------- float32: evaluated in double, rounded once ---------------- */
 
-FS_INLINE float fs_fwd_f32(float xf)
+/* SELU(x) in float32 arithmetic, <= 1 ULP (fastselu.check, all 2^32 inputs).  x = n*ln2 + s_hi
+ * + s_lo with n*LN2_HI_F exact (so s_hi is exact) and |s| <= ln2/2; with t = 2^n,
+ *   SA*expm1(x) = (SA*t - SA) + SA*t*expm1(s),   expm1(s) = s_hi + (s_lo + s^2*q(s)).
+ * SA*t - SA = SA_HI_F*t - SA_HI_F (Fast2Sum: sh + err exactly) + (SA_LO_F*t - SA_LO_F), and
+ * SA*t*expm1(s) = e_hi*s_hi (exact inside the last fma) + e_hi*p2 + SA_LO_F*t*s_hi.  Every term
+ * but sh is at most ~0.18 of the result (where it is larger, |x| <= ln2/2 and sh = 0), so their
+ * roundings (each <= 2^-25 relative to the result, the polynomial's 1e-8 relative error times
+ * |s|/2, SA_LO_F*t*p2 left out: < 2^-27 of the result) add <= ~0.2 ULP to the final
+ * rounding of sh + corr.  No cancellation error: where expm1 cancels (n = 0), sh = 0 and the
+ * result is corr, computed from exact s_hi.  Below x = -18, SA*e^x < 0.23 ULP of SA: the
+ * result rounds to -SA_HI_F (x is clamped there, which also keeps t normal).
+ * x >= 0: x*SCALE with SCALE = SCALE_DN_F + SCALE_UP_F (both >= 0, so -0 stays -0), one
+ * rounding (x*SCALE overflows to inf exactly when the exact product rounds beyond FLT_MAX).
+ * For subnormal x, x*SCALE_UP_F itself rounds on the subnormal grid (up to half an ULP of the
+ * result): 0.99996 ULP at worst there (x = 0x1.697d58p-127), 0.85 ULP for the smallest normal x
+ * (same cause), ~0.5 ULP above. */
+FS_INLINE float fs_fwd_f32(float x)
 {
-    double x = (double)xf;
-    double t;
-    double p = fs_expm1_f32(fs_clamp_below(x, -128.0), &t);  /* below ~-17.3: -SA anyway */
-    double e = fma(t, p, t - 1.0);           /* expm1(x) = t*expm1(r) + (t - 1), t - 1 exact */
-    double neg = e * SA_HI;
-    double pos = x * SCALE_HI;
-    return (float)(xf < 0.0f ? neg : pos);   /* -0.0 -> -0.0; NaN: see fs_forward_f32 */
+#ifdef FS_HW_FMA
+    float xc = x < -18.0f ? -18.0f : x;      /* NaN passes (and takes the positive branch) */
+#else
+    float xc = x;  /* gcc does not vectorize the clamp with the emulated fma: see the end */
+#endif
+    float z = fs_fmaf(xc, LOG2E_F, MAGIC_BIAS_F);
+    float n = z - MAGIC_BIAS_F;
+    uint32_t zb;
+    memcpy(&zb, &z, sizeof zb);
+    zb <<= 23;                               /* n + 127 in the low bits: 2^n's exponent field */
+    float t;
+    memcpy(&t, &zb, sizeof t);
+    float s_hi = fs_fmaf_exact(n, -LN2_HI_F, xc);
+    float s_lo = n * -LN2_LO_F;
+    float s = s_hi + s_lo;
+    float q = fs_fmaf(fs_fmaf(fs_fmaf(fs_fmaf(fs_fmaf(EXPM1_F_C5, s, EXPM1_F_C4), s, EXPM1_F_C3),
+                                      s, EXPM1_F_C2), s, EXPM1_F_C1), s, EXPM1_F_C0);
+    float p2 = fs_fmaf(s * s, q, s_lo);
+    float e_hi = SA_HI_F * t;                /* exact */
+    float sh = e_hi - SA_HI_F;               /* Fast2Sum: e_hi - SA_HI_F = sh + err exactly */
+    float err = e_hi - (sh + SA_HI_F);
+    float lo = SA_LO_F * t;
+    float c = fs_fmaf(lo, s_hi, (lo - SA_LO_F) + err);
+    float neg = sh + fs_fmaf(e_hi, s_hi, fs_fmaf(e_hi, p2, c));
+    float pos = fs_fmaf(x, SCALE_DN_F, x * SCALE_UP_F);
+#ifndef FS_HW_FMA
+    neg = x < -18.0f ? -SA_HI_F : neg;       /* what the clamped x gives (tests check it) */
+#endif
+    return x < 0.0f ? neg : pos;             /* NaN: see fs_forward_f32 */
 }
 
 /* g * SELU'(x); d(x) = SCALE or SA*exp(x). */
@@ -193,15 +347,15 @@ FS_INLINE double fs_fwd_f64(double x)
     double b = fs_fast2sum(tm1, t * p_hi, &b_lo);   /* |t - 1| >= |t*p| or t - 1 == 0 */
     a_lo = t * p_lo;
     double e_lo = (b_lo + a_lo) + tm1_lo;
-    double neg = fma(SA_HI, b, fma(SA_HI, e_lo, SA_LO * b));
+    double neg = fs_fma(SA_HI, b, fs_fma(SA_HI, e_lo, SA_LO * b));
     /* SCALE*x with one rounding (so overflow to inf exactly when the exact product rounds
      * beyond DBL_MAX); SCALE_LO*x only contributes below the last bit. */
-    double pos = fma(SCALE_HI, x, SCALE_LO * x);
+    double pos = fs_fma(SCALE_HI, x, SCALE_LO * x);
     /* |x| < 2^-900: SELU(x) = c*x (expm1(x) = x to 2^-900 relative), but c_lo*x would
      * underflow and lose up to 1/4 ULP of a result near the subnormal range: scale by 2^100
      * around it (exact, and below the normal range only the last rounding counts). */
     double xs = x * 0x1p100;
-    double lin = fma(x >= 0.0 ? SCALE_HI : SA_HI, xs, (x >= 0.0 ? SCALE_LO : SA_LO) * xs);
+    double lin = fs_fma(x >= 0.0 ? SCALE_HI : SA_HI, xs, (x >= 0.0 ? SCALE_LO : SA_LO) * xs);
     double r = x < 0.0 ? neg : pos;          /* NaN: see fs_forward_f32 */
     return fabs(x) < 0x1p-900 ? lin * 0x1p-100 : r;
 }
@@ -217,7 +371,7 @@ FS_INLINE double fs_bwd_x_f64(double g, double x)
     double s = fs_fast2sum(1.0, p_hi, &s_lo);        /* e^r = s + s_lo */
     s_lo += p_lo;
     double d_hi = SA_HI * s;
-    double d_lo = fma(SA_HI, s, -d_hi) + fma(SA_HI, s_lo, SA_LO * s);
+    double d_lo = fs_fma(SA_HI, s, -d_hi) + fs_fma(SA_HI, s_lo, SA_LO * s);
     double n1 = n < -1000.0 ? -1000.0 : n;
     double n23 = n - n1;
     double n2 = n23 < -1000.0 ? -1000.0 : n23;
@@ -230,7 +384,7 @@ FS_INLINE double fs_bwd_x_f64(double g, double x)
     /* For g = +-0, +-inf or NaN the split product could mix zero signs or make inf - inf,
      * and where it overflows the two parts may overflow with opposite signs; there one plain
      * product is exact enough. */
-    double v = fma(g, dh, g * dl);
+    double v = fs_fma(g, dh, g * dl);
     v = g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * (dh + dl);
     double u = pos ? 1.0 : t2;
     double w = pos ? 1.0 : t3;
@@ -249,7 +403,7 @@ FS_INLINE double fs_bwd_y_f64(double g, double y)
     double dh = pos ? SCALE_HI : s;
     double dl = pos ? SCALE_LO : s_lo;
     double dl2 = pos ? 0.0 : SA_LO2;
-    double v = fma(g, dh, fma(g, dl, g * dl2));
+    double v = fs_fma(g, dh, fs_fma(g, dl, g * dl2));
     return g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * ((dh + dl) + dl2);  /* as above */
 }
 
@@ -271,9 +425,9 @@ FS_INLINE int fs_bwd_x_f64_hard(double x) { return !(x > -700.0); }
 
 FS_INLINE float fs_bwd_x_f32_fast(float g, float x)
 {
-    float z = fmaf(x, LOG2E4_F, MAGIC_F);    /* low bits: k = round(4x/ln2) */
+    float z = fs_fmaf(x, LOG2E4_F, MAGIC_F);    /* low bits: k = round(4x/ln2) */
     float k = z - MAGIC_F;
-    float s = fmaf(k, -L4_LO_F, fmaf(k, -L4_HI_F, x));
+    float s = fs_fmaf(k, -L4_LO_F, fs_fmaf_exact(k, -L4_HI_F, x));
     uint32_t b;
     memcpy(&b, &z, sizeof b);
     float th = FS_T32_HI[b & 3], tl = FS_T32_LO[b & 3];
@@ -281,35 +435,37 @@ FS_INLINE float fs_bwd_x_f32_fast(float g, float x)
     uint32_t eb = (uint32_t)((int32_t)(b - (MAGIC_F_BITS - 508u)) >> 2) << 23;
     float t;
     memcpy(&t, &eb, sizeof t);
-    float p = fmaf(s * s, fmaf(fmaf(fmaf(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s);
-    float l = fmaf(th, p, tl);
+    float p = fs_fmaf(s * s, fs_fmaf(fs_fmaf(fs_fmaf(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s,
+                                     EXPS_F_C0), s);
+    float l = fs_fmaf(th, p, tl);
     int pos = x > 0.0f;
     float a = pos ? SCALE_HI_F : th * t;
     float bl = pos ? SCALE_LO_F : l * t;
     float ag = fabsf(g);
-    return ag > 0.0f && ag <= FLT_MAX ? fmaf(g, a, g * bl) : fs_canon32(g * a);
+    return ag > 0.0f && ag <= FLT_MAX ? fs_fmaf(g, a, g * bl) : fs_canon32(g * a);
 }
 
 FS_INLINE double fs_bwd_x_f64_fast(double g, double x)
 {
-    double z = fma(x, LOG2E4, MAGIC);
+    double z = fs_fma(x, LOG2E4, MAGIC);
     double k = z - MAGIC;
-    double s = fma(k, -L4_LO, fma(k, -L4_HI, x));
+    double s = fs_fma(k, -L4_LO, fs_fma_exact(k, -L4_HI, x));
     uint64_t b;
     memcpy(&b, &z, sizeof b);
     double th = FS_T64_HI[b & 3], tl = FS_T64_LO[b & 3];
     uint64_t eb = (uint64_t)((int64_t)(b - (MAGIC_BITS - 4092u)) >> 2) << 52;
     double t;
     memcpy(&t, &eb, sizeof t);
-    double q = fma(fma(fma(fma(fma(fma(fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5), s, EXPS_C4), s,
+    double q = fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5),
+                                                 s, EXPS_C4), s,
                    EXPS_C3), s, EXPS_C2), s, EXPS_C1), s, EXPS_C0);
-    double p = fma(s * s, q, s);
-    double l = fma(th, p, tl);
+    double p = fs_fma(s * s, q, s);
+    double l = fs_fma(th, p, tl);
     int pos = x > 0.0;
     double a = pos ? SCALE_HI : th * t;
     double bl = pos ? SCALE_LO : l * t;
     double ag = fabs(g);
-    return ag > 0.0 && ag <= DBL_MAX ? fma(g, a, g * bl) : fs_canon64(g * a);
+    return ag > 0.0 && ag <= DBL_MAX ? fs_fma(g, a, g * bl) : fs_canon64(g * a);
 }
 
 /* Any element: the full kernel where hard, else the fast one (bit for bit what the fast loops
@@ -327,7 +483,7 @@ FS_INLINE double fs_bwd_x_f64_any(double g, double x)
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #include <immintrin.h>
 /* The fast kernels above, 16 / 8 lanes at a time: the same operations (fnmadd(k, c, x) is
- * fma(k, -c, x)), with the tables in registers (a permute, not a gather).  A vector with a hard
+ * fs_fma(k, -c, x)), with the tables in registers (a permute, not a gather).  A vector with a hard
  * lane (rare) is done element by element instead. */
 void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrdiff_t n)
 {
@@ -403,6 +559,103 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
         v = _mm512_mask_mul_pd(v, _mm512_fpclass_pd_mask(gv, 0x9F), gv, a);
         v = _mm512_mask_mov_pd(v, _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q), _mm512_set1_pd(NAN));
         _mm512_storeu_pd(out + i, v);
+    }
+    for (; i < n; i++) out[i] = fs_bwd_x_f64_any(g[i], x[i]);
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+/* The same with AVX2: 8 / 4 lanes, the four-entry tables in registers read by
+ * _mm256_permutevar8x32_ps (a float32 index picks T[b & 7] of the table twice over; a float64
+ * index becomes the pair of 32-bit halves 2j, 2j + 1), where the compiler would emit scalar
+ * loads or gathers.  g = +-0, +-inf, NaN (|g| not in (0, FLT_MAX]) take g * a alone, and NaN
+ * results become the default NaN, as in the scalar kernel. */
+void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrdiff_t n)
+{
+    const __m256 thv = _mm256_broadcast_ps((const __m128 *)FS_T32_HI);
+    const __m256 tlv = _mm256_broadcast_ps((const __m128 *)FS_T32_LO);
+    const __m256i ebias = _mm256_set1_epi32((int)(MAGIC_F_BITS - 508u));
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i), gv = _mm256_loadu_ps(g + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(xv, _mm256_set1_ps(-80.0f), _CMP_NGE_UQ))) {
+            for (ptrdiff_t j = i; j < i + 8; j++) out[j] = fs_bwd_x_f32_any(g[j], x[j]);
+            continue;
+        }
+        __m256 z = _mm256_fmadd_ps(xv, _mm256_set1_ps(LOG2E4_F), _mm256_set1_ps(MAGIC_F));
+        __m256 k = _mm256_sub_ps(z, _mm256_set1_ps(MAGIC_F));
+        __m256 s = _mm256_fnmadd_ps(k, _mm256_set1_ps(L4_LO_F),
+                                    _mm256_fnmadd_ps(k, _mm256_set1_ps(L4_HI_F), xv));
+        __m256i b = _mm256_castps_si256(z);
+        __m256 th = _mm256_permutevar8x32_ps(thv, b), tl = _mm256_permutevar8x32_ps(tlv, b);
+        __m256 t = _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_srai_epi32(_mm256_sub_epi32(b, ebias), 2), 23));
+        __m256 q = _mm256_fmadd_ps(s, _mm256_set1_ps(EXPS_F_C3), _mm256_set1_ps(EXPS_F_C2));
+        q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(EXPS_F_C1));
+        q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(EXPS_F_C0));
+        __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(s, s), q, s);
+        __m256 l = _mm256_fmadd_ps(th, p, tl);
+        __m256 pos = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_GT_OQ);
+        __m256 a = _mm256_blendv_ps(_mm256_mul_ps(th, t), _mm256_set1_ps(SCALE_HI_F), pos);
+        __m256 bl = _mm256_blendv_ps(_mm256_mul_ps(l, t), _mm256_set1_ps(SCALE_LO_F), pos);
+        __m256 ag = _mm256_and_ps(gv, absmask);
+        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(ag, _mm256_setzero_ps(), _CMP_GT_OQ),
+                                  _mm256_cmp_ps(ag, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ));
+        __m256 v = _mm256_blendv_ps(_mm256_mul_ps(gv, a),
+                                    _mm256_fmadd_ps(gv, a, _mm256_mul_ps(gv, bl)), ok);
+        v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        _mm256_storeu_ps(out + i, v);
+    }
+    for (; i < n; i++) out[i] = fs_bwd_x_f32_any(g[i], x[i]);
+}
+
+void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, ptrdiff_t n)
+{
+    const __m256 thv = _mm256_castpd_ps(_mm256_loadu_pd(FS_T64_HI));
+    const __m256 tlv = _mm256_castpd_ps(_mm256_loadu_pd(FS_T64_LO));
+    const __m256i ebias = _mm256_set1_epi64x((long long)(MAGIC_BITS - 4092u));
+    const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+    ptrdiff_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d xv = _mm256_loadu_pd(x + i), gv = _mm256_loadu_pd(g + i);
+        if (_mm256_movemask_pd(_mm256_cmp_pd(xv, _mm256_set1_pd(-700.0), _CMP_NGT_UQ))) {
+            for (ptrdiff_t j = i; j < i + 4; j++) out[j] = fs_bwd_x_f64_any(g[j], x[j]);
+            continue;
+        }
+        __m256d z = _mm256_fmadd_pd(xv, _mm256_set1_pd(LOG2E4), _mm256_set1_pd(MAGIC));
+        __m256d k = _mm256_sub_pd(z, _mm256_set1_pd(MAGIC));
+        __m256d s = _mm256_fnmadd_pd(k, _mm256_set1_pd(L4_LO),
+                                     _mm256_fnmadd_pd(k, _mm256_set1_pd(L4_HI), xv));
+        __m256i b = _mm256_castpd_si256(z);
+        /* j = b & 3 -> 32-bit indices (2j, 2j + 1) of the table's halves */
+        __m256i j2 = _mm256_and_si256(_mm256_slli_epi64(b, 1), _mm256_set1_epi64x(6));
+        __m256i idx = _mm256_or_si256(j2, _mm256_slli_epi64(_mm256_add_epi64(j2,
+                                                            _mm256_set1_epi64x(1)), 32));
+        __m256d th = _mm256_castps_pd(_mm256_permutevar8x32_ps(thv, idx));
+        __m256d tl = _mm256_castps_pd(_mm256_permutevar8x32_ps(tlv, idx));
+        /* k + 4092 >= 0 here (x > -700): a logical shift is the scalar kernel's arithmetic one */
+        __m256d t = _mm256_castsi256_pd(
+            _mm256_slli_epi64(_mm256_srli_epi64(_mm256_sub_epi64(b, ebias), 2), 52));
+        __m256d q = _mm256_set1_pd(EXPS_C7);
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C6));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C5));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C4));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C3));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C2));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C1));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C0));
+        __m256d p = _mm256_fmadd_pd(_mm256_mul_pd(s, s), q, s);
+        __m256d l = _mm256_fmadd_pd(th, p, tl);
+        __m256d pos = _mm256_cmp_pd(xv, _mm256_setzero_pd(), _CMP_GT_OQ);
+        __m256d a = _mm256_blendv_pd(_mm256_mul_pd(th, t), _mm256_set1_pd(SCALE_HI), pos);
+        __m256d bl = _mm256_blendv_pd(_mm256_mul_pd(l, t), _mm256_set1_pd(SCALE_LO), pos);
+        __m256d ag = _mm256_and_pd(gv, absmask);
+        __m256d ok = _mm256_and_pd(_mm256_cmp_pd(ag, _mm256_setzero_pd(), _CMP_GT_OQ),
+                                   _mm256_cmp_pd(ag, _mm256_set1_pd(DBL_MAX), _CMP_LE_OQ));
+        __m256d v = _mm256_blendv_pd(_mm256_mul_pd(gv, a),
+                                     _mm256_fmadd_pd(gv, a, _mm256_mul_pd(gv, bl)), ok);
+        v = _mm256_blendv_pd(v, _mm256_set1_pd(NAN), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+        _mm256_storeu_pd(out + i, v);
     }
     for (; i < n; i++) out[i] = fs_bwd_x_f64_any(g[i], x[i]);
 }
