@@ -53,7 +53,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numba
 import numpy as np
@@ -831,19 +831,37 @@ def _dispatch(kind: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthrea
     _call(kind, arrays, out, nthreads)
 
 
-def forward(x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+def forward(x: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None) -> None:
     """out = SELU(x); out may be x."""
+    if fmt is not None:  # float16/bfloat16 bits (_half_numba)
+        return _half_run("forward", fmt, (x,), out, nthreads)
     _dispatch("forward", (x,), out, nthreads)
 
 
-def backward_x(g: np.ndarray, x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+def backward_x(
+    g: np.ndarray, x: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None
+) -> None:
     """out = g * SELU'(x); out may be g or x."""
+    if fmt is not None:  # float16/bfloat16 bits (_half_numba)
+        return _half_run("backward_x", fmt, (g, x), out, nthreads)
     _dispatch("backward_x", (g, x), out, nthreads)
 
 
-def backward_y(g: np.ndarray, y: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+def backward_y(
+    g: np.ndarray, y: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None
+) -> None:
     """out = g * (SCALE if y > 0 else y + SCALE*ALPHA); out may be g or y."""
+    if fmt is not None:  # float16/bfloat16 bits (_half_numba)
+        return _half_run("backward_y", fmt, (g, y), out, nthreads)
     _dispatch("backward_y", (g, y), out, nthreads)
+
+
+def _half_run(
+    kind: str, fmt: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int
+) -> None:
+    from . import _half_numba  # imported on the first 16-bit call
+
+    _half_numba.run(kind, fmt, arrays, out, nthreads)
 
 
 def threading_layer() -> str:
