@@ -291,6 +291,33 @@ def selu_backward(
     return out
 
 
+def half_call(op: str, fmt: str, *arrays: np.ndarray, out: np.ndarray,
+              nthreads: Optional[int] = None) -> np.ndarray:
+    """The float16/bfloat16 kernels on int16/uint16 views of the bits, for callers whose 16-bit
+    data has no NumPy float dtype here (bfloat16 without ml_dtypes: fastselu.torch).
+
+    op: 'forward' (arrays = x), 'backward_x' (grad_output, x) or 'backward_y' (grad_output, y);
+    fmt: 'float16' or 'bfloat16'; arrays and `out`: C-contiguous int16/uint16 arrays of one
+    shape, `out` writable (it may be an input, or overlap one).  Returns `out`."""
+    kinds = {"forward": 1, "backward_x": 2, "backward_y": 2}
+    if op not in kinds or fmt not in ("float16", "bfloat16") or len(arrays) != kinds[op]:
+        raise ValueError(f"half_call: bad op/fmt/arity: {op!r}, {fmt!r}, {len(arrays)} arrays")
+    for a in (*arrays, out):
+        if not isinstance(a, np.ndarray) or a.dtype.char not in "hH":
+            raise TypeError("half_call: arrays must be int16/uint16 numpy arrays of the bits")
+        if not (a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative):
+            raise ValueError("half_call: arrays must be C-contiguous, aligned and native")
+        if a.shape != out.shape:
+            raise ValueError(f"half_call: shapes differ: {a.shape} and {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError("half_call: out is read-only")
+    if out.size:
+        ins = [_separate(a, out).reshape(-1) for a in arrays]
+        n = _config.effective_num_threads() if nthreads is None else nthreads
+        _kernel_call(getattr(_backends.active, op), [*ins, out.reshape(-1)], n, fmt)
+    return out
+
+
 class SELU:
     """Callable module in the style of ``torch.nn.SELU``: ``SELU()(x)``."""
 
