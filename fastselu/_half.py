@@ -12,9 +12,11 @@ Backends receive float16/bfloat16 arrays as uint16 views of their bits plus ``fm
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
+
+from ._constants import SCALE, SCALE_ALPHA_F64, SCALE_ALPHA_LO_F64
 
 # fmt -> (stored significand bits M, exponent bias B, default quiet NaN, quiet bit)
 FORMATS: Dict[str, Tuple[int, int, int, int]] = {
@@ -22,6 +24,8 @@ FORMATS: Dict[str, Tuple[int, int, int, int]] = {
     "bfloat16": (7, 127, 0x7FC0, 0x0040),
 }
 _U = np.uint64
+# The header's SCALE_HI, SA_HI, SA_LO
+SCALE_HI, SA_HI, SA_LO = SCALE, SCALE_ALPHA_F64, SCALE_ALPHA_LO_F64
 BLOCK = 1 << 16
 
 
@@ -75,9 +79,26 @@ def evaluate(
         o[s : s + BLOCK] = res
 
 
-def tables(fmt: str, forward64: Callable[..., None], backward_x64: Callable[..., None]) -> Tuple[np.ndarray, np.ndarray]:
-    """(results of the 2^16 inputs as uint16 bits, derivatives of the 2^15 inputs with the sign
-    bit set as float64), built as _half_kernels.h's fs_half_init builds them."""
+def ro32(v: np.ndarray) -> np.ndarray:
+    """float64 values rounded to float32 "to odd" (fs_ro32): truncated, last bit set if inexact."""
+    v = np.asarray(v, np.float64)
+    with np.errstate(all="ignore"):
+        f = v.astype(np.float32)
+        back = f.astype(np.float64)
+    inexact = (back != v) & ~np.isnan(v)
+    b = f.view(np.uint32) - (inexact & (np.abs(back) > np.abs(v))).astype(np.uint32)
+    return (b | inexact.astype(np.uint32)).view(np.float32)
+
+
+SCALE_RO = float(ro32(np.float64(SCALE_HI))[()])
+
+
+def tables(
+    fmt: str, forward64: Callable[..., None], backward_x64: Callable[..., None]
+) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(results of the 2^16 inputs as uint16 bits, d(x) of the 2^15 inputs with the sign bit
+    set, and for float16 d(y) = (y + SA_HI) + SA_LO of those), built as _half_kernels.h's
+    fs_half_init builds them: float16's as float32 rounded to odd, bfloat16's d(x) as float64."""
     bits = np.arange(1 << 16, dtype=np.uint64).astype(np.uint16)
     fwd = np.empty(1 << 16, np.uint16)
     evaluate("forward", fmt, forward64, (bits,), fwd)
@@ -86,5 +107,8 @@ def tables(fmt: str, forward64: Callable[..., None], backward_x64: Callable[...,
     backward_x64(np.ones(1 << 15), x, d, 1)
     # SELU'(x) > 0 for finite x although it underflows: the smallest positive double there
     d[(d == 0) & (x != -np.inf)] = 5e-324
-    return fwd, d
-
+    if fmt == "bfloat16":
+        return fwd, d, None
+    with np.errstate(all="ignore"):
+        dy = (x + SA_HI) + SA_LO
+    return fwd, ro32(d), ro32(dy)

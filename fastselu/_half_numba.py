@@ -24,9 +24,7 @@ from . import _backend_numba as _nb
 from . import _half
 
 _U = np.uint64
-SCALE_HI = float.fromhex("0x1.0cfabd6a91132p+0")
-SA_HI = float.fromhex("0x1.c212cc640f031p+0")
-SA_LO = float.fromhex("0x1.05161b045a1fep-56")
+SCALE_HI, SA_HI, SA_LO = _half.SCALE_HI, _half.SA_HI, _half.SA_LO
 
 
 @intrinsic
@@ -124,23 +122,38 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
         for i in range(lo, hi):
             out[i] = t[x[i]]
 
-    @njit(inline="always", cache=False)
-    def bwd_x_chunk(g, x, out, t, lo, hi):  # type: ignore[no-untyped-def]
-        for i in range(lo, hi):
-            xb = x[i]
-            d = SCALE_HI if pos(xb) else t[xb & low]
-            out[i] = to_small(to_double(g[i]) * d)
+    if fmt == "float16":  # d(x), d(y) tabulated as float32 rounded to odd: g*d exact
+        scale_ro = np.float32(_half.SCALE_RO)
 
-    @njit(inline="always", cache=False)
-    def bwd_y_chunk(g, y, out, t, lo, hi):  # type: ignore[no-untyped-def]
-        for i in range(lo, hi):
-            yb = y[i]
-            d = SCALE_HI if pos(yb) else (to_double(yb) + SA_HI) + SA_LO
-            out[i] = to_small(to_double(g[i]) * d)
+        @njit(inline="always", cache=False)
+        def bwd_x_chunk(g, x, out, t, lo, hi):  # type: ignore[no-untyped-def]
+            for i in range(lo, hi):
+                xb = x[i]
+                d = scale_ro if pos(xb) else t[xb & low]
+                out[i] = to_small(to_double(g[i]) * np.float64(d))
+
+        bwd_y_chunk = bwd_x_chunk
+        dtab = types.Array(types.float32, 1, "C", readonly=True)
+    else:
+
+        @njit(inline="always", cache=False)
+        def bwd_x_chunk(g, x, out, t, lo, hi):  # type: ignore[no-untyped-def]
+            for i in range(lo, hi):
+                xb = x[i]
+                d = SCALE_HI if pos(xb) else t[xb & low]
+                out[i] = to_small(to_double(g[i]) * d)
+
+        @njit(inline="always", cache=False)
+        def bwd_y_chunk(g, y, out, t, lo, hi):  # type: ignore[no-untyped-def]
+            for i in range(lo, hi):
+                yb = y[i]
+                d = SCALE_HI if pos(yb) else (to_double(yb) + SA_HI) + SA_LO
+                out[i] = to_small(to_double(g[i]) * d)
+
+        dtab = types.Array(types.float64, 1, "C", readonly=True)
 
     u16r = types.Array(types.uint16, 1, "C", readonly=True)
     u16w = types.Array(types.uint16, 1, "C")
-    f64r = types.Array(types.float64, 1, "C", readonly=True)
 
     def driver(chunk: Any, nargs: int, table: Any, parallel: bool) -> Any:
         # One Python function per (kernel, serial/parallel): numba's cache is keyed by function.
@@ -176,8 +189,8 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
 
     parts = {
         "forward": (fwd_chunk, 1, u16r),
-        "backward_x": (bwd_x_chunk, 2, f64r),
-        "backward_y": (bwd_y_chunk, 2, f64r),
+        "backward_x": (bwd_x_chunk, 2, dtab),
+        "backward_y": (bwd_y_chunk, 2, dtab),
     }
     return lambda kind, par: driver(*parts[kind], par)
 
@@ -186,7 +199,7 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
 # cache does not take them), a second or so per kernel.
 _makers: Dict[str, Any] = {}
 _kernels: Dict[Tuple[str, str, bool], Any] = {}
-_tables: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+_tables: Dict[str, Any] = {}
 _lock = threading.Lock()
 
 
@@ -202,8 +215,9 @@ def _get(fmt: str, kind: str, par: bool) -> Tuple[Any, np.ndarray]:
             if (fmt, kind, par) not in _kernels:
                 _kernels[(fmt, kind, par)] = _makers[fmt](kind, par)
             k = _kernels[(fmt, kind, par)]
-    fwd, deriv = _tables[fmt]
-    return k, fwd if kind == "forward" else deriv
+    fwd, dx, dy = _tables[fmt]
+    # bfloat16's backward from y computes y + SA itself: any table argument does
+    return k, {"forward": fwd, "backward_x": dx, "backward_y": dx if dy is None else dy}[kind]
 
 
 def run(kind: str, fmt: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int) -> None:
