@@ -1,27 +1,34 @@
 /* float16 and bfloat16 kernels: correctly rounded, the same bits in every variant and platform.
  *
  * Included by every _simd_<isa>.c after _selu_kernels.h, whose float64 kernels and constants it
- * uses.  Plain C, so that it compiles everywhere (gcc vectorises what it can); 16-bit values
- * travel as their bit patterns (uint16_t) and are converted with exact integer code.
+ * uses.  Plain C first (it compiles everywhere), with AVX2 loops for the backward where the build
+ * has AVX2 (F16C and FMA for float16); 16-bit values travel as their bit patterns (uint16_t).
  *
  * Design: a 16-bit format has only 2^16 inputs, so
  * - forward: a table of the 2^16 results, looked up by bit pattern;
- * - backward from x: a table of the derivative d(x) = SA*exp(x) of the 2^15 inputs with the
- *   sign bit set (d = SCALE for x > 0), as doubles; g*d is taken in double and rounded once to
- *   the format.  With g = 1 the product is d itself, so the result is d rounded once;
- * - backward from y: g*((y + SA_HI) + SA_LO) in double (y + SA_HI is exact for |y| < 2),
- *   rounded once.
+ * - backward: g * d with d from a table of the 2^15 inputs with the sign bit set (d = SCALE for
+ *   x > 0), rounded once to the format:
+ *   - float16: d(x) = SA*exp(x) and d(y) = (y + SA_HI) + SA_LO as float32 rounded to odd
+ *     (fs_ro32), so g*d is exact in double (11 + 24 bits): rounded once by integer code, or
+ *     (AVX2) as p = g*d in float32 plus its exact error by fma, p rounded to odd, then F16C's
+ *     rounding: the same bits (Boldo and Melquiond: rounding to odd with 2 extra bits, then to
+ *     nearest, is rounding to nearest once);
+ *   - bfloat16: d(x) as double (g reaches 2^128: d must stay accurate below float32's range),
+ *     g*d rounded to double, then once to bfloat16 by integer code; backward from y computes
+ *     (y + SA_HI) + SA_LO in double (exact for |y| < 2).
+ *   With g = 1 the product is d itself: the result is d rounded once.  Other g: the product's
+ *   rounding to double (bfloat16) or d's to odd (float16) adds < 2^-20 ULP (<= 1 ULP bound).
  * Tables are built at first use from the float64 kernels of _selu_kernels.h (the same IEEE
  * operations everywhere, so every variant and platform builds the same bits), each entry
- * rounded once from double to the format (fs_to_f16 / fs_to_bf16: to nearest, ties to even).
- * Nothing is rounded through float32: that double rounding misrounds (the float16 backward at
+ * rounded once from double (fs_to_f16 / fs_to_bf16: to nearest, ties to even).  Nothing is
+ * rounded to nearest through float32: that double rounding misrounds (the float16 backward at
  * x = -0.1239 and -1.315 did).  tests/test_half.py checks all 2^16 inputs of each format,
- * forward and backward with g = 1, against exact values: correctly rounded (<= 0.5 ULP).  For
- * other g the product's rounding to double adds at most 2^-53 relative (<= 0.5 ULP + 2^-42).
+ * forward and backward with g = 1, in every variant: correctly rounded (<= 0.5 ULP).
  * NaN: the forward returns the input's NaN quieted (table entry = input | quiet bit); backward
  * NaNs are the default quiet NaN (0x7E00 / 0x7FC0), as in the float32/float64 kernels.
- * Memory: 2 x 128 KiB of results and 2 x 256 KiB of derivatives per variant, written when a
- * 16-bit kernel first runs (the driver calls fs_half_init before going parallel).
+ * Memory per variant, written when a 16-bit kernel first runs (fs_half_init; the driver calls it
+ * before going parallel): 2 x 128 KiB of results, 2 x 128 KiB of float16 derivatives, 256 KiB of
+ * bfloat16 derivatives.
  */
 #ifndef FS_HALF_SHARED
 #define FS_HALF_SHARED

@@ -297,3 +297,24 @@ def test_correctly_rounded_against_mpmath(fmt):
         err = _ulp.ulp_error(_half.to_float64(r[neg], fmt), e, dtype_of(fmt))
         assert err.max() <= 0.5
         assert not (np.abs(err - 0.5) < 1e-12).any()
+
+
+@pytest.mark.skipif(K is None, reason="no compiled backend")
+def test_fp_exception_flags_untouched_including_the_table_build():
+    """In a fresh process, so that the first call builds the tables (which raises flags)."""
+    code = """
+import ctypes, numpy as np
+from fastselu import _kernels as K
+libm = ctypes.CDLL("libm.so.6")
+FE_ALL = 0x3D
+x = np.array([-1e4, 6e4, np.nan, -1e-7, 0.5] * 1000, dtype=np.float16).view(np.uint16)
+out = np.empty_like(x)
+for fmt in ("float16", "bfloat16"):
+    for kernel, args in ((K.forward, (x,)), (K.backward_x, (x, x)), (K.backward_y, (x, x))):
+        libm.feclearexcept(FE_ALL)
+        kernel(*args, out, 1, fmt=fmt)
+        assert libm.fetestexcept(FE_ALL) == 0, (fmt, kernel)
+print("ok")
+"""
+    p = run_python(code, FASTSELU_BACKEND="cython")
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
