@@ -27,6 +27,7 @@ _U = np.uint64
 # The header's SCALE_HI, SA_HI, SA_LO
 SCALE_HI, SA_HI, SA_LO = SCALE, SCALE_ALPHA_F64, SCALE_ALPHA_LO_F64
 BLOCK = 1 << 16
+BF16_HARD = 0x42A0  # |x| >= 80: bfloat16's d(x) stays a double (FS_BF16_HARD)
 
 
 def to_float64(bits: np.ndarray, fmt: str) -> np.ndarray:
@@ -95,10 +96,11 @@ SCALE_RO = float(ro32(np.float64(SCALE_HI))[()])
 
 def tables(
     fmt: str, forward64: Callable[..., None], backward_x64: Callable[..., None]
-) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """(results of the 2^16 inputs as uint16 bits, d(x) of the 2^15 inputs with the sign bit
-    set, and for float16 d(y) = (y + SA_HI) + SA_LO of those), built as _half_kernels.h's
-    fs_half_init builds them: float16's as float32 rounded to odd, bfloat16's d(x) as float64."""
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(results of the 2^16 inputs as uint16 bits, d(x) and d(y) = (y + SA_HI) + SA_LO of the
+    2^15 inputs with the sign bit set), as _half_kernels.h's fs_half_init builds them: float32
+    rounded to odd, except bfloat16's d(x), float64 (the float32 value, or where |x| >= 80 the
+    double itself)."""
     bits = np.arange(1 << 16, dtype=np.uint64).astype(np.uint16)
     fwd = np.empty(1 << 16, np.uint16)
     evaluate("forward", fmt, forward64, (bits,), fwd)
@@ -107,8 +109,10 @@ def tables(
     backward_x64(np.ones(1 << 15), x, d, 1)
     # SELU'(x) > 0 for finite x although it underflows: the smallest positive double there
     d[(d == 0) & (x != -np.inf)] = 5e-324
-    if fmt == "bfloat16":
-        return fwd, d, None
     with np.errstate(all="ignore"):
-        dy = (x + SA_HI) + SA_LO
-    return fwd, ro32(d), ro32(dy)
+        dy = ro32((x + SA_HI) + SA_LO)
+    dx = ro32(d)
+    if fmt == "bfloat16":
+        hard = np.arange(1 << 15) >= BF16_HARD
+        return fwd, np.where(hard, d, dx.astype(np.float64)), dy
+    return fwd, dx, dy

@@ -24,7 +24,6 @@ from . import _backend_numba as _nb
 from . import _half
 
 _U = np.uint64
-SCALE_HI, SA_HI, SA_LO = _half.SCALE_HI, _half.SA_HI, _half.SA_LO
 
 
 @intrinsic
@@ -122,36 +121,18 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
         for i in range(lo, hi):
             out[i] = t[x[i]]
 
-    if fmt == "float16":  # d(x), d(y) tabulated as float32 rounded to odd: g*d exact
-        scale_ro = np.float32(_half.SCALE_RO)
+    scale_ro = _half.SCALE_RO
 
-        @njit(inline="always", cache=False)
-        def bwd_x_chunk(g, x, out, t, lo, hi):  # type: ignore[no-untyped-def]
-            for i in range(lo, hi):
-                xb = x[i]
-                d = scale_ro if pos(xb) else t[xb & low]
-                out[i] = to_small(to_double(g[i]) * np.float64(d))
+    @njit(inline="always", cache=False)
+    def bwd_chunk(g, x, out, t, lo, hi):  # type: ignore[no-untyped-def]
+        # the header's fs_bwd_f16 / fs_bwd_bf16(_64): g * tabulated d in double, rounded once
+        for i in range(lo, hi):
+            xb = x[i]
+            d = scale_ro if pos(xb) else np.float64(t[xb & low])
+            out[i] = to_small(to_double(g[i]) * d)
 
-        bwd_y_chunk = bwd_x_chunk
-        dtab = types.Array(types.float32, 1, "C", readonly=True)
-    else:
-
-        @njit(inline="always", cache=False)
-        def bwd_x_chunk(g, x, out, t, lo, hi):  # type: ignore[no-untyped-def]
-            for i in range(lo, hi):
-                xb = x[i]
-                d = SCALE_HI if pos(xb) else t[xb & low]
-                out[i] = to_small(to_double(g[i]) * d)
-
-        @njit(inline="always", cache=False)
-        def bwd_y_chunk(g, y, out, t, lo, hi):  # type: ignore[no-untyped-def]
-            for i in range(lo, hi):
-                yb = y[i]
-                d = SCALE_HI if pos(yb) else (to_double(yb) + SA_HI) + SA_LO
-                out[i] = to_small(to_double(g[i]) * d)
-
-        dtab = types.Array(types.float64, 1, "C", readonly=True)
-
+    f32r = types.Array(types.float32, 1, "C", readonly=True)
+    dxtab = types.Array(types.float64, 1, "C", readonly=True) if fmt == "bfloat16" else f32r
     u16r = types.Array(types.uint16, 1, "C", readonly=True)
     u16w = types.Array(types.uint16, 1, "C")
 
@@ -189,8 +170,8 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
 
     parts = {
         "forward": (fwd_chunk, 1, u16r),
-        "backward_x": (bwd_x_chunk, 2, dtab),
-        "backward_y": (bwd_y_chunk, 2, dtab),
+        "backward_x": (bwd_chunk, 2, dxtab),
+        "backward_y": (bwd_chunk, 2, f32r),
     }
     return lambda kind, par: driver(*parts[kind], par)
 
@@ -216,8 +197,7 @@ def _get(fmt: str, kind: str, par: bool) -> Tuple[Any, np.ndarray]:
                 _kernels[(fmt, kind, par)] = _makers[fmt](kind, par)
             k = _kernels[(fmt, kind, par)]
     fwd, dx, dy = _tables[fmt]
-    # bfloat16's backward from y computes y + SA itself: any table argument does
-    return k, {"forward": fwd, "backward_x": dx, "backward_y": dx if dy is None else dy}[kind]
+    return k, {"forward": fwd, "backward_x": dx, "backward_y": dy}[kind]
 
 
 def run(kind: str, fmt: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int) -> None:
