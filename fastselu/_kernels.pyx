@@ -359,8 +359,9 @@ def set_thread_source(fn):
 
 
 cdef inline int _plain(object a, bint writable):
-    """typenum of a plain, C-contiguous, aligned, native float array (BF16 for bfloat16),
-    else 0."""
+    """typenum of a plain, C-contiguous, aligned, native float32/float64 array, else 0.
+    (float16/bfloat16 take the front end's general path, which the fast-path contract in
+    _backends.py leaves them to: it also calls these kernels directly, without scratch.)"""
     if type(a) is not cnp.ndarray:
         return 0
     cdef cnp.ndarray arr = <cnp.ndarray>a
@@ -369,12 +370,8 @@ cdef inline int _plain(object a, bint writable):
         need |= cnp.NPY_ARRAY_WRITEABLE
     if (cnp.PyArray_FLAGS(arr) & need) != need or not cnp.PyArray_ISNOTSWAPPED(arr):
         return 0
-    return _kind_of(arr)
-
-
-cdef inline cnp.ndarray _empty_like(cnp.ndarray a):
-    """A new C-ordered array of a's shape and dtype (its typenum: bfloat16's is per process)."""
-    return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a), cnp.PyArray_TYPE(a), 0)
+    cdef int t = cnp.PyArray_TYPE(arr)
+    return t if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64 else 0
 
 
 cdef inline bint _same_shape(cnp.ndarray a, cnp.ndarray b):
@@ -417,7 +414,7 @@ def fast_forward(x, out, inplace):
     elif out is None:
         if cnp.PyArray_NDIM(xa) == 0:          # NumPy scalar result: the general path
             return NotImplemented
-        res = _empty_like(xa)
+        res = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
     else:
         if _plain(out, True) != t:
             return NotImplemented
@@ -429,7 +426,6 @@ def fast_forward(x, out, inplace):
     cdef char *px = <char *>cnp.PyArray_DATA(xa)
     cdef char *po = <char *>cnp.PyArray_DATA(res)
     if n > 0:
-        _prepare(t)
         with nogil:
             _run(KIND_FORWARD, t, px, px, po, n, nt)
     return res
@@ -445,7 +441,7 @@ def fast_backward(g, x, bint is_result, out):
     if out is None:
         if cnp.PyArray_NDIM(xa) == 0:          # NumPy scalar result: the general path
             return NotImplemented
-        res = _empty_like(xa)
+        res = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
     else:
         if _plain(out, True) != t:
             return NotImplemented
@@ -459,7 +455,6 @@ def fast_backward(g, x, bint is_result, out):
     cdef char *px = <char *>cnp.PyArray_DATA(xa)
     cdef char *po = <char *>cnp.PyArray_DATA(res)
     if n > 0:
-        _prepare(t)
         with nogil:
             _run(KIND_BACKWARD_Y if is_result else KIND_BACKWARD_X, t, pg, px, po, n, nt)
     return res
