@@ -45,6 +45,12 @@ def _compute(dt: np.dtype[Any]) -> Optional[np.dtype[Any]]:
     return cdt
 
 
+def _dropout_compute(rdt: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype the dropout kernels compute a result dtype in: float16 and bfloat16 in float32
+    (they have no 16-bit kernels), rounded once to the result."""
+    return _F64 if rdt == _F64 else _F32
+
+
 def _fmt(cdt: np.dtype[Any]) -> Optional[str]:
     """The backend's name for a 16-bit format (its arrays go as uint16 views), else None."""
     if cdt.itemsize != 2:
@@ -467,7 +473,7 @@ def _dropout_forward(x: Any, p: Any, seed: Any, feature: bool, training: bool,
     def call(xs: np.ndarray, os_: np.ndarray, start: int, nt: int) -> None:
         kernel(xs, os_, prm, key, start, inner, fused, nt)
 
-    _run_dropout(call, [xa], res, _COMPUTE[rdt.type], origin)
+    _run_dropout(call, [xa], res, _dropout_compute(rdt), origin)
     if inplace:
         return x
     return _finish(res, out)
@@ -536,7 +542,7 @@ def _dropout_backward(g: Any, x: Any, p: Any, seed: Any, feature: bool, training
         xs = arrs[1] if len(arrs) > 1 else gs
         kernel(gs, xs, os_, prm, key, start, inner, mode, nt)
 
-    _run_dropout(call, inputs, res, _COMPUTE[rdt.type], origin)
+    _run_dropout(call, inputs, res, _dropout_compute(rdt), origin)
     return _finish(res, out)
 
 

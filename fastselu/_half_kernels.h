@@ -241,9 +241,11 @@ FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint1
         __m256 ap = _mm256_and_ps(p, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
         __m256 tiny = _mm256_and_ps(_mm256_cmp_ps(ap, _mm256_set1_ps(0x1p-100f), _CMP_LT_OQ),
                                     _mm256_cmp_ps(ap, _mm256_setzero_ps(), _CMP_NEQ_OQ));
-        __m256i hard = t64 == NULL ? _mm256_setzero_si256()
-                       : _mm256_cmpgt_epi32(_mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)),
-                                            _mm256_set1_epi32((int)FS_BF16_HARD - 1));
+        /* |x| >= 80 (d(x) a double there); also tested for y, where it only costs time in
+         * rare cases and measured faster (1.4 -> 0.9 ns per element on Zen 3: the schedule
+         * gcc makes without it runs slower) */
+        __m256i hard = _mm256_cmpgt_epi32(_mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)),
+                                          _mm256_set1_epi32((int)FS_BF16_HARD - 1));
         if (_mm256_movemask_ps(_mm256_or_ps(tiny, _mm256_castsi256_ps(hard)))) {
             for (ptrdiff_t j = i; j < i + 8; j++)
                 out[j] = t64 == NULL ? fs_bwd_bf16(g[j], x[j], t) : fs_bwd_bf16_64(g[j], x[j], t64);
