@@ -4,10 +4,12 @@ The backends' fast paths (their contract is in `_backends`) take only the common
 calls, checked more cheaply, with the same results; every other call, and every error, is
 handled here.
 
-Backends only ever see 1-D C-contiguous native float32/float64 arrays of one dtype (see
-`_backends`).  Native contiguous arrays whose element orders agree go to the kernel in one call
-without copies; anything else (strides, byte swaps, float16, integers, unaligned data) streams
-through `np.nditer` in chunks, so scratch memory stays at a few MB whatever the array size.
+Backends only ever see 1-D C-contiguous native arrays of one dtype and length (see
+`_backends`): float32/float64, or uint16 views of float16/bfloat16 bits with ``fmt=`` naming the
+format.  Native contiguous arrays whose element orders agree go to the kernel in one call
+without copies; anything else (strides, byte swaps, integers, mixed dtypes, unaligned data)
+streams through `np.nditer` in chunks, so scratch memory stays at a few MB whatever the array
+size.  bfloat16 is ml_dtypes' user dtype, recognised by name without importing ml_dtypes.
 """
 
 from __future__ import annotations
@@ -25,8 +27,42 @@ CHUNK = 1 << 17
 ArrayResult = Union[np.ndarray, np.floating]
 
 _F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
-# Result dtype (as dtype.type) -> dtype the kernels compute in.
-_COMPUTE = {np.float16: _F32, np.float32: _F32, np.float64: _F64}
+# Float dtype (as dtype.type) -> the native dtype the kernels compute in (bfloat16: _compute).
+_COMPUTE = {np.float16: _F16, np.float32: _F32, np.float64: _F64}
+_EXPECTED = "float16, bfloat16, float32 or float64"
+
+
+def _is_bfloat16(dt: np.dtype[Any]) -> bool:
+    """ml_dtypes.bfloat16 (or another library's dtype of that name and layout)."""
+    return dt.kind == "V" and dt.itemsize == 2 and dt.name == "bfloat16"
+
+
+def _compute(dt: np.dtype[Any]) -> Optional[np.dtype[Any]]:
+    """The native dtype the kernels compute a float dtype in (itself), else None."""
+    cdt = _COMPUTE.get(dt.type)
+    if cdt is None and _is_bfloat16(dt):
+        cdt = np.dtype(dt.type)
+    return cdt
+
+
+def _dropout_compute(rdt: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype the dropout kernels compute a result dtype in: float16 and bfloat16 in float32
+    (they have no 16-bit kernels), rounded once to the result."""
+    return _F64 if rdt == _F64 else _F32
+
+
+def _fmt(cdt: np.dtype[Any]) -> Optional[str]:
+    """The backend's name for a 16-bit format (its arrays go as uint16 views), else None."""
+    if cdt.itemsize != 2:
+        return None
+    return "float16" if cdt == _F16 else "bfloat16"
+
+
+def _kernel_call(kernel: Callable[..., None], arrays: Any, nthreads: int, fmt: Optional[str]) -> None:
+    if fmt is None:
+        kernel(*arrays, nthreads)
+    else:
+        kernel(*(a.view(np.uint16) for a in arrays), nthreads, fmt=fmt)
 
 _OTHER_TYPES = (
     "use fastselu.dask for dask arrays or fastselu.torch for torch tensors, "
@@ -51,13 +87,14 @@ def _check_foreign(x: Any, name: str) -> None:
 
 
 def _result_dtype(dt: np.dtype[Any], name: str) -> np.dtype[Any]:
-    """Native result dtype for input dtype `dt`: floats keep their width, bool/int give float64."""
-    if dt.type in _COMPUTE:
-        return np.dtype(dt.type)
+    """Native result dtype for input dtype `dt`: floats keep their dtype, bool/int give float64."""
+    cdt = _compute(dt)
+    if cdt is not None:
+        return cdt
     if dt.kind in "biu":
         return _F64
     raise TypeError(
-        f"{name}: unsupported dtype {dt}; expected float16, float32 or float64 "
+        f"{name}: unsupported dtype {dt}; expected {_EXPECTED} "
         "(bool and integer inputs are computed as float64)"
     )
 
@@ -106,9 +143,9 @@ def _check_out(out: Any, shape: tuple[int, ...], rdt: np.dtype[Any]) -> np.ndarr
 def _check_inplace(x: Any) -> np.ndarray:
     if not isinstance(x, np.ndarray):
         raise TypeError(f"inplace=True needs a numpy.ndarray, got {type(x).__name__}")
-    if x.dtype.type not in _COMPUTE:
+    if _compute(x.dtype) is None:
         raise TypeError(
-            f"inplace=True needs a float16, float32 or float64 array, got dtype {x.dtype} "
+            f"inplace=True needs a {_EXPECTED} array, got dtype {x.dtype} "
             "(the result of integer and bool inputs is float64: call without inplace)"
         )
     _check_target(x, "the array given with inplace=True")
@@ -170,9 +207,10 @@ def _run(
         out = out.reshape(1)
     inputs = [_separate(a, out) for a in inputs]
     nthreads = _config.effective_num_threads()
+    fmt = _fmt(cdt)
     flat = _flat_views([*inputs, out], cdt)
     if flat is not None:
-        kernel(*flat, nthreads)
+        _kernel_call(kernel, flat, nthreads, fmt)
         return
     # Chunked path: nditer casts/byte-swaps/aligns chunk by chunk into contiguous buffers; with
     # order 'K' (the default) inputs and out are walked in the same element order.
@@ -190,7 +228,7 @@ def _run(
         )
         with it:
             for ops in it:
-                kernel(*ops, nthreads)
+                _kernel_call(kernel, ops, nthreads, fmt)
 
 
 def _finish(result: np.ndarray, returned: Any) -> ArrayResult:
@@ -213,16 +251,16 @@ def selu(
         if out is not None:
             raise ValueError("out and inplace=True cannot be combined; pass one of them")
         xa = _check_inplace(x)
-        _run(kernel, [xa], xa, _COMPUTE[xa.dtype.type])
+        _run(kernel, [xa], xa, _result_dtype(xa.dtype, "x"))
         return x  # type: ignore[return-value]
     xa = np.asarray(x)
     rdt = _result_dtype(xa.dtype, "x")
     if out is None:
         res = np.empty_like(xa, dtype=rdt, subok=False)
-        _run(kernel, [xa], res, _COMPUTE[rdt.type])
+        _run(kernel, [xa], res, rdt)
         return _finish(res, None)
     oa = _check_out(out, xa.shape, rdt)
-    _run(kernel, [xa], oa, _COMPUTE[rdt.type])
+    _run(kernel, [xa], oa, rdt)
     return out
 
 
@@ -252,14 +290,41 @@ def selu_backward(
         raise ValueError(
             f"grad_output has shape {g.shape} but x has shape {xa.shape}; expected equal shapes"
         )
+    # float16 with bfloat16 gives float32 (ml_dtypes' promotion, as JAX's)
     rdt = _result_dtype(np.result_type(g.dtype, xa.dtype), "grad_output and x")
-    cdt = _COMPUTE[rdt.type]
     if out is None:
         res = np.empty_like(xa, dtype=rdt, subok=False)
-        _run(kernel, [g, xa], res, cdt)
+        _run(kernel, [g, xa], res, rdt)
         return _finish(res, None)
     oa = _check_out(out, xa.shape, rdt)
-    _run(kernel, [g, xa], oa, cdt)
+    _run(kernel, [g, xa], oa, rdt)
+    return out
+
+
+def half_call(op: str, fmt: str, *arrays: np.ndarray, out: np.ndarray,
+              nthreads: Optional[int] = None) -> np.ndarray:
+    """The float16/bfloat16 kernels on int16/uint16 views of the bits, for callers whose 16-bit
+    data has no NumPy float dtype here (bfloat16 without ml_dtypes: fastselu.torch).
+
+    op: 'forward' (arrays = x), 'backward_x' (grad_output, x) or 'backward_y' (grad_output, y);
+    fmt: 'float16' or 'bfloat16'; arrays and `out`: C-contiguous int16/uint16 arrays of one
+    shape, `out` writable (it may be an input, or overlap one).  Returns `out`."""
+    kinds = {"forward": 1, "backward_x": 2, "backward_y": 2}
+    if op not in kinds or fmt not in ("float16", "bfloat16") or len(arrays) != kinds[op]:
+        raise ValueError(f"half_call: bad op/fmt/arity: {op!r}, {fmt!r}, {len(arrays)} arrays")
+    for a in (*arrays, out):
+        if not isinstance(a, np.ndarray) or a.dtype.char not in "hH":
+            raise TypeError("half_call: arrays must be int16/uint16 numpy arrays of the bits")
+        if not (a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative):
+            raise ValueError("half_call: arrays must be C-contiguous, aligned and native")
+        if a.shape != out.shape:
+            raise ValueError(f"half_call: shapes differ: {a.shape} and {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError("half_call: out is read-only")
+    if out.size:
+        ins = [_separate(a, out).reshape(-1) for a in arrays]
+        n = _config.effective_num_threads() if nthreads is None else nthreads
+        _kernel_call(getattr(_backends.active, op), [*ins, out.reshape(-1)], n, fmt)
     return out
 
 
@@ -412,7 +477,7 @@ def _dropout_forward(x: Any, p: Any, seed: Any, feature: bool, training: bool,
     def call(xs: np.ndarray, os_: np.ndarray, start: int, nt: int) -> None:
         kernel(xs, os_, prm, key, start, inner, fused, nt)
 
-    _run_dropout(call, [xa], res, _COMPUTE[rdt.type], origin)
+    _run_dropout(call, [xa], res, _dropout_compute(rdt), origin)
     if inplace:
         return x
     return _finish(res, out)
@@ -481,7 +546,7 @@ def _dropout_backward(g: Any, x: Any, p: Any, seed: Any, feature: bool, training
         xs = arrs[1] if len(arrs) > 1 else gs
         kernel(gs, xs, os_, prm, key, start, inner, mode, nt)
 
-    _run_dropout(call, inputs, res, _COMPUTE[rdt.type], origin)
+    _run_dropout(call, inputs, res, _dropout_compute(rdt), origin)
     return _finish(res, out)
 
 

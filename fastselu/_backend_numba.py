@@ -53,7 +53,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numba
 import numpy as np
@@ -76,17 +76,80 @@ ALIGN_ELEMS = 16
 # that arithmetic in float32; the negated ones fold the C kernels' fma(a, -c, b) (exact).
 
 from ._selu_constants import (  # noqa: E402
-    EXPS_C0, EXPS_C1, EXPS_C2, EXPS_C3, EXPS_C4, EXPS_C5, EXPS_C6, EXPS_C7,
-    EXPS_F_C0, EXPS_F_C1, EXPS_F_C2, EXPS_F_C3,
-    EXPSA_C0, EXPSA_C1, EXPSA_C2, EXPSA_C3, EXPSA_C4, EXPSA_C5, EXPSA_C6,
-    FS_T32_HI as T32_HI, FS_T32_LO as T32_LO, FS_T64_HI as T64_HI, FS_T64_LO as T64_LO,
-    L4_HI, L4_HI_F, L4_LO, L4_LO_F, LN2, LN2_HI, LN2_LO, LOG2E, LOG2E4, LOG2E4_F,
-    MAGIC, MAGIC_BIAS, MAGIC_BITS, MAGIC_F, MAGIC_F_BITS,
-    Q2_C0, Q2_C1, Q2_C2, Q2_C3, Q2_C4,
-    EXPM1_F_C0, EXPM1_F_C1, EXPM1_F_C2, EXPM1_F_C3, EXPM1_F_C4, EXPM1_F_C5,
-    LN2_HI_F, LN2_LO_F, LOG2E_F, MAGIC_BIAS_F, SA_HI_F, SA_LO_F, SCALE_DN_F, SCALE_UP_F,
-    Q3_C0, Q3_C1, Q3_C2, Q3_C3, Q3_C4, Q3_C5, Q3_C6, Q3_C7, Q3_C8, Q3_C9,
-    SA_HI, SA_LO, SA_LO2, SCALE_HI, SCALE_HI_F, SCALE_LO, SCALE_LO_F,
+    EXPM1_F_C0,
+    EXPM1_F_C1,
+    EXPM1_F_C2,
+    EXPM1_F_C3,
+    EXPM1_F_C4,
+    EXPM1_F_C5,
+    EXPS_C0,
+    EXPS_C1,
+    EXPS_C2,
+    EXPS_C3,
+    EXPS_C4,
+    EXPS_C5,
+    EXPS_C6,
+    EXPS_C7,
+    EXPS_F_C0,
+    EXPS_F_C1,
+    EXPS_F_C2,
+    EXPS_F_C3,
+    EXPSA_C0,
+    EXPSA_C1,
+    EXPSA_C2,
+    EXPSA_C3,
+    EXPSA_C4,
+    EXPSA_C5,
+    EXPSA_C6,
+    FS_T32_HI as T32_HI,
+    FS_T32_LO as T32_LO,
+    FS_T64_HI as T64_HI,
+    FS_T64_LO as T64_LO,
+    L4_HI,
+    L4_HI_F,
+    L4_LO,
+    L4_LO_F,
+    LN2,
+    LN2_HI,
+    LN2_HI_F,
+    LN2_LO,
+    LN2_LO_F,
+    LOG2E,
+    LOG2E4,
+    LOG2E4_F,
+    LOG2E_F,
+    MAGIC,
+    MAGIC_BIAS,
+    MAGIC_BIAS_F,
+    MAGIC_BITS,
+    MAGIC_F,
+    MAGIC_F_BITS,
+    Q2_C0,
+    Q2_C1,
+    Q2_C2,
+    Q2_C3,
+    Q2_C4,
+    Q3_C0,
+    Q3_C1,
+    Q3_C2,
+    Q3_C3,
+    Q3_C4,
+    Q3_C5,
+    Q3_C6,
+    Q3_C7,
+    Q3_C8,
+    Q3_C9,
+    SA_HI,
+    SA_HI_F,
+    SA_LO,
+    SA_LO2,
+    SA_LO_F,
+    SCALE_DN_F,
+    SCALE_HI,
+    SCALE_HI_F,
+    SCALE_LO,
+    SCALE_LO_F,
+    SCALE_UP_F,
 )
 
 _f32 = np.float32
@@ -862,19 +925,37 @@ def _dispatch(kind: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthrea
     _call(kind, arrays, out, nthreads)
 
 
-def forward(x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+def forward(x: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None) -> None:
     """out = SELU(x); out may be x."""
+    if fmt is not None:  # float16/bfloat16 bits (_half_numba)
+        return _half_run("forward", fmt, (x,), out, nthreads)
     _dispatch("forward", (x,), out, nthreads)
 
 
-def backward_x(g: np.ndarray, x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+def backward_x(
+    g: np.ndarray, x: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None
+) -> None:
     """out = g * SELU'(x); out may be g or x."""
+    if fmt is not None:  # float16/bfloat16 bits (_half_numba)
+        return _half_run("backward_x", fmt, (g, x), out, nthreads)
     _dispatch("backward_x", (g, x), out, nthreads)
 
 
-def backward_y(g: np.ndarray, y: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+def backward_y(
+    g: np.ndarray, y: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None
+) -> None:
     """out = g * (SCALE if y > 0 else y + SCALE*ALPHA); out may be g or y."""
+    if fmt is not None:  # float16/bfloat16 bits (_half_numba)
+        return _half_run("backward_y", fmt, (g, y), out, nthreads)
     _dispatch("backward_y", (g, y), out, nthreads)
+
+
+def _half_run(
+    kind: str, fmt: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int
+) -> None:
+    from . import _half_numba  # imported on the first 16-bit call
+
+    _half_numba.run(kind, fmt, arrays, out, nthreads)
 
 
 def threading_layer() -> str:

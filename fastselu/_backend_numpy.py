@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import decimal
 import math
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
-from . import _double_double as dd
+from . import _double_double as dd, _half
 from ._constants import (
     ALPHA_STR,
     SCALE_ALPHA_F64,
@@ -167,8 +167,10 @@ def _blocks(n: int) -> range:
 # ---- the seam ---------------------------------------------------------------------------------
 
 
-def forward(x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+def forward(x: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None) -> None:
     """out = SELU(x); out may be x."""
+    if fmt is not None:  # float16/bfloat16 bits: evaluated in float64, rounded once
+        return _half.evaluate("forward", fmt, forward, (x,), out)
     with np.errstate(all="ignore"):
         for s in _blocks(x.shape[0]):
             xb = x[s : s + BLOCK].astype(np.float64)  # a copy: out may alias x
@@ -183,8 +185,12 @@ def forward(x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
             out[s : s + BLOCK] = r  # the one rounding to the result dtype
 
 
-def backward_x(g: np.ndarray, x: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+def backward_x(
+    g: np.ndarray, x: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None
+) -> None:
     """out = g * SELU'(x): SCALE for x > 0, SCALE*ALPHA*exp(x) otherwise (NaN stays NaN)."""
+    if fmt is not None:  # float16/bfloat16 bits: evaluated in float64, rounded once
+        return _half.evaluate("backward_x", fmt, backward_x, (g, x), out)
     with np.errstate(all="ignore"):
         for s in _blocks(x.shape[0]):
             xb = x[s : s + BLOCK].astype(np.float64)
@@ -202,8 +208,12 @@ def backward_x(g: np.ndarray, x: np.ndarray, out: np.ndarray, nthreads: int) -> 
             _store_backward(out[s : s + BLOCK], d)
 
 
-def backward_y(g: np.ndarray, y: np.ndarray, out: np.ndarray, nthreads: int) -> None:
+def backward_y(
+    g: np.ndarray, y: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None
+) -> None:
     """out = g * (SCALE if y > 0 else y + SCALE*ALPHA), the sum compensated."""
+    if fmt is not None:  # float16/bfloat16 bits: evaluated in float64, rounded once
+        return _half.evaluate("backward_y", fmt, backward_y, (g, y), out)
     with np.errstate(all="ignore"):
         for s in _blocks(y.shape[0]):
             yb = y[s : s + BLOCK].astype(np.float64)

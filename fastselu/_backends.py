@@ -4,6 +4,8 @@ A backend module exposes the kernel seam used by `_api`: ``forward(x, out, nthre
 ``backward_x(g, x, out, nthreads)``, ``backward_y(g, y, out, nthreads)`` on 1-D C-contiguous
 native float32/float64 arrays of one dtype and length (``out`` either is an input's exact buffer
 or does not overlap it), and ``info() -> dict`` with keys 'simd' and 'openmp'.
+float16 and bfloat16 take the same three with ``fmt="float16"`` or ``"bfloat16"`` (keyword) on
+uint16 views of the bits (numba has no 16-bit float type; bfloat16 is a user dtype): see `_half`.
 Modules are imported lazily with importlib, so `import fastselu` never imports numba when the
 compiled backend loads.
 

@@ -2,6 +2,7 @@
 #ifndef FASTSELU_DISPATCH_H
 #define FASTSELU_DISPATCH_H
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     const char *name;
@@ -11,6 +12,15 @@ typedef struct {
     void (*backward_x_f64)(const double *, const double *, double *, ptrdiff_t);
     void (*backward_y_f32)(const float *, const float *, float *, ptrdiff_t);
     void (*backward_y_f64)(const double *, const double *, double *, ptrdiff_t);
+    /* float16 / bfloat16 as bit patterns (_half_kernels.h); half_init builds their tables and
+     * must have run once before the kernels are called from several threads at a time. */
+    void (*half_init)(void);
+    void (*forward_f16)(const uint16_t *, uint16_t *, ptrdiff_t);
+    void (*forward_bf16)(const uint16_t *, uint16_t *, ptrdiff_t);
+    void (*backward_x_f16)(const uint16_t *, const uint16_t *, uint16_t *, ptrdiff_t);
+    void (*backward_x_bf16)(const uint16_t *, const uint16_t *, uint16_t *, ptrdiff_t);
+    void (*backward_y_f16)(const uint16_t *, const uint16_t *, uint16_t *, ptrdiff_t);
+    void (*backward_y_bf16)(const uint16_t *, const uint16_t *, uint16_t *, ptrdiff_t);
 } fs_kernels;
 
 /* Variants compiled into this build, best first; the last one is always "baseline". */

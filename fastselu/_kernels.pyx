@@ -4,8 +4,12 @@
 
 Backend contract (shared by every backend, see fastselu/_backends.py): flat, C-contiguous,
 native-endian float32/float64 arrays of one dtype and length; ``out`` may be an input.
+float16 and bfloat16 arrays come either as themselves or as uint16/int16 views of their bits
+with ``fmt="float16"``/``"bfloat16"`` (the front end passes views: bfloat16 is a user dtype,
+recognised by name and item size without importing ml_dtypes).
 """
 cimport numpy as cnp
+from libc.stdint cimport uint16_t
 from cython.parallel cimport prange
 
 from . import _config, _targets
@@ -21,9 +25,23 @@ cdef extern from "_dispatch.h" nogil:
         void (*backward_x_f64)(const double *, const double *, double *, Py_ssize_t) noexcept nogil
         void (*backward_y_f32)(const float *, const float *, float *, Py_ssize_t) noexcept nogil
         void (*backward_y_f64)(const double *, const double *, double *, Py_ssize_t) noexcept nogil
+        void (*half_init)() noexcept nogil
+        void (*forward_f16)(const uint16_t *, uint16_t *, Py_ssize_t) noexcept nogil
+        void (*forward_bf16)(const uint16_t *, uint16_t *, Py_ssize_t) noexcept nogil
+        void (*backward_x_f16)(const uint16_t *, const uint16_t *, uint16_t *,
+                               Py_ssize_t) noexcept nogil
+        void (*backward_x_bf16)(const uint16_t *, const uint16_t *, uint16_t *,
+                                Py_ssize_t) noexcept nogil
+        void (*backward_y_f16)(const uint16_t *, const uint16_t *, uint16_t *,
+                               Py_ssize_t) noexcept nogil
+        void (*backward_y_bf16)(const uint16_t *, const uint16_t *, uint16_t *,
+                                Py_ssize_t) noexcept nogil
     int fs_num_variants()
     const fs_kernels *fs_variant(int i)
     int fs_variant_supported(int i)
+
+cdef extern from "numpy/ndarraytypes.h":
+    int NPY_USERDEF   # the first typenum of user dtypes (ml_dtypes' bfloat16 gets one)
 
 cdef extern from "<fenv.h>" nogil:
     ctypedef struct fexcept_t:
@@ -88,6 +106,8 @@ cdef enum:
     # promises 16-byte alignment, so neighbouring threads may write one line in common; that
     # costs a little speed at the boundary, never correctness (each element has one writer).
     ALIGN_ELEMS = 16
+    # Internal code of bfloat16 where the driver passes a typenum (a user dtype has no fixed one).
+    BF16 = -2
 
 cdef enum Kind:
     KIND_FORWARD      # a -> o
@@ -147,7 +167,25 @@ def info():
 set_simd(_config.SIMD_CAP)   # FASTSELU_SIMD as validated at import (None: no cap)
 
 
-cdef inline int _typenum(cnp.ndarray a, str name, bint writable) except -1:
+cdef int _bf16_typenum = -1   # ml_dtypes' bfloat16, once seen (its number is per process)
+
+
+cdef inline int _kind_of(cnp.ndarray a):
+    """The driver's code for a's dtype (typenum, or BF16), or 0 if the kernels do not take it."""
+    global _bf16_typenum
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64 or t == cnp.NPY_FLOAT16:
+        return t
+    if t == _bf16_typenum:
+        return BF16
+    if _bf16_typenum < 0 and t >= NPY_USERDEF and cnp.PyArray_ITEMSIZE(a) == 2:
+        if a.dtype.name == "bfloat16":
+            _bf16_typenum = t
+            return BF16
+    return 0
+
+
+cdef inline int _typenum(cnp.ndarray a, str name, bint writable, int fmt) except? -3:
     # The front end guarantees all of this; checking it here keeps a wrong call from ever
     # touching memory it should not (the checks cost tens of nanoseconds).
     if (not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISNOTSWAPPED(a)
@@ -156,9 +194,34 @@ cdef inline int _typenum(cnp.ndarray a, str name, bint writable) except -1:
     if writable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{name} is read-only")
     cdef int t = cnp.PyArray_TYPE(a)
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-        raise TypeError(f"{name} must be float32 or float64, not {a.dtype}")
+    if fmt != 0:
+        if t != cnp.NPY_UINT16 and t != cnp.NPY_INT16:
+            raise TypeError(f"{name} must be a uint16/int16 view of the bits, not {a.dtype}")
+        return fmt
+    t = _kind_of(a)
+    if t == 0:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, not {a.dtype}")
     return t
+
+
+cdef inline int _fmt_code(object fmt) except? -3:
+    if fmt is None:
+        return 0
+    if fmt == "float16":
+        return cnp.NPY_FLOAT16
+    if fmt == "bfloat16":
+        return BF16
+    raise ValueError(f"fmt must be None, 'float16' or 'bfloat16', not {fmt!r}")
+
+
+cdef inline int _itemsize(int code) noexcept nogil:
+    return 4 if code == cnp.NPY_FLOAT32 else (8 if code == cnp.NPY_FLOAT64 else 2)
+
+
+cdef inline void _prepare(int code) noexcept:
+    # Called with the GIL held: the 16-bit tables are built once, before any thread reads them.
+    if code == cnp.NPY_FLOAT16 or code == BF16:
+        K.half_init()
 
 
 cdef inline Py_ssize_t _threads_for(Py_ssize_t n, int nthreads) noexcept nogil:
@@ -177,7 +240,7 @@ cdef inline Py_ssize_t _bound(Py_ssize_t n, Py_ssize_t nt, Py_ssize_t i) noexcep
 
 cdef void _run(Kind kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
                Py_ssize_t nt) noexcept nogil:
-    cdef Py_ssize_t i, lo, hi, item = 4 if typenum == cnp.NPY_FLOAT32 else 8
+    cdef Py_ssize_t i, lo, hi, item = _itemsize(typenum)
     cdef fexcept_t saved
     # The kernels evaluate both branches of a select; whatever flags that raises must not leak
     # (SPEC: fastselu leaves the floating-point exception state as it found it).
@@ -195,7 +258,21 @@ cdef void _run(Kind kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
 cdef inline void _chunk(Kind kind, int typenum, char *a, char *b, char *o,
                         Py_ssize_t n) noexcept nogil:
     if kind == KIND_COPY:
-        memcpy(o, a, n * (4 if typenum == cnp.NPY_FLOAT32 else 8))
+        memcpy(o, a, n * _itemsize(typenum))
+    elif typenum == cnp.NPY_FLOAT16:
+        if kind == KIND_FORWARD:
+            K.forward_f16(<uint16_t *>a, <uint16_t *>o, n)
+        elif kind == KIND_BACKWARD_X:
+            K.backward_x_f16(<uint16_t *>a, <uint16_t *>b, <uint16_t *>o, n)
+        else:
+            K.backward_y_f16(<uint16_t *>a, <uint16_t *>b, <uint16_t *>o, n)
+    elif typenum == BF16:
+        if kind == KIND_FORWARD:
+            K.forward_bf16(<uint16_t *>a, <uint16_t *>o, n)
+        elif kind == KIND_BACKWARD_X:
+            K.backward_x_bf16(<uint16_t *>a, <uint16_t *>b, <uint16_t *>o, n)
+        else:
+            K.backward_y_bf16(<uint16_t *>a, <uint16_t *>b, <uint16_t *>o, n)
     elif kind == KIND_ADD:
         if typenum == cnp.NPY_FLOAT32:
             fs_add_f32(<float *>a, <float *>b, <float *>o, n)
@@ -217,10 +294,14 @@ cdef inline void _chunk(Kind kind, int typenum, char *a, char *b, char *o,
             K.backward_y_f64(<double *>a, <double *>b, <double *>o, n)
 
 
-cdef _call(Kind kind, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, int nthreads):
-    cdef int t = _typenum(a, "x" if kind == KIND_FORWARD else "grad_output", False)
-    if _typenum(out, "out", True) != t or (b is not None and _typenum(b, "x", False) != t):
+cdef _call(Kind kind, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, int nthreads, object fmt):
+    cdef int f = _fmt_code(fmt)
+    cdef int t = _typenum(a, "x" if kind == KIND_FORWARD else "grad_output", False, f)
+    if (_typenum(out, "out", True, f) != t
+            or (b is not None and _typenum(b, "x", False, f) != t)):
         raise TypeError("all arrays must have the same dtype")
+    if kind == KIND_ADD and _itemsize(t) == 2:
+        raise TypeError("add takes float32 or float64 arrays")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
     if cnp.PyArray_SIZE(out) != n or (b is not None and cnp.PyArray_SIZE(b) != n):
         raise ValueError("all arrays must have the same number of elements")
@@ -232,32 +313,33 @@ cdef _call(Kind kind, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, int nthread
     cdef Py_ssize_t nt = _threads_for(n, nthreads) if FS_OPENMP else 1
     if n == 0:
         return
+    _prepare(t)
     with nogil:
         _run(kind, t, pa, pb, po, n, nt)
 
 
-def forward(cnp.ndarray x not None, cnp.ndarray out not None, int nthreads):
-    _call(KIND_FORWARD, x, None, out, nthreads)
+def forward(cnp.ndarray x not None, cnp.ndarray out not None, int nthreads, fmt=None):
+    _call(KIND_FORWARD, x, None, out, nthreads, fmt)
 
 
 def backward_x(cnp.ndarray g not None, cnp.ndarray x not None, cnp.ndarray out not None,
-               int nthreads):
-    _call(KIND_BACKWARD_X, g, x, out, nthreads)
+               int nthreads, fmt=None):
+    _call(KIND_BACKWARD_X, g, x, out, nthreads, fmt)
 
 
 def backward_y(cnp.ndarray g not None, cnp.ndarray y not None, cnp.ndarray out not None,
-               int nthreads):
-    _call(KIND_BACKWARD_Y, g, y, out, nthreads)
+               int nthreads, fmt=None):
+    _call(KIND_BACKWARD_Y, g, y, out, nthreads, fmt)
 
 
 def copy(cnp.ndarray src not None, cnp.ndarray dst not None, int nthreads):
     """dst[:] = src with the kernels' threading (benchmark reference)."""
-    _call(KIND_COPY, src, None, dst, nthreads)
+    _call(KIND_COPY, src, None, dst, nthreads, None)
 
 
 def add(cnp.ndarray a not None, cnp.ndarray b not None, cnp.ndarray out not None, int nthreads):
     """out[:] = a + b with the kernels' threading (benchmark reference)."""
-    _call(KIND_ADD, a, b, out, nthreads)
+    _call(KIND_ADD, a, b, out, nthreads, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,7 +359,9 @@ def set_thread_source(fn):
 
 
 cdef inline int _plain(object a, bint writable):
-    """typenum of a plain, C-contiguous, aligned, native float array, else 0."""
+    """typenum of a plain, C-contiguous, aligned, native float32/float64 array, else 0.
+    (float16/bfloat16 take the front end's general path, which the fast-path contract in
+    _backends.py leaves them to: it also calls these kernels directly, without scratch.)"""
     if type(a) is not cnp.ndarray:
         return 0
     cdef cnp.ndarray arr = <cnp.ndarray>a

@@ -26,17 +26,18 @@ TARGETS: dict = {
         "avx512": {
             "flags": {
                 "unix": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mavx2", "-mfma",
-                         "-mprefer-vector-width=512"],
+                         "-mf16c", "-mprefer-vector-width=512"],
                 "msvc": ["/arch:AVX512"],
             },
             "probe": "defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)"
                      " && defined(__AVX512BW__)",
-            "features": ["avx512f", "avx512dq", "avx512vl", "avx512bw", "avx2", "fma"],
+            "features": ["avx512f", "avx512dq", "avx512vl", "avx512bw", "avx2", "fma", "f16c"],
         },
         "avx2": {
-            "flags": {"unix": ["-mavx2", "-mfma"], "msvc": ["/arch:AVX2"]},
+            # F16C (x86-64-v3 has it): the float16 kernels' conversions (_half_kernels.h)
+            "flags": {"unix": ["-mavx2", "-mfma", "-mf16c"], "msvc": ["/arch:AVX2"]},
             "probe": "defined(__AVX2__)",
-            "features": ["avx2", "fma"],
+            "features": ["avx2", "fma", "f16c"],
         },
         "baseline": {"flags": {"unix": [], "msvc": []}, "probe": "1", "features": []},
     },

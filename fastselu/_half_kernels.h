@@ -1,0 +1,296 @@
+/* float16 and bfloat16 kernels: correctly rounded, the same bits in every variant and platform.
+ *
+ * Included by every _simd_<isa>.c after _selu_kernels.h, whose float64 kernels and constants it
+ * uses.  Plain C (it compiles everywhere), with AVX2 loops for the backward where the build has
+ * AVX2, F16C and FMA; 16-bit values travel as their bit patterns (uint16_t).
+ *
+ * Design: a 16-bit format has only 2^16 inputs, so
+ * - forward: a table of the 2^16 results, looked up by bit pattern;
+ * - backward: g * d with d from a table of the 2^15 inputs with the sign bit set (d = SCALE for
+ *   x > 0): d(x) = SA*exp(x), d(y) = (y + SA_HI) + SA_LO, as float32 rounded to odd (fs_ro32),
+ *   so that g*d is exact in double (8 or 11 + 24 bits) and is rounded once by integer code; or
+ *   (AVX2) as p = g*d in float32 plus its exact error by fma, p rounded to odd, then one rounding
+ *   to nearest (F16C for float16): the same bits (Boldo and Melquiond: rounding to odd with 2
+ *   extra bits, then to nearest, is rounding to nearest once).  bfloat16's g reaches 2^128, so
+ *   where d(x) nears float32's subnormals (|x| >= 80) d stays a double, g*d rounded to double
+ *   first (exact for g = 1).  With g = 1 the product is d itself: d rounded once.  Other g: d's
+ *   rounding to odd adds < 2^-20 ULP (bound: 1 ULP).
+ * Tables are built at first use from the float64 kernels of _selu_kernels.h (the same IEEE
+ * operations everywhere, so every variant and platform builds the same bits), each entry
+ * rounded once from double (fs_to_f16 / fs_to_bf16: to nearest, ties to even).  Nothing is
+ * rounded to nearest through float32: that double rounding misrounds (the float16 backward at
+ * x = -0.1239 and -1.315 did).  tests/test_half.py checks all 2^16 inputs of each format,
+ * forward and backward with g = 1, in every variant: correctly rounded (<= 0.5 ULP).
+ * NaN: the forward returns the input's NaN quieted (table entry = input | quiet bit); backward
+ * NaNs are the default quiet NaN (0x7E00 / 0x7FC0), as in the float32/float64 kernels.
+ * Memory per variant, written when a 16-bit kernel first runs (fs_half_init; the driver calls it
+ * before going parallel): 2 x 128 KiB of results, 4 x 128 KiB of float32 derivatives, 256 KiB of
+ * bfloat16's double derivatives (read only where |x| >= 80).
+ */
+#ifndef FS_HALF_SHARED
+#define FS_HALF_SHARED
+#include <fenv.h>
+
+#define FS_F16_INF 0x7C00u
+#define FS_F16_QNAN 0x7E00u
+#define FS_F16_QUIET 0x0200u
+#define FS_BF16_INF 0x7F80u
+#define FS_BF16_QNAN 0x7FC0u
+#define FS_BF16_QUIET 0x0040u
+#define FS_MIN_SUBNORMAL 0x1p-1074
+
+FS_INLINE double fs_from_bits64(uint64_t b)
+{
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+FS_INLINE uint64_t fs_bits64(double d)
+{
+    uint64_t b;
+    memcpy(&b, &d, sizeof b);
+    return b;
+}
+
+/* Exact: normal and special values by rebiasing the exponent field (1023 - 15; an all-ones
+ * field stays all ones), subnormals as an integer times 2^-24. */
+FS_INLINE double fs_f16_to_double(uint16_t h)
+{
+    uint64_t a = h & 0x7FFFu;
+    uint64_t b = a >= FS_F16_INF ? (a << 42) | 0x7FF0000000000000ull
+                                 : (a << 42) + ((uint64_t)(1023 - 15) << 52);
+    double mag = a < 0x0400u ? (double)(int32_t)a * 0x1p-24 : fs_from_bits64(b);
+    return fs_from_bits64(fs_bits64(mag) | ((uint64_t)(h & 0x8000u) << 48));
+}
+
+/* Exact: bfloat16 is the top half of a float32. */
+FS_INLINE double fs_bf16_to_double(uint16_t h)
+{
+    uint32_t b = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return (double)f;
+}
+
+/* v rounded once to nearest (ties to even) into a format with M stored significand bits and
+ * exponent bias B; NaN gives the default quiet NaN.  At or above the normal range: round the
+ * double's significand at bit 52 - M by integer addition (a carry into the exponent is right)
+ * and rebias; from OVF (the midpoint above the largest finite value) on: inf.  Below it:
+ * |v| + MAGIC, whose ULP is the format's subnormal step, rounds once, and the low bits of the
+ * sum count those steps (up to 2^M: the smallest normal number). */
+#define FS_TO_SMALL(NAME, M, B, INF, QNAN, OVF, MAGIC)                                             \
+    FS_INLINE uint16_t NAME(double v)                                                              \
+    {                                                                                              \
+        uint64_t u = fs_bits64(v), a = u & 0x7FFFFFFFFFFFFFFFull;                                  \
+        uint64_t sign = (u >> 48) & 0x8000u;                                                       \
+        uint64_t norm = ((a + ((1ull << (51 - (M))) - 1u) + ((a >> (52 - (M))) & 1u)) >> (52 - (M))) \
+                        - ((uint64_t)(1023 - (B)) << (M));                                         \
+        uint64_t sub = fs_bits64(fabs(v) + (MAGIC)) - fs_bits64(MAGIC);                            \
+        uint64_t h = a < ((uint64_t)(1023 + 1 - (B)) << 52) ? sub                                  \
+                     : a >= fs_bits64(OVF) ? (uint64_t)(INF) : norm;                               \
+        return v != v ? (uint16_t)(QNAN) : (uint16_t)(sign | h);                                   \
+    }
+FS_TO_SMALL(fs_to_f16, 10, 15, FS_F16_INF, FS_F16_QNAN, 65520.0, 0x1p28)
+FS_TO_SMALL(fs_to_bf16, 7, 127, FS_BF16_INF, FS_BF16_QNAN, 0x1.ffp+127, 0x1p-81)
+
+/* v rounded to float32 "to odd" (truncated, the last bit set if inexact): rounding that once
+ * more to a format at least 2 bits narrower gives v rounded once (Boldo and Melquiond). */
+FS_INLINE float fs_ro32(double v)
+{
+    float f = (float)v;
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    if ((double)f != v && v == v) {
+        b -= fabs((double)f) > fabs(v);
+        b |= 1u;
+    }
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+/* x > 0 from the bit pattern: +0 < bits <= +inf (NaNs are not > 0). */
+FS_INLINE int fs_f16_pos(uint16_t b) { return (uint16_t)(b - 1u) < FS_F16_INF; }
+FS_INLINE int fs_bf16_pos(uint16_t b) { return (uint16_t)(b - 1u) < FS_BF16_INF; }
+#endif /* FS_HALF_SHARED */
+
+/* Per variant (each _simd_<isa>.c has its own copy, built by its own float64 kernels). */
+static uint16_t fs_fwd_tab_f16[1 << 16], fs_fwd_tab_bf16[1 << 16];
+/* Derivatives of the 2^15 inputs with the sign bit set, d(x) = SA*exp(x) and
+ * d(y) = (y + SA_HI) + SA_LO, as float32 rounded to odd (g*d is then exact in double, and in
+ * float32 plus an fma error term: see the AVX2 loops).  bfloat16's g reaches 2^128, so where
+ * d(x) nears float32's subnormals (|x| >= 80) it is kept as a double: fs_dx64_tab_bf16 holds
+ * that double there and the float32 one (exactly) elsewhere. */
+static float fs_dx_tab_f16[1 << 15], fs_dy_tab_f16[1 << 15];
+static float fs_dx_tab_bf16[1 << 15], fs_dy_tab_bf16[1 << 15];
+static double fs_dx64_tab_bf16[1 << 15];
+static float fs_scale_ro;
+#define FS_BF16_HARD 0x42A0u  /* |x| >= 80 (and inf, NaN): fs_dx64_tab_bf16's double */
+static volatile int fs_half_ready = 0;
+
+/* Derivative with g = 1 by the float64 kernel; SELU'(x) > 0 for finite x although SA*exp(x)
+ * underflows double below x ~ -745: keep the smallest positive double there, so that g = inf
+ * gives inf (as the float64 kernel does) and any finite g still rounds to 0. */
+FS_INLINE double fs_half_deriv(double x)
+{
+    double d = fs_bwd_x_f64_any(1.0, x);
+    return d == 0.0 && x != -INFINITY ? FS_MIN_SUBNORMAL : d;
+}
+
+void FS_NAME(fs_half_init)(void)
+{
+    if (fs_half_ready)
+        return;
+    fexcept_t saved;  /* the build raises flags (inexact, underflow): none may leak */
+    fegetexceptflag(&saved, FE_ALL_EXCEPT);
+    fs_scale_ro = fs_ro32(SCALE_HI);
+    for (uint32_t i = 0; i < (1u << 16); i++) {
+        double xh = fs_f16_to_double((uint16_t)i), xb = fs_bf16_to_double((uint16_t)i);
+        fs_fwd_tab_f16[i] = xh != xh ? (uint16_t)(i | FS_F16_QUIET) : fs_to_f16(fs_fwd_f64(xh));
+        fs_fwd_tab_bf16[i] = xb != xb ? (uint16_t)(i | FS_BF16_QUIET) : fs_to_bf16(fs_fwd_f64(xb));
+    }
+    for (uint32_t i = 0; i < (1u << 15); i++) {
+        double xh = fs_f16_to_double((uint16_t)(i | 0x8000u));
+        double xb = fs_bf16_to_double((uint16_t)(i | 0x8000u));
+        fs_dx_tab_f16[i] = fs_ro32(fs_half_deriv(xh));
+        fs_dy_tab_f16[i] = fs_ro32((xh + SA_HI) + SA_LO);
+        double db = fs_half_deriv(xb);
+        fs_dx_tab_bf16[i] = fs_ro32(db);
+        fs_dx64_tab_bf16[i] = i >= FS_BF16_HARD ? db : (double)fs_dx_tab_bf16[i];
+        fs_dy_tab_bf16[i] = fs_ro32((xb + SA_HI) + SA_LO);
+    }
+    fesetexceptflag(&saved, FE_ALL_EXCEPT);
+    fs_half_ready = 1;
+}
+
+/* Element by element, the definition of every result (the vector loops give the same bits):
+ * g times the tabulated d (or SCALE rounded to odd), in double, rounded once to the format.
+ * The product is exact except for bfloat16's double entries (|x| >= 80), where it is rounded
+ * to double first (g = 1: exact). */
+#define FS_HALF_ELEMENT(NAME, POS, TO_DOUBLE, TO_SMALL, T)                                         \
+FS_INLINE uint16_t NAME(uint16_t g, uint16_t x, const T *t)                                        \
+{                                                                                                  \
+    double d = POS(x) ? (double)fs_scale_ro : (double)t[x & 0x7FFFu];                              \
+    return TO_SMALL(TO_DOUBLE(g) * d);                                                             \
+}
+FS_HALF_ELEMENT(fs_bwd_f16, fs_f16_pos, fs_f16_to_double, fs_to_f16, float)
+FS_HALF_ELEMENT(fs_bwd_bf16, fs_bf16_pos, fs_bf16_to_double, fs_to_bf16, float)
+FS_HALF_ELEMENT(fs_bwd_bf16_64, fs_bf16_pos, fs_bf16_to_double, fs_to_bf16, double)
+#define fs_bwd_x_f16(g, x) fs_bwd_f16(g, x, fs_dx_tab_f16)
+#define fs_bwd_y_f16(g, y) fs_bwd_f16(g, y, fs_dy_tab_f16)
+#define fs_bwd_x_bf16(g, x) fs_bwd_bf16_64(g, x, fs_dx64_tab_bf16)
+#define fs_bwd_y_bf16(g, y) fs_bwd_bf16(g, y, fs_dy_tab_bf16)
+
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+#include <immintrin.h>
+/* The backward 8 lanes at a time in float32 (gcc vectorises none of the loops above: the table
+ * load is a gather): p = g*d rounded, e = g*d - p exactly by fma; p rounded to odd (one step
+ * toward zero where e has the other sign, last bit set where e != 0) is g*d to 24 bits and
+ * odd, so one more rounding to nearest (F16C for float16, integer code for bfloat16) gives g*d
+ * rounded once (Boldo and Melquiond): the bits of the element functions.  e is exact where
+ * |p| >= 2^-100; a vector with a smaller nonzero |p| there (or, for bfloat16, an |x| >= 80)
+ * runs the element functions instead.  (float16 needs no such check: below 2^-26 its result is
+ * +-0 whatever the rounding.) */
+FS_INLINE __m256 fs_ro_product8(__m256 gv, __m256 d, __m256 *p_out)
+{
+    __m256 p = _mm256_mul_ps(gv, d);
+    __m256 e = _mm256_fmsub_ps(gv, d, p);
+    __m256i inexact = _mm256_castps_si256(_mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_NEQ_OQ));
+    __m256i pb = _mm256_castps_si256(p);
+    /* -1 where e != 0 has the other sign than p (|p| is then above |g*d|) */
+    __m256i down = _mm256_and_si256(
+        _mm256_srai_epi32(_mm256_xor_si256(pb, _mm256_castps_si256(e)), 31), inexact);
+    pb = _mm256_or_si256(_mm256_add_epi32(pb, down), _mm256_and_si256(inexact, _mm256_set1_epi32(1)));
+    *p_out = p;
+    return _mm256_castsi256_ps(pb);
+}
+
+/* d for 8 lanes: the table entry, or SCALE rounded to odd where x > 0 (+0 < bits <= +inf) */
+FS_INLINE __m256 fs_deriv8(__m256i wx, const float *t, int inf)
+{
+    __m256 d = _mm256_i32gather_ps(t, _mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)), 4);
+    __m256i tpos = _mm256_and_si256(_mm256_add_epi32(wx, _mm256_set1_epi32(0xFFFF)),
+                                    _mm256_set1_epi32(0xFFFF));
+    __m256i pos = _mm256_cmpgt_epi32(_mm256_set1_epi32(inf), tpos);
+    return _mm256_blendv_ps(d, _mm256_set1_ps(fs_scale_ro), _mm256_castsi256_ps(pos));
+}
+
+FS_INLINE ptrdiff_t fs_bwd_f16_avx2(const uint16_t *g, const uint16_t *x, uint16_t *out,
+                                    ptrdiff_t n, const float *t)
+{
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 gv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + i)));
+        __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
+        __m256 p, r = fs_ro_product8(gv, fs_deriv8(wx, t, FS_F16_INF), &p);
+        r = _mm256_blendv_ps(r, _mm256_set1_ps(NAN), _mm256_cmp_ps(p, p, _CMP_UNORD_Q));
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT));
+    }
+    return i;
+}
+
+FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint16_t *out,
+                                     ptrdiff_t n, const float *t, const double *t64)
+{
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i wg = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(g + i)));
+        __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
+        __m256 gv = _mm256_castsi256_ps(_mm256_slli_epi32(wg, 16));
+        __m256 p, r = fs_ro_product8(gv, fs_deriv8(wx, t, FS_BF16_INF), &p);
+        __m256 ap = _mm256_and_ps(p, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
+        __m256 tiny = _mm256_and_ps(_mm256_cmp_ps(ap, _mm256_set1_ps(0x1p-100f), _CMP_LT_OQ),
+                                    _mm256_cmp_ps(ap, _mm256_setzero_ps(), _CMP_NEQ_OQ));
+        /* |x| >= 80 (d(x) a double there); also tested for y, where it only costs time in
+         * rare cases and measured faster (1.4 -> 0.9 ns per element on Zen 3: the schedule
+         * gcc makes without it runs slower) */
+        __m256i hard = _mm256_cmpgt_epi32(_mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)),
+                                          _mm256_set1_epi32((int)FS_BF16_HARD - 1));
+        if (_mm256_movemask_ps(_mm256_or_ps(tiny, _mm256_castsi256_ps(hard)))) {
+            for (ptrdiff_t j = i; j < i + 8; j++)
+                out[j] = t64 == NULL ? fs_bwd_bf16(g[j], x[j], t) : fs_bwd_bf16_64(g[j], x[j], t64);
+            continue;
+        }
+        /* to nearest even at bit 16; NaN: the default NaN */
+        __m256i rb = _mm256_castps_si256(r);
+        __m256i odd = _mm256_and_si256(_mm256_srli_epi32(rb, 16), _mm256_set1_epi32(1));
+        rb = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(rb, _mm256_set1_epi32(0x7FFF)), odd), 16);
+        rb = _mm256_blendv_epi8(rb, _mm256_set1_epi32(FS_BF16_QNAN),
+                                _mm256_castps_si256(_mm256_cmp_ps(p, p, _CMP_UNORD_Q)));
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm_packus_epi32(_mm256_castsi256_si128(rb), _mm256_extracti128_si256(rb, 1)));
+    }
+    return i;
+}
+#define fs_bwd_x_f16_avx2(g, x, out, n) fs_bwd_f16_avx2(g, x, out, n, fs_dx_tab_f16)
+#define fs_bwd_y_f16_avx2(g, y, out, n) fs_bwd_f16_avx2(g, y, out, n, fs_dy_tab_f16)
+#define fs_bwd_x_bf16_avx2(g, x, out, n) fs_bwd_bf16_avx2(g, x, out, n, fs_dx_tab_bf16, fs_dx64_tab_bf16)
+#define fs_bwd_y_bf16_avx2(g, y, out, n) fs_bwd_bf16_avx2(g, y, out, n, fs_dy_tab_bf16, NULL)
+#else
+#define fs_bwd_x_f16_avx2(g, x, out, n) ((ptrdiff_t)0)
+#define fs_bwd_y_f16_avx2(g, y, out, n) ((ptrdiff_t)0)
+#define fs_bwd_x_bf16_avx2(g, x, out, n) ((ptrdiff_t)0)
+#define fs_bwd_y_bf16_avx2(g, y, out, n) ((ptrdiff_t)0)
+#endif /* AVX2 */
+
+#define FS_HALF_KERNELS(S)                                                                         \
+void FS_NAME(fs_forward_##S)(const uint16_t *x, uint16_t *out, ptrdiff_t n)                        \
+{                                                                                                  \
+    FS_NAME(fs_half_init)();                                                                       \
+    const uint16_t *t = fs_fwd_tab_##S;                                                            \
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = t[x[i]];                                            \
+}                                                                                                  \
+void FS_NAME(fs_backward_x_##S)(const uint16_t *g, const uint16_t *x, uint16_t *out, ptrdiff_t n)  \
+{                                                                                                  \
+    FS_NAME(fs_half_init)();                                                                       \
+    ptrdiff_t i = fs_bwd_x_##S##_avx2(g, x, out, n);                                               \
+    for (; i < n; i++) out[i] = fs_bwd_x_##S(g[i], x[i]);                                          \
+}                                                                                                  \
+void FS_NAME(fs_backward_y_##S)(const uint16_t *g, const uint16_t *y, uint16_t *out, ptrdiff_t n)  \
+{                                                                                                  \
+    FS_NAME(fs_half_init)();                                                                       \
+    ptrdiff_t i = fs_bwd_y_##S##_avx2(g, y, out, n);                                               \
+    for (; i < n; i++) out[i] = fs_bwd_y_##S(g[i], y[i]);                                          \
+}
+FS_HALF_KERNELS(f16)
+FS_HALF_KERNELS(bf16)

@@ -1,0 +1,320 @@
+"""float16 and bfloat16: computed by the kernels themselves, correctly rounded on all 2^16 inputs.
+
+Every one of the 2^16 bit patterns of each format, forward and backward (from x and from y) with
+grad_output = 1, against exact values: <= 0.5 ULP (the SPEC's "correctly rounded"), in every SIMD
+variant this CPU runs and every backend; other grad_output <= 1 ULP; the same bits everywhere.
+The quick tests take long double (64-bit significand) as exact, and also check that no exact value
+lies within 1e-9 ULP of a rounding boundary, so that long double's own rounding (2^-53 ULP here)
+cannot hide a misrounding; the slow test takes mpmath at 100 bits for every negative input.
+bfloat16 parts need ml_dtypes (the `test` extra) and skip without it.
+"""
+
+import numpy as np
+import pytest
+
+import fastselu
+from fastselu import _api, _half, _ulp
+from util import run_python, switched_backend
+
+try:
+    import ml_dtypes
+except ImportError:  # pragma: no cover - ml_dtypes is in the test extra
+    ml_dtypes = None
+
+BACKENDS = fastselu.available_backends()
+needs_bf16 = pytest.mark.skipif(ml_dtypes is None, reason="ml_dtypes is not installed")
+FORMATS = ["float16", pytest.param("bfloat16", marks=needs_bf16)]
+NAN = {"float16": 0x7E00, "bfloat16": 0x7FC0}
+QUIET = {"float16": 0x0200, "bfloat16": 0x0040}
+
+try:
+    from fastselu import _kernels as K
+    VARIANTS = list(K.SUPPORTED)
+except ImportError:  # no compiled backend here
+    K, VARIANTS = None, []
+
+
+def dtype_of(fmt):
+    return np.dtype(np.float16) if fmt == "float16" else np.dtype(ml_dtypes.bfloat16)
+
+
+def all_inputs(fmt):
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(dtype_of(fmt))
+
+
+def bits(a):
+    return np.asarray(a).view(np.uint16)
+
+
+def run_all(fmt, g=None):
+    """(forward, backward_x, backward_y) of every input, with grad_output g (default 1)."""
+    x = all_inputs(fmt)
+    g = np.ones_like(x) if g is None else g
+    return (bits(fastselu.selu(x)), bits(fastselu.selu_backward(g, x)),
+            bits(fastselu.selu_backward(g, x, is_result=True)))
+
+
+_exact_cache = {}
+
+
+def exact(fmt, op, g=None):
+    """Long double exact values of every input (g = 1 unless given), cached for g = 1."""
+    key = (fmt, op)
+    if g is None and key in _exact_cache:
+        return _exact_cache[key]
+    x = _half.to_float64(all_inputs(fmt), fmt)
+    gg = 1.0 if g is None else _half.to_float64(g, fmt)
+    e = {"forward": lambda: _ulp.exact_selu(x),
+         "backward_x": lambda: _ulp.exact_selu_backward(gg, x),
+         "backward_y": lambda: _ulp.exact_selu_backward_result(gg, x)}[op]()
+    if g is None:
+        _exact_cache[key] = e
+    return e
+
+
+def check_rounding(fmt, results, g=None, bound=0.5):
+    """Max ULP error per op; with bound 0.5 also no exact value near a rounding boundary."""
+    worst = {}
+    for op, r in zip(("forward", "backward_x", "backward_y"), results):
+        e = exact(fmt, op, g)
+        err = _ulp.ulp_error(_half.to_float64(r, fmt), e, dtype_of(fmt))
+        worst[op] = float(err.max())
+        assert worst[op] <= bound, (fmt, op, worst[op], int(np.argmax(err)))
+        if bound == 0.5:
+            near = np.abs(np.abs(np.asarray(err, np.float64)) - 0.5) < 1e-9
+            assert not near.any(), (fmt, op, np.nonzero(near)[0][:5])
+    return worst
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_correctly_rounded_on_every_input(backend, fmt):
+    check_rounding(fmt, run_all(fmt))
+
+
+@pytest.mark.skipif(K is None, reason="no compiled backend")
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("simd", VARIANTS)
+def test_every_variant_correctly_rounded_and_bit_identical(fmt, simd):
+    with switched_backend("cython"):
+        before = K.simd()
+        try:
+            K.set_simd(simd)
+            got = run_all(fmt)
+            rng = np.random.default_rng(5)
+            g = rng.integers(0, 1 << 16, 1 << 16).astype(np.uint16).view(dtype_of(fmt))
+            got_g = run_all(fmt, g)
+            K.set_simd("baseline")
+            base = run_all(fmt), run_all(fmt, g)
+        finally:
+            K.set_simd(before)
+    check_rounding(fmt, got)
+    for a, b in zip(got + got_g, base[0] + base[1]):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.skipif(K is None, reason="no compiled backend")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_simd_variants_bit_identical_across_processes(fmt, tmp_path):
+    """FASTSELU_SIMD in fresh processes: each variant builds its tables itself, the same bits."""
+    code = f"""
+import sys, numpy as np, fastselu
+from fastselu import _half
+fmt = {fmt!r}
+dt = np.float16 if fmt == "float16" else __import__("ml_dtypes").bfloat16
+x = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(dt)
+g = np.random.default_rng(7).integers(0, 1 << 16, 1 << 16).astype(np.uint16).view(dt)
+r = [fastselu.selu(x), fastselu.selu_backward(g, x), fastselu.selu_backward(g, x, is_result=True)]
+np.save(sys.argv[1], np.stack([a.view(np.uint16) for a in r]))
+"""
+    results = []
+    for simd in VARIANTS:
+        out = tmp_path / f"{simd}.npy"
+        p = run_python(code, str(out), FASTSELU_SIMD=simd, FASTSELU_BACKEND="cython")
+        assert p.returncode == 0, p.stderr
+        results.append(np.load(out))
+    for r in results[1:]:
+        assert np.array_equal(r, results[0])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_backends_bit_identical(fmt):
+    """numba: the compiled backend's bits for every input and any g; numpy: for g = 1 (where
+    both are correctly rounded; elsewhere each is within 1 ULP)."""
+    rng = np.random.default_rng(11)
+    g = rng.integers(0, 1 << 16, 1 << 16).astype(np.uint16).view(dtype_of(fmt))
+    ref = {}
+    for name in BACKENDS:
+        with switched_backend(name):
+            ref[name] = run_all(fmt), run_all(fmt, g)
+    first = ref[BACKENDS[0]]
+    for name, (r1, rg) in ref.items():
+        for a, b in zip(r1, first[0]):
+            assert np.array_equal(a, b), name
+        if name != "numpy" and BACKENDS[0] != "numpy":
+            for a, b in zip(rg, first[1]):
+                assert np.array_equal(a, b), name
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_other_grad_output_within_one_ulp(backend, fmt):
+    rng = np.random.default_rng(3)
+    g = rng.integers(0, 1 << 16, 1 << 16).astype(np.uint16).view(dtype_of(fmt))
+    check_rounding(fmt, run_all(fmt, g), g=g, bound=1.0)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_nan_rules(backend, fmt):
+    x = all_inputs(fmt)
+    nan = np.isnan(_half.to_float64(x, fmt))
+    y, dx, dy = run_all(fmt)
+    assert np.array_equal(y[nan], bits(x)[nan] | QUIET[fmt])  # the input's NaN, quieted
+    assert (dx[nan] == NAN[fmt]).all() and (dy[nan] == NAN[fmt]).all()
+    # NaN grad_output, and inf * 0 at x = -inf, give the default NaN too
+    g = np.full_like(x, np.nan)
+    assert (bits(fastselu.selu_backward(g, x)) == NAN[fmt]).all()
+    v = np.array([-np.inf, -1.0, 1.0], dtype_of(fmt))
+    r = bits(fastselu.selu_backward(np.full_like(v, np.inf), v))
+    assert r[0] == NAN[fmt] and list(_half.to_float64(r[1:], fmt)) == [np.inf, np.inf]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_layouts_give_the_contiguous_bits(backend, fmt):
+    dt = dtype_of(fmt)
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((64, 48)) * 4).astype(dt)
+    g = (rng.standard_normal((64, 48))).astype(dt)
+    want_y = bits(fastselu.selu(np.ascontiguousarray(x)))
+    want_dx = bits(fastselu.selu_backward(g, x))
+    for view in (lambda a: a[::2, ::3], lambda a: a[::-1], lambda a: np.asfortranarray(a),
+                 lambda a: a.astype(a.dtype.newbyteorder())):
+        xv, gv = view(x), view(g)
+        sel = view(np.arange(x.size).reshape(x.shape))
+        y = fastselu.selu(xv)
+        assert y.dtype == dt and np.array_equal(bits(np.ascontiguousarray(y)).ravel(),
+                                                want_y.ravel()[sel.ravel()])
+        d = fastselu.selu_backward(gv, xv)
+        assert d.dtype == dt and np.array_equal(bits(np.ascontiguousarray(d)).ravel(),
+                                                want_dx.ravel()[sel.ravel()])
+    # in place on a strided view, out= on the input itself, a 0-d input
+    xs = x.copy()
+    assert fastselu.selu(xs[:, ::2], inplace=True) is not None
+    assert np.array_equal(bits(xs[:, ::2]), want_y[:, ::2]) and np.array_equal(bits(xs[:, 1::2]), bits(x)[:, 1::2])
+    xs = x.copy()
+    assert fastselu.selu(xs, out=xs) is xs and np.array_equal(bits(xs), want_y)
+    s = fastselu.selu(x[0, 0])
+    assert type(s) is dt.type and bits(np.asarray(s)) == want_y[0, 0]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_contiguous_inplace_and_out_allocate_nothing(fmt):
+    import tracemalloc
+
+    dt = dtype_of(fmt)
+    x = (np.random.default_rng(0).standard_normal(10**6) * 3).astype(dt)
+    out = np.empty_like(x)
+    g = np.ones_like(x)
+    for backend_name in [b for b in ("cython", "numba") if b in BACKENDS]:
+        with switched_backend(backend_name):
+            calls = [lambda: fastselu.selu(x, out=out), lambda: fastselu.selu_(out),
+                     lambda: fastselu.selu_backward(g, x, out=out),
+                     lambda: fastselu.selu_backward(g, out, is_result=True, out=out)]
+            for call in calls:
+                call()  # tables built, kernels compiled
+                tracemalloc.start()
+                try:
+                    call()
+                    peak = tracemalloc.get_traced_memory()[1]
+                finally:
+                    tracemalloc.stop()
+                assert peak < 16384, (backend_name, peak)
+
+
+@needs_bf16
+def test_dtype_rules():
+    bf, f16 = np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16)
+    one = np.ones(3)
+    for a, b, want in [(bf, bf, bf), (f16, f16, f16), (bf, f16, np.float32), (f16, bf, np.float32),
+                       (bf, np.float32, np.float32), (bf, np.float64, np.float64),
+                       (f16, np.float32, np.float32)]:
+        r = fastselu.selu_backward(one.astype(a), one.astype(b))
+        assert r.dtype == want, (a, b)
+    assert fastselu.selu(one.astype(bf)).dtype == bf
+    assert fastselu.selu(np.asarray(-1.0, bf)).dtype == bf
+    with pytest.raises(TypeError, match="float16, bfloat16, float32 or float64"):
+        fastselu.selu(one.astype(np.complex64))
+    with pytest.raises(TypeError, match="expected bfloat16"):
+        fastselu.selu(one.astype(bf), out=np.empty(3, np.float16))
+
+
+def test_bfloat16_recognised_without_importing_ml_dtypes():
+    code = """
+import sys, fastselu
+assert "ml_dtypes" not in sys.modules, "imported by fastselu"
+import ml_dtypes, numpy as np
+print(fastselu.selu(np.array([-1.0, 2.0], ml_dtypes.bfloat16)).dtype)
+"""
+    if ml_dtypes is None:
+        pytest.skip("ml_dtypes is not installed")
+    p = run_python(code)
+    assert p.returncode == 0 and p.stdout.strip() == "bfloat16", p.stderr
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bits_entry_point_for_views(fmt):
+    """_api.half_call: the same kernels on int16/uint16 views of the bits (fastselu.torch)."""
+    dt = dtype_of(fmt)
+    x = (np.random.default_rng(4).standard_normal((40, 30)) * 3).astype(dt)
+    g = np.ones_like(x)
+    xi, gi = x.view(np.int16), g.view(np.int16)
+    out = np.empty_like(xi)
+    _api.half_call("forward", fmt, xi, out=out)
+    assert np.array_equal(out.view(np.uint16), bits(fastselu.selu(x)))
+    _api.half_call("backward_x", fmt, gi, xi, out=out)
+    assert np.array_equal(out.view(np.uint16), bits(fastselu.selu_backward(g, x)))
+    y = xi.copy()
+    _api.half_call("forward", fmt, y, out=y)  # in place
+    _api.half_call("backward_y", fmt, gi, y, out=y)
+    assert np.array_equal(y.view(np.uint16), bits(fastselu.selu_backward(g, fastselu.selu(x), is_result=True)))
+    with pytest.raises(TypeError):
+        _api.half_call("forward", fmt, x.astype(np.float32), out=out)
+    with pytest.raises(ValueError):
+        _api.half_call("forward", fmt, xi[:, ::2], out=out[:, ::2])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(K is None, reason="no compiled backend")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_correctly_rounded_against_mpmath(fmt):
+    """mpmath at 100 bits for every negative finite input (positive ones are x*SCALE)."""
+    pytest.importorskip("mpmath")
+    x = all_inputs(fmt)
+    x64 = _half.to_float64(x, fmt)
+    neg = np.isfinite(x64) & (x64 < 0)
+    with switched_backend("cython"):
+        y, dx, dy = run_all(fmt)
+    one = np.ones(int(neg.sum()))
+    for r, e in [(y, _ulp.mp_selu(x64[neg])), (dx, _ulp.mp_selu_backward(one, x64[neg]))]:
+        err = _ulp.ulp_error(_half.to_float64(r[neg], fmt), e, dtype_of(fmt))
+        assert err.max() <= 0.5
+        assert not (np.abs(err - 0.5) < 1e-12).any()
+
+
+@pytest.mark.skipif(K is None, reason="no compiled backend")
+def test_fp_exception_flags_untouched_including_the_table_build():
+    """In a fresh process, so that the first call builds the tables (which raises flags)."""
+    code = """
+import ctypes, numpy as np
+from fastselu import _kernels as K
+libm = ctypes.CDLL("libm.so.6")
+FE_ALL = 0x3D
+x = np.array([-1e4, 6e4, np.nan, -1e-7, 0.5] * 1000, dtype=np.float16).view(np.uint16)
+out = np.empty_like(x)
+for fmt in ("float16", "bfloat16"):
+    for kernel, args in ((K.forward, (x,)), (K.backward_x, (x, x)), (K.backward_y, (x, x))):
+        libm.feclearexcept(FE_ALL)
+        kernel(*args, out, 1, fmt=fmt)
+        assert libm.fetestexcept(FE_ALL) == 0, (fmt, kernel)
+print("ok")
+"""
+    p = run_python(code, FASTSELU_BACKEND="cython")
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
