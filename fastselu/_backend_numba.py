@@ -67,7 +67,8 @@ _nbconfig: Any = numba.config  # attributes set at run time: opaque to type chec
 # Below this many elements per thread a parallel launch costs more than it saves (the cython
 # backend uses the same grain).
 GRAIN = 32768
-# Chunk boundaries fall on whole cache lines (16 float32 / 8 float64), as in the cython backend.
+# Chunk boundaries fall on multiples of 16 elements, as in the cython backend (its ALIGN_ELEMS
+# says what that does and does not promise about cache lines).
 ALIGN_ELEMS = 16
 
 # ---------------------------------------------------------------------------------------------
@@ -490,10 +491,10 @@ def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
     th = _lookup4(T32_HI, b0, b1)
     tl = _lookup4(T32_LO, b0, b1)
     p = _fma(s * s, _fma(_fma(_fma(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s)
-    l = _fma(th, p, tl)
+    lo = _fma(th, p, tl)
     pos = x > ZERO_F
     a = SCALE_HI_F if pos else th * t
-    bl = SCALE_LO_F if pos else l * t
+    bl = SCALE_LO_F if pos else lo * t
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > ZERO_F) & (ag <= FLT_MAX) else _canon32(g * a)
 
@@ -509,10 +510,10 @@ def _bwd_x_f64_fast(g, x):  # type: ignore[no-untyped-def]
     q = _fma(_fma(_fma(_fma(_fma(_fma(_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5), s, EXPS_C4), s,
              EXPS_C3), s, EXPS_C2), s, EXPS_C1), s, EXPS_C0)
     p = _fma(s * s, q, s)
-    l = _fma(th, p, tl)
+    lo = _fma(th, p, tl)
     pos = x > 0.0
     a = SCALE_HI if pos else th * t
-    bl = SCALE_LO if pos else l * t
+    bl = SCALE_LO if pos else lo * t
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= DBL_MAX) else _canon64(g * a)
 
@@ -774,7 +775,7 @@ def _get_parallel(kind: str, char: str) -> Any:
             k = _kernel(kind, _DTYPE_OF_CHAR[char], True)
         except MemoryError:  # transient, perhaps: run serially this time, try again next time
             return None
-        except Exception as exc:  # numba raises ValueError for a missing layer; be broad
+        except Exception as exc:  # noqa: BLE001 - numba raises ValueError for a missing layer
             _parallel_error = f"{type(exc).__name__}: {exc}".strip()
             _serial_only = True
             warnings.warn(
@@ -846,7 +847,9 @@ def _call_parallel(kernel: Any, args: Tuple[Any, ...], nt: int) -> None:
         numba.set_num_threads(saved)
 
 
-def _run_parallel(kind: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int) -> None:
+def _run_parallel(
+    kind: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int
+) -> None:
     """Run on min(nthreads, n // GRAIN, NUMBA_NUM_THREADS) threads.  While the threading layer
     is unknown (before the first launch) or is 'workqueue' (which aborts the process when two
     threads launch at once), launches hold a lock; a thread that finds it busy runs the serial
@@ -986,12 +989,17 @@ def _target() -> Tuple[str, str]:
 
 def info() -> Dict[str, Any]:
     """'simd' is None: numba compiles for the host CPU itself (see 'target_cpu'/'vector_isa'),
-    so FASTSELU_SIMD does not apply to this backend."""
+    so FASTSELU_SIMD does not apply to this backend.  'openmp' is True only under numba's 'omp'
+    threading layer (known once a parallel kernel has run); 'parallel' says whether kernels may
+    use more than one thread at all, under whichever layer."""
     cpu, isa = _target()
+    layer = threading_layer()
+    parallel = _MAX_THREADS > 1 and _parallel_error is None
     return {
         "simd": None,
-        "openmp": _MAX_THREADS > 1 and _parallel_error is None,
-        "threading_layer": threading_layer(),
+        "openmp": parallel and layer == "omp",
+        "parallel": parallel,
+        "threading_layer": layer,
         "concurrency": "lock while the layer is unknown or 'workqueue'; a busy lock runs serially",
         "parallel_error": _parallel_error,
         "numba": numba.__version__,
@@ -1043,7 +1051,7 @@ def _philox_fill(tmp, b0, nb, k0, k1):  # type: ignore[no-untyped-def]
         c3 = _U64(0)
         ka = k0
         kb = k1
-        for r in range(10):
+        for _ in range(10):
             p0 = _PH_M0 * c0
             p1 = _PH_M1 * c2
             c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ ka, p1 & _M32, (p0 >> _SH32) ^ c3 ^ kb, p0 & _M32
