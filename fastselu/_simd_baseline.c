@@ -2,3 +2,4 @@
  * (fastselu/_targets.py), always present. */
 #define FS_ISA baseline
 #include "_selu_kernels.h"
+#include "_dropout_kernels.h"
