@@ -138,8 +138,10 @@ FS_INLINE void fs_philox_fill(uint32_t *restrict tmp, uint64_t b0, ptrdiff_t nb,
             /* 4 x 8 transpose: block after block */
             __m256i ab_lo = _mm256_unpacklo_epi32(c0, c1), ab_hi = _mm256_unpackhi_epi32(c0, c1);
             __m256i cd_lo = _mm256_unpacklo_epi32(c2, c3), cd_hi = _mm256_unpackhi_epi32(c2, c3);
-            __m256i r0 = _mm256_unpacklo_epi64(ab_lo, cd_lo), r1 = _mm256_unpackhi_epi64(ab_lo, cd_lo);
-            __m256i r2 = _mm256_unpacklo_epi64(ab_hi, cd_hi), r3 = _mm256_unpackhi_epi64(ab_hi, cd_hi);
+            __m256i r0 = _mm256_unpacklo_epi64(ab_lo, cd_lo);
+            __m256i r1 = _mm256_unpackhi_epi64(ab_lo, cd_lo);
+            __m256i r2 = _mm256_unpacklo_epi64(ab_hi, cd_hi);
+            __m256i r3 = _mm256_unpackhi_epi64(ab_hi, cd_hi);
             __m256i *dst = (__m256i *)(tmp + 4 * t);
             _mm256_storeu_si256(dst, _mm256_permute2x128_si256(r0, r1, 0x20));
             _mm256_storeu_si256(dst + 1, _mm256_permute2x128_si256(r2, r3, 0x20));

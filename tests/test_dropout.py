@@ -456,7 +456,8 @@ def _cases(dtype, n=70001):
     x[:10] = [np.nan, np.inf, -np.inf, 0.0, -0.0, info.max, -info.max, info.tiny,
               info.smallest_subnormal, -info.smallest_subnormal]
     with np.errstate(over="ignore"):
-        x[10:2000] = (np.exp(rng.uniform(-800, 800, 1990)) * rng.choice([-1, 1], 1990)).astype(dtype)
+        big = np.exp(rng.uniform(-800, 800, 1990)) * rng.choice([-1, 1], 1990)
+        x[10:2000] = big.astype(dtype)
     g = (rng.standard_normal(n) * np.exp(rng.uniform(-30, 30, n))).astype(dtype)
     g[:25] = [np.nan, np.inf, -np.inf, 0.0, -0.0] * 5
     return g, x
