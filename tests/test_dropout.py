@@ -562,3 +562,43 @@ def test_mask_at_huge_logical_indices(backend, start):
     idx = np.arange(start, start + x.size, dtype=np.int64)
     keep = _dropout.words(idx, _dropout.key_of(77)) >= int(prm[_dropout.P_THRESH])
     assert np.array_equal(out > 0, keep)
+
+
+def _kept_everywhere(p, fmt):
+    prm = _dropout.params(p, fmt).copy()
+    prm[_dropout.P_THRESH] = 0.0  # every element kept: the value formula on every input
+    return prm
+
+
+def f32_reference(x, p, fused):
+    """a*(v + SA*p) for float32 x, in float64 (within ~2^-27 ULP of float32: exact enough),
+    with the constants and the sums as the kernels' double-double parts."""
+    prm = _dropout.params(p, "float64")
+    g = {k: prm[getattr(_dropout, "P_" + k)] for k in
+         ("A_HI", "B_HI", "B_LO", "C_HI", "L_HI", "L_LO", "AS_HI", "AB_HI")}
+    x64 = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        if not fused:
+            return (x64 + g["B_HI"] + g["B_LO"]) * g["A_HI"]
+        d = (x64 - g["L_HI"]) - g["L_LO"]  # x - L_HI is exact near ln q (Sterbenz)
+        return np.where(x64 > 0, g["AS_HI"] * x64 + g["AB_HI"], g["C_HI"] * np.expm1(d))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["alpha", "fused"])
+def test_float32_exhaustive(kind):
+    """Every float32 input, kept (p = 0.1): <= 1 ULP.  Minutes."""
+    p, fused = 0.1, kind == "fused"
+    prm = _kept_everywhere(p, "float32")
+    kernel = _api._dropout_backend().dropout
+    worst = 0.0
+    step = 1 << 24
+    out = np.empty(step, dtype=np.float32)
+    for lo in range(0, 1 << 32, step):
+        x = np.arange(lo, lo + step, dtype=np.uint64).astype(np.uint32).view(np.float32)
+        x = x[np.isfinite(x)]
+        o = out[: x.size]
+        kernel(x, o, prm, (1, 2), 0, 1, fused, fs.get_num_threads())
+        err = ulp_error(o, f32_reference(x, p, fused), np.float32)
+        worst = max(worst, float(err.max()))
+    assert worst <= 1.0, worst
