@@ -298,14 +298,13 @@ def _dropout_backend() -> Any:
     return active if hasattr(active, "dropout") else _backends.load("numpy")
 
 
-def _runs(shape: tuple[int, ...], origin: Origin) -> tuple[int, np.ndarray]:
+def _runs(shape: tuple[int, ...], size: int, origin: Origin) -> tuple[int, Any]:
     """(L, starts): the array's C-order elements form runs of L whose logical flat indices in
     the whole array are starts[r], starts[r] + 1, ...  `origin` = (shape of the whole array,
     offsets of this block in it), for blocks of a larger array (fastselu.dask); None: the
     array is the whole."""
-    size = int(np.prod(shape, dtype=np.int64))
     if origin is None:
-        return max(size, 1), np.zeros(1, dtype=np.int64)
+        return max(size, 1), (0,)
     whole, offsets = origin
     nd = len(shape)
     k = 0
@@ -331,7 +330,7 @@ def _run_dropout(call: Callable[..., None], inputs: list[np.ndarray], out: np.nd
         out = out.reshape(1)
     inputs = [_separate(a, out) for a in inputs]
     nthreads = _config.effective_num_threads()
-    run_len, starts = _runs(out.shape, origin)
+    run_len, starts = _runs(out.shape, out.size, origin)
 
     def pieces(ops: list[np.ndarray], pos: int) -> None:
         m, done = ops[0].shape[0], 0
@@ -343,7 +342,11 @@ def _run_dropout(call: Callable[..., None], inputs: list[np.ndarray], out: np.nd
 
     arrays = [*inputs, out]
     if all(a.dtype == cdt and a.flags.aligned and a.flags.c_contiguous for a in arrays):
-        pieces([a.reshape(-1) for a in arrays], 0)
+        flat = [a.reshape(-1) for a in arrays]
+        if origin is None:  # one run: the common case, without the loop
+            call(*flat, 0, nthreads)
+        else:
+            pieces(flat, 0)
         return
     read = ["readonly", "contig", "aligned", "nbo"]
     write = ["writeonly", "contig", "aligned", "nbo"]

@@ -88,6 +88,10 @@ def words(index: np.ndarray, key: tuple[int, int]) -> np.ndarray:
 
 def check_p(p: Any) -> float:
     """p as a float in [0, 1]: TypeError for a non-real (or bool), ValueError out of range/NaN."""
+    if type(p) is float:  # the common case, without the abc checks below
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p!r}")
+        return p
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
         raise TypeError(f"p must be a real number in [0, 1], got {type(p).__name__}")
     pf = float(p)
@@ -179,6 +183,12 @@ def params(p: float, fmt: str) -> np.ndarray:
     return prm
 
 
+_FMT_NAMES: dict[Any, str] = {}
+
+
 def fmt_name(dt: np.dtype[Any]) -> str:
     """'float16', 'bfloat16', 'float32' or 'float64' for a result dtype."""
-    return "bfloat16" if dt.name == "bfloat16" else str(np.dtype(dt.type).name)
+    name = _FMT_NAMES.get(dt.type)
+    if name is None:
+        name = _FMT_NAMES[dt.type] = "bfloat16" if dt.name == "bfloat16" else np.dtype(dt.type).name
+    return name
