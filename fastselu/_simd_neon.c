@@ -5,4 +5,5 @@
 #define FS_ISA neon
 #if defined(__aarch64__) || defined(_M_ARM64)
 #include "_selu_kernels.h"
+#include "_dropout_kernels.h"
 #endif
