@@ -520,9 +520,11 @@ def test_simd_variants_bit_identical():
         pytest.skip("the compiled backend is not in use")
     from fastselu import _kernels
 
+    import pathlib
+
     code = (
         "import sys, hashlib, numpy as np, fastselu as fs\n"
-        "sys.path.insert(0, 'tests')\n"
+        f"sys.path.insert(0, {str(pathlib.Path(__file__).resolve().parent)!r})\n"
         "import test_dropout as t\n"
         "h = hashlib.sha256()\n"
         "for dt in (np.float32, np.float64):\n"
