@@ -291,6 +291,13 @@ class SELU:
 Origin = Optional[tuple[tuple[int, ...], tuple[int, ...]]]
 
 
+def _dropout_compute(rdt: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype the dropout kernels compute in: float64, else float32 (float16 and bfloat16
+    stream through the float32 kernels in chunks; the kept values stay within 1 ULP and the
+    dropped constant is passed already rounded to the result dtype)."""
+    return _F64 if rdt.type is np.float64 else _F32
+
+
 def _dropout_backend() -> Any:
     """The active backend, or the numpy reference while the active one lacks the dropout
     kernels (the mask, and so the results within the SPEC's bounds, are the same)."""
@@ -415,7 +422,7 @@ def _dropout_forward(x: Any, p: Any, seed: Any, feature: bool, training: bool,
     def call(xs: np.ndarray, os_: np.ndarray, start: int, nt: int) -> None:
         kernel(xs, os_, prm, key, start, inner, fused, nt)
 
-    _run_dropout(call, [xa], res, _COMPUTE[rdt.type], origin)
+    _run_dropout(call, [xa], res, _dropout_compute(rdt), origin)
     if inplace:
         return x
     return _finish(res, out)
@@ -484,7 +491,7 @@ def _dropout_backward(g: Any, x: Any, p: Any, seed: Any, feature: bool, training
         xs = arrs[1] if len(arrs) > 1 else gs
         kernel(gs, xs, os_, prm, key, start, inner, mode, nt)
 
-    _run_dropout(call, inputs, res, _COMPUTE[rdt.type], origin)
+    _run_dropout(call, inputs, res, _dropout_compute(rdt), origin)
     return _finish(res, out)
 
 
