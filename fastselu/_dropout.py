@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _double_double as _dd
 from ._constants import SCALE_ALPHA_STR, SCALE_STR
 
 # Philox4x32-10 (Salmon et al., SC11; Random123's philox4x32_R with R = 10).
@@ -126,12 +127,6 @@ def key_of(seed: int) -> tuple[int, int]:
     return seed & _MASK32, seed >> 32
 
 
-def _split(d: Decimal) -> tuple[float, float, float]:
-    hi = float(d)  # correctly rounded
-    lo = float(d - Decimal(hi))
-    return hi, lo, float(d - Decimal(hi) - Decimal(lo))
-
-
 def _round_to(d: Decimal, fmt: str) -> float:
     """d rounded once (to nearest even) to the format, returned as the exact Python float."""
     if d == 0:
@@ -170,7 +165,7 @@ def params(p: float, fmt: str) -> np.ndarray:
             (P_A_HI, a), (P_B_HI, b), (P_C_HI, c), (P_L_HI, q.ln()),
             (P_AS_HI, a * Decimal(SCALE_STR)), (P_AB_HI, a * b), (P_ASA_HI, a * sa),
         ):
-            prm[i], prm[i + 1], lo2 = _split(v)
+            prm[i], prm[i + 1], lo2 = _dd.from_decimal(v, 3)
             if i in _THIRD:
                 prm[_THIRD[i]] = lo2
         prm[P_CST] = _round_to(-c, fmt)

@@ -10,7 +10,7 @@ import fastselu as fs
 from fastselu import _api, _dropout
 from fastselu._constants import SCALE_ALPHA_STR, SCALE_STR
 from fastselu._ulp import LD, _mp_to_ld, ulp_error
-from util import oracle_dtypes, same_floats
+from util import oracle_dtypes, same_floats, switched_backend
 
 mpmath = pytest.importorskip("mpmath")
 
