@@ -1,4 +1,5 @@
-"""Command line: ``python -m fastselu info`` and ``python -m fastselu bench [...]``."""
+"""Command line: ``python -m fastselu info``, ``python -m fastselu bench [...]`` and
+``python -m fastselu demo [--plot FILE.png]``."""
 
 from __future__ import annotations
 
@@ -13,13 +14,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastselu", description="fastselu tools")
     parser.add_argument(
         "command",
-        choices=["info", "bench"],
-        help="info: print the configuration; bench: run the benchmark (bench --help for options)",
+        choices=["info", "bench", "demo"],
+        help="info: print the configuration; bench: run the benchmark (bench --help for options); "
+        "demo: self-normalization through a deep SELU network (demo --help)",
     )
     # The bench options belong to fastselu._bench: pass everything after the command through.
-    if not args or args[0] not in ("info", "bench"):
+    if not args or args[0] not in ("info", "bench", "demo"):
         parser.parse_args(args)  # prints usage, exits 2 (or 0 for --help)
     command, rest = args[0], args[1:]
+    if command == "demo":
+        from . import _demo
+
+        return _demo.main(rest)
     if command == "info":
         if rest:
             parser.error(f"info takes no arguments, got {' '.join(rest)}")

@@ -356,6 +356,13 @@ class SELU:
 Origin = Optional[tuple[tuple[int, ...], tuple[int, ...]]]
 
 
+def _dropout_compute(rdt: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype the dropout kernels compute in: float64, else float32 (float16 and bfloat16
+    stream through the float32 kernels in chunks; the kept values stay within 1 ULP and the
+    dropped constant is passed already rounded to the result dtype)."""
+    return _F64 if rdt.type is np.float64 else _F32
+
+
 def _dropout_backend() -> Any:
     """The active backend, or the numpy reference while the active one lacks the dropout
     kernels (the mask, and so the results within the SPEC's bounds, are the same)."""
@@ -363,14 +370,13 @@ def _dropout_backend() -> Any:
     return active if hasattr(active, "dropout") else _backends.load("numpy")
 
 
-def _runs(shape: tuple[int, ...], origin: Origin) -> tuple[int, np.ndarray]:
+def _runs(shape: tuple[int, ...], size: int, origin: Origin) -> tuple[int, Any]:
     """(L, starts): the array's C-order elements form runs of L whose logical flat indices in
     the whole array are starts[r], starts[r] + 1, ...  `origin` = (shape of the whole array,
     offsets of this block in it), for blocks of a larger array (fastselu.dask); None: the
     array is the whole."""
-    size = int(np.prod(shape, dtype=np.int64))
     if origin is None:
-        return max(size, 1), np.zeros(1, dtype=np.int64)
+        return max(size, 1), (0,)
     whole, offsets = origin
     nd = len(shape)
     k = 0
@@ -396,7 +402,7 @@ def _run_dropout(call: Callable[..., None], inputs: list[np.ndarray], out: np.nd
         out = out.reshape(1)
     inputs = [_separate(a, out) for a in inputs]
     nthreads = _config.effective_num_threads()
-    run_len, starts = _runs(out.shape, origin)
+    run_len, starts = _runs(out.shape, out.size, origin)
 
     def pieces(ops: list[np.ndarray], pos: int) -> None:
         m, done = ops[0].shape[0], 0
@@ -408,7 +414,11 @@ def _run_dropout(call: Callable[..., None], inputs: list[np.ndarray], out: np.nd
 
     arrays = [*inputs, out]
     if all(a.dtype == cdt and a.flags.aligned and a.flags.c_contiguous for a in arrays):
-        pieces([a.reshape(-1) for a in arrays], 0)
+        flat = [a.reshape(-1) for a in arrays]
+        if origin is None:  # one run: the common case, without the loop
+            call(*flat, 0, nthreads)
+        else:
+            pieces(flat, 0)
         return
     read = ["readonly", "contig", "aligned", "nbo"]
     write = ["writeonly", "contig", "aligned", "nbo"]

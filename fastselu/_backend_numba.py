@@ -1320,19 +1320,46 @@ def _dropout_kernels(nt: int) -> Tuple[Any, int]:
 
 def _dropout_threads(n: int, nthreads: int) -> int:
     nt = _threads_for(n, nthreads) if n >= _PAR_MIN else 1
-    return nt if nt > 1 and _threads_startable(nt - 1) else 1
+    if nt > 1 and not _threads_startable(nt - 1 if _layer is not None else _MAX_THREADS):
+        return 1
+    return nt
+
+
+def _dropout_launch(which: int, args: Tuple[Any, ...], n: int, nthreads: int) -> None:
+    """Run driver `which` (0 forward, 1 backward) as _run_parallel runs the SELU kernels: the
+    same lock while the threading layer is unknown or 'workqueue', the serial twin otherwise."""
+    global _layer
+    (kernels, nt) = _dropout_kernels(_dropout_threads(n, nthreads))
+    if nt == 1:
+        kernels[which](*args, 1)
+        return
+    if _layer is not None and _layer != "workqueue":
+        _call_parallel(kernels[which], args, nt)
+        return
+    lock = _par_lock
+    if not lock.acquire(blocking=False):
+        _dropout_kernels(1)[0][which](*args, 1)
+        return
+    try:
+        _call_parallel(kernels[which], args, nt)
+        if _layer is None:
+            _layer = numba.threading_layer()
+    finally:
+        lock.release()
 
 
 def dropout(x: np.ndarray, out: np.ndarray, prm: np.ndarray, key: Tuple[int, int], start: int,
             inner: int, fused: bool, nthreads: int) -> None:
     """out = AlphaDropout(x) (of SELU(x) if fused); see fastselu/_backends.py."""
-    (fwd, _), nt = _dropout_kernels(_dropout_threads(out.shape[0], nthreads))
-    fwd(x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner), bool(fused), nt)
+    args = (x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner),
+            bool(fused))
+    _dropout_launch(0, args, out.shape[0], nthreads)
 
 
 def dropout_backward(g: np.ndarray, x: np.ndarray, out: np.ndarray, prm: np.ndarray,
                      key: Tuple[int, int], start: int, inner: int, mode: int,
                      nthreads: int) -> None:
     """out = the gradient of dropout(...); mode 0 plain, 1 fused from x, 2 fused from z."""
-    (_, bwd), nt = _dropout_kernels(_dropout_threads(out.shape[0], nthreads))
-    bwd(g, x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner), int(mode), nt)
+    args = (g, x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner),
+            int(mode))
+    _dropout_launch(1, args, out.shape[0], nthreads)

@@ -21,6 +21,16 @@ typedef struct {
     void (*backward_x_bf16)(const uint16_t *, const uint16_t *, uint16_t *, ptrdiff_t);
     void (*backward_y_f16)(const uint16_t *, const uint16_t *, uint16_t *, ptrdiff_t);
     void (*backward_y_bf16)(const uint16_t *, const uint16_t *, uint16_t *, ptrdiff_t);
+    /* AlphaDropout (_dropout_kernels.h): (x, out, n, prm, k0, k1, start, inner, fused) and
+     * (g, x, out, n, prm, k0, k1, start, inner, mode) */
+    void (*dropout_f32)(const float *, float *, ptrdiff_t, const double *, uint32_t, uint32_t,
+                        int64_t, int64_t, int);
+    void (*dropout_f64)(const double *, double *, ptrdiff_t, const double *, uint32_t, uint32_t,
+                        int64_t, int64_t, int);
+    void (*dropout_bwd_f32)(const float *, const float *, float *, ptrdiff_t, const double *,
+                            uint32_t, uint32_t, int64_t, int64_t, int);
+    void (*dropout_bwd_f64)(const double *, const double *, double *, ptrdiff_t, const double *,
+                            uint32_t, uint32_t, int64_t, int64_t, int);
 } fs_kernels;
 
 /* Variants compiled into this build, best first; the last one is always "baseline". */

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _double_double as _dd
 from ._constants import SCALE_ALPHA_STR, SCALE_STR
 
 # Philox4x32-10 (Salmon et al., SC11; Random123's philox4x32_R with R = 10).
@@ -88,6 +89,10 @@ def words(index: np.ndarray, key: tuple[int, int]) -> np.ndarray:
 
 def check_p(p: Any) -> float:
     """p as a float in [0, 1]: TypeError for a non-real (or bool), ValueError out of range/NaN."""
+    if type(p) is float:  # the common case, without the abc checks below
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p!r}")
+        return p
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
         raise TypeError(f"p must be a real number in [0, 1], got {type(p).__name__}")
     pf = float(p)
@@ -120,12 +125,6 @@ def draw_seed(seed: Any) -> int:
 
 def key_of(seed: int) -> tuple[int, int]:
     return seed & _MASK32, seed >> 32
-
-
-def _split(d: Decimal) -> tuple[float, float, float]:
-    hi = float(d)  # correctly rounded
-    lo = float(d - Decimal(hi))
-    return hi, lo, float(d - Decimal(hi) - Decimal(lo))
 
 
 def _round_to(d: Decimal, fmt: str) -> float:
@@ -166,7 +165,7 @@ def params(p: float, fmt: str) -> np.ndarray:
             (P_A_HI, a), (P_B_HI, b), (P_C_HI, c), (P_L_HI, q.ln()),
             (P_AS_HI, a * Decimal(SCALE_STR)), (P_AB_HI, a * b), (P_ASA_HI, a * sa),
         ):
-            prm[i], prm[i + 1], lo2 = _split(v)
+            prm[i], prm[i + 1], lo2 = _dd.from_decimal(v, 3)
             if i in _THIRD:
                 prm[_THIRD[i]] = lo2
         prm[P_CST] = _round_to(-c, fmt)
@@ -179,6 +178,12 @@ def params(p: float, fmt: str) -> np.ndarray:
     return prm
 
 
+_FMT_NAMES: dict[Any, str] = {}
+
+
 def fmt_name(dt: np.dtype[Any]) -> str:
     """'float16', 'bfloat16', 'float32' or 'float64' for a result dtype."""
-    return "bfloat16" if dt.name == "bfloat16" else str(np.dtype(dt.type).name)
+    name = _FMT_NAMES.get(dt.type)
+    if name is None:
+        name = _FMT_NAMES[dt.type] = "bfloat16" if dt.name == "bfloat16" else np.dtype(dt.type).name
+    return name

@@ -9,8 +9,8 @@ with ``fmt="float16"``/``"bfloat16"`` (the front end passes views: bfloat16 is a
 recognised by name and item size without importing ml_dtypes).
 """
 cimport numpy as cnp
-from libc.stdint cimport uint16_t
 from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint16_t, uint32_t
 
 from . import _config, _targets
 
@@ -36,6 +36,16 @@ cdef extern from "_dispatch.h" nogil:
                                Py_ssize_t) noexcept nogil
         void (*backward_y_bf16)(const uint16_t *, const uint16_t *, uint16_t *,
                                 Py_ssize_t) noexcept nogil
+        void (*dropout_f32)(const float *, float *, Py_ssize_t, const double *, uint32_t,
+                            uint32_t, int64_t, int64_t, int) noexcept nogil
+        void (*dropout_f64)(const double *, double *, Py_ssize_t, const double *, uint32_t,
+                            uint32_t, int64_t, int64_t, int) noexcept nogil
+        void (*dropout_bwd_f32)(const float *, const float *, float *, Py_ssize_t,
+                                const double *, uint32_t, uint32_t, int64_t, int64_t,
+                                int) noexcept nogil
+        void (*dropout_bwd_f64)(const double *, const double *, double *, Py_ssize_t,
+                                const double *, uint32_t, uint32_t, int64_t, int64_t,
+                                int) noexcept nogil
     int fs_num_variants()
     const fs_kernels *fs_variant(int i)
     int fs_variant_supported(int i)
@@ -340,6 +350,90 @@ def copy(cnp.ndarray src not None, cnp.ndarray dst not None, int nthreads):
 def add(cnp.ndarray a not None, cnp.ndarray b not None, cnp.ndarray out not None, int nthreads):
     """out[:] = a + b with the kernels' threading (benchmark reference)."""
     _call(KIND_ADD, a, b, out, nthreads, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# AlphaDropout (fastselu/_dropout_kernels.h): threads split the elements as above; each chunk
+# passes its own logical start index, so any split gives the same mask.
+
+cdef enum:
+    N_DROPOUT_PARAMS = 20   # FS_N_PARAMS, fastselu/_dropout.py's N_PARAMS
+
+
+cdef void _run_dropout(int bwd, int typenum, char *g, char *x, char *o, Py_ssize_t n,
+                       const double *prm, uint32_t k0, uint32_t k1, int64_t start,
+                       int64_t inner, int flag, Py_ssize_t nt) noexcept nogil:
+    cdef Py_ssize_t i, lo, hi, item = 4 if typenum == cnp.NPY_FLOAT32 else 8
+    cdef fexcept_t saved
+    fegetexceptflag(&saved, FE_ALL_EXCEPT)
+    if nt <= 1:
+        _dropout_chunk(bwd, typenum, g, x, o, n, prm, k0, k1, start, inner, flag)
+    else:
+        for i in prange(nt, num_threads=nt, schedule="static"):
+            lo = _bound(n, nt, i)
+            hi = _bound(n, nt, i + 1)
+            _dropout_chunk(bwd, typenum, g + lo * item, x + lo * item, o + lo * item, hi - lo,
+                           prm, k0, k1, start + lo, inner, flag)
+    fesetexceptflag(&saved, FE_ALL_EXCEPT)
+
+
+cdef inline void _dropout_chunk(int bwd, int typenum, char *g, char *x, char *o, Py_ssize_t n,
+                                const double *prm, uint32_t k0, uint32_t k1, int64_t start,
+                                int64_t inner, int flag) noexcept nogil:
+    if typenum == cnp.NPY_FLOAT32:
+        if bwd:
+            K.dropout_bwd_f32(<float *>g, <float *>x, <float *>o, n, prm, k0, k1, start, inner,
+                              flag)
+        else:
+            K.dropout_f32(<float *>x, <float *>o, n, prm, k0, k1, start, inner, flag)
+    else:
+        if bwd:
+            K.dropout_bwd_f64(<double *>g, <double *>x, <double *>o, n, prm, k0, k1, start,
+                              inner, flag)
+        else:
+            K.dropout_f64(<double *>x, <double *>o, n, prm, k0, k1, start, inner, flag)
+
+
+cdef _dropout_call(int bwd, cnp.ndarray g, cnp.ndarray x, cnp.ndarray out, cnp.ndarray prm,
+                   key, int64_t start, int64_t inner, int flag, int nthreads):
+    cdef int t = _typenum(x, "grad_output" if bwd else "x", False, 0)
+    if _typenum(out, "out", True, 0) != t or _typenum(g, "grad_output", False, 0) != t:
+        raise TypeError("all arrays must have the same dtype")
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        raise TypeError("the dropout kernels take float32 or float64 arrays")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    if cnp.PyArray_SIZE(out) != n or cnp.PyArray_SIZE(g) != n:
+        raise ValueError("all arrays must have the same number of elements")
+    if (cnp.PyArray_TYPE(prm) != cnp.NPY_FLOAT64 or not cnp.PyArray_IS_C_CONTIGUOUS(prm)
+            or not cnp.PyArray_ISNOTSWAPPED(prm) or cnp.PyArray_SIZE(prm) != N_DROPOUT_PARAMS):
+        raise ValueError(f"prm must be a contiguous float64 array of {N_DROPOUT_PARAMS} values")
+    if nthreads < 1 or start < 0 or inner < 1:
+        raise ValueError("nthreads and inner must be >= 1, start >= 0")
+    cdef uint32_t k0 = <uint32_t>int(key[0]), k1 = <uint32_t>int(key[1])
+    cdef Py_ssize_t nt = _threads_for(n, nthreads) if FS_OPENMP else 1
+    cdef char *pg = <char *>cnp.PyArray_DATA(g)
+    cdef char *px = <char *>cnp.PyArray_DATA(x)
+    cdef char *po = <char *>cnp.PyArray_DATA(out)
+    cdef const double *pp = <const double *>cnp.PyArray_DATA(prm)
+    if n == 0:
+        return
+    with nogil:
+        _run_dropout(bwd, t, pg, px, po, n, pp, k0, k1, start, inner, flag, nt)
+
+
+def dropout(cnp.ndarray x not None, cnp.ndarray out not None, cnp.ndarray prm not None, key,
+            int64_t start, int64_t inner, bint fused, int nthreads):
+    """out = AlphaDropout(x) (of SELU(x) if fused) for logical indices start, start + 1, ..."""
+    _dropout_call(0, x, x, out, prm, key, start, inner, fused, nthreads)
+
+
+def dropout_backward(cnp.ndarray g not None, cnp.ndarray x not None, cnp.ndarray out not None,
+                     cnp.ndarray prm not None, key, int64_t start, int64_t inner, int mode,
+                     int nthreads):
+    """The gradient of dropout(); mode 0 plain (x unused), 1 fused from x, 2 fused from z."""
+    if mode < 0 or mode > 2:
+        raise ValueError("mode must be 0, 1 or 2")
+    _dropout_call(1, g, x, out, prm, key, start, inner, mode, nthreads)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,4 +5,5 @@
 #if defined(__x86_64__) || defined(_M_X64) || defined(_M_AMD64)
 #include "_selu_kernels.h"
 #include "_half_kernels.h"
+#include "_dropout_kernels.h"
 #endif

@@ -3,3 +3,4 @@
 #define FS_ISA baseline
 #include "_selu_kernels.h"
 #include "_half_kernels.h"
+#include "_dropout_kernels.h"

@@ -6,4 +6,5 @@
 #if defined(__aarch64__) || defined(_M_ARM64)
 #include "_selu_kernels.h"
 #include "_half_kernels.h"
+#include "_dropout_kernels.h"
 #endif

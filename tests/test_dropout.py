@@ -10,7 +10,7 @@ import fastselu as fs
 from fastselu import _api, _dropout
 from fastselu._constants import SCALE_ALPHA_STR, SCALE_STR
 from fastselu._ulp import LD, _mp_to_ld, ulp_error
-from util import oracle_dtypes, same_floats
+from util import oracle_dtypes, same_floats, switched_backend
 
 mpmath = pytest.importorskip("mpmath")
 
@@ -447,3 +447,160 @@ def test_masks_uncorrelated_between_seeds_and_neighbours():
         assert _chi2_independent(k0, k1) < 15.1
         for lag in (1, 2, 3, 4, 5, 8):
             assert _chi2_independent(k0[:-lag], k0[lag:]) < 15.1, (s, lag)
+
+
+def _cases(dtype, n=70001):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(n) * 3).astype(dtype)
+    info = np.finfo(dtype)
+    x[:10] = [np.nan, np.inf, -np.inf, 0.0, -0.0, info.max, -info.max, info.tiny,
+              info.smallest_subnormal, -info.smallest_subnormal]
+    with np.errstate(over="ignore"):
+        big = np.exp(rng.uniform(-800, 800, 1990)) * rng.choice([-1, 1], 1990)
+        x[10:2000] = big.astype(dtype)
+    g = (rng.standard_normal(n) * np.exp(rng.uniform(-30, 30, n))).astype(dtype)
+    g[:25] = [np.nan, np.inf, -np.inf, 0.0, -0.0] * 5
+    return g, x
+
+
+def _all_results(dtype, n=70001):
+    g, x = _cases(dtype, n)
+    out = []
+    for p in (0.05, 0.5, 1.0):
+        z = fs.selu_alpha_dropout(x, p, seed=5)
+        out += [fs.alpha_dropout(x, p, seed=5), z, fs.alpha_dropout_backward(g, p, seed=5),
+                fs.selu_alpha_dropout_backward(g, x, p, seed=5),
+                fs.selu_alpha_dropout_backward(g, z, p, seed=5, is_result=True),
+                fs.selu_alpha_dropout(x[: n - n % 7].reshape(-1, 7, 1), p, seed=5,
+                                      feature=True).ravel()]
+    return out
+
+
+def _bits(arrays):
+    return [a.view(np.uint8).copy() for a in arrays]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cython_and_numba_bit_identical(dtype):
+    if not {"cython", "numba"} <= set(fs.available_backends()):
+        pytest.skip("needs the cython and numba backends")
+    with switched_backend("cython"):
+        a = _bits(_all_results(dtype))
+    with switched_backend("numba"):
+        b = _bits(_all_results(dtype))
+    for i, (u, v) in enumerate(zip(a, b)):
+        assert np.array_equal(u, v), i
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_threads_and_chunk_splits_bit_identical(backend, dtype, restore_threads):
+    n = 3 * 65536 + 5  # large enough for two threads
+    fs.set_num_threads(2)
+    a = _bits(_all_results(dtype, n))
+    fs.set_num_threads(1)
+    b = _bits(_all_results(dtype, n))
+    for i, (u, v) in enumerate(zip(a, b)):
+        assert np.array_equal(u, v), i
+    # a kernel call starting anywhere gives the same elements (what threads and chunks rely on)
+    g, x = _cases(dtype, 4099)
+    whole = fs.selu_alpha_dropout(x, 0.3, seed=9)
+    kernel = _api._dropout_backend().dropout
+    prm = _dropout.params(0.3, np.dtype(dtype).name)
+    for lo, hi in ((1, 4099), (3, 6), (1023, 3000), (5, 5)):
+        part = np.empty(hi - lo, dtype=dtype)
+        kernel(x[lo:hi].copy(), part, prm, _dropout.key_of(9), lo, 1, True, 1)
+        assert np.array_equal(part.view(np.uint8), whole[lo:hi].view(np.uint8))
+
+
+def test_simd_variants_bit_identical():
+    """Every variant this CPU runs gives the same bits (subprocesses with FASTSELU_SIMD)."""
+    from util import run_python
+
+    if fs.get_backend() != "cython":
+        pytest.skip("the compiled backend is not in use")
+    from fastselu import _kernels
+
+    import pathlib
+
+    code = (
+        "import sys, hashlib, numpy as np, fastselu as fs\n"
+        f"sys.path.insert(0, {str(pathlib.Path(__file__).resolve().parent)!r})\n"
+        "import test_dropout as t\n"
+        "h = hashlib.sha256()\n"
+        "for dt in (np.float32, np.float64):\n"
+        "    for a in t._all_results(dt, 20001): h.update(a.tobytes())\n"
+        "print(fs.show_config.__module__, h.hexdigest())\n"
+    )
+    digests = {}
+    for variant in _kernels.SUPPORTED:
+        r = run_python(code, FASTSELU_SIMD=variant, FASTSELU_BACKEND="cython")
+        assert r.returncode == 0, r.stderr
+        digests[variant] = r.stdout.split()[-1]
+    assert len(set(digests.values())) == 1, digests
+
+
+def test_kernel_header_parameter_layout():
+    """_dropout_kernels.h's FS_P_* are fastselu/_dropout.py's P_* (one layout, two languages)."""
+    import pathlib
+    import re
+
+    header = pathlib.Path(fs.__file__).parent / "_dropout_kernels.h"
+    if not header.exists():
+        pytest.skip("the kernel header is not installed")
+    found = dict(re.findall(r"#define FS_P_(\w+) (\d+)", header.read_text()))
+    assert found, "no FS_P_ constants"
+    for name, value in found.items():
+        assert getattr(_dropout, "P_" + name) == int(value), name
+    assert int(re.search(r"#define FS_N_PARAMS (\d+)", header.read_text())[1]) == _dropout.N_PARAMS
+
+
+@pytest.mark.parametrize("start", [2**34 - 37, 2**40 + 3, 2**62 + 1])
+def test_mask_at_huge_logical_indices(backend, start):
+    """Counters whose low word wraps inside a tile (arrays beyond 2^34 elements, dask blocks)."""
+    x = np.zeros(301)
+    prm = _dropout.params(0.5, "float64")
+    out = np.empty_like(x)
+    _api._dropout_backend().dropout(x, out, prm, _dropout.key_of(77), start, 1, False, 1)
+    idx = np.arange(start, start + x.size, dtype=np.int64)
+    keep = _dropout.words(idx, _dropout.key_of(77)) >= int(prm[_dropout.P_THRESH])
+    assert np.array_equal(out > 0, keep)
+
+
+def _kept_everywhere(p, fmt):
+    prm = _dropout.params(p, fmt).copy()
+    prm[_dropout.P_THRESH] = 0.0  # every element kept: the value formula on every input
+    return prm
+
+
+def f32_reference(x, p, fused):
+    """a*(v + SA*p) for float32 x, in float64 (within ~2^-27 ULP of float32: exact enough),
+    with the constants and the sums as the kernels' double-double parts."""
+    prm = _dropout.params(p, "float64")
+    g = {k: prm[getattr(_dropout, "P_" + k)] for k in
+         ("A_HI", "B_HI", "B_LO", "C_HI", "L_HI", "L_LO", "AS_HI", "AB_HI")}
+    x64 = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        if not fused:
+            return (x64 + g["B_HI"] + g["B_LO"]) * g["A_HI"]
+        d = (x64 - g["L_HI"]) - g["L_LO"]  # x - L_HI is exact near ln q (Sterbenz)
+        return np.where(x64 > 0, g["AS_HI"] * x64 + g["AB_HI"], g["C_HI"] * np.expm1(d))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["alpha", "fused"])
+def test_float32_exhaustive(kind):
+    """Every float32 input, kept (p = 0.1): <= 1 ULP.  Minutes."""
+    p, fused = 0.1, kind == "fused"
+    prm = _kept_everywhere(p, "float32")
+    kernel = _api._dropout_backend().dropout
+    worst = 0.0
+    step = 1 << 24
+    out = np.empty(step, dtype=np.float32)
+    for lo in range(0, 1 << 32, step):
+        x = np.arange(lo, lo + step, dtype=np.uint64).astype(np.uint32).view(np.float32)
+        x = x[np.isfinite(x)]
+        o = out[: x.size]
+        kernel(x, o, prm, (1, 2), 0, 1, fused, fs.get_num_threads())
+        err = ulp_error(o, f32_reference(x, p, fused), np.float32)
+        worst = max(worst, float(err.max()))
+    assert worst <= 1.0, worst

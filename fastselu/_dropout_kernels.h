@@ -1,0 +1,442 @@
+/* AlphaDropout kernels: fused SELU + AlphaDropout, AlphaDropout alone, and both backwards, with
+ * the counter-based Philox4x32-10 mask of the SPEC ("Self-normalizing companions").
+ *
+ * Included by every _simd_<isa>.c after _selu_kernels.h (whose helpers it uses: fs_reduce,
+ * fs_expm1_small_dd, fs_expm1_f32, fs_sa_exp_f32, fs_pow2, fs_fast2sum, fs_canon*), so each SIMD
+ * variant compiles it with its own flags; plain C that gcc vectorizes (Philox's 32x32->64-bit
+ * products become vpmuludq).  Mirrored operation for operation by fastselu/_backend_numba.py.
+ *
+ * The mask: element with logical index i (the flat C-order index in the whole array; with
+ * feature=True, i // inner) is kept iff word i % 4 of Philox4x32-10(counter (i/4 mod 2^32,
+ * i/4 >> 32, 0, 0), key (k0, k1)) >= floor(p * 2^32).  A kernel call covers elements start,
+ * start + 1, ... of the whole array, so threads, chunks and strided layouts (which the front end
+ * walks in C order) all see the same mask.  Each call works in tiles: the tile's Philox words
+ * first (one Philox call per four elements), then the values.
+ *
+ * The constants of one call (p, a, SA*p, ln(1 - p), ...) come in `prm`, a double array whose
+ * layout is fastselu/_dropout.py's P_* (tests/test_dropout.py checks the two agree): computed
+ * there once per p in exact decimal arithmetic and split into double-double (or, where sums
+ * cancel, triple-double) parts.
+ *
+ * Accuracy (kept elements <= 1 ULP of a*(v + SA*p), also where it cancels):
+ * - float32 in double: a*((v + B_hi) + B_lo); fused, x <= 0: C*expm1(x - ln q) (C = a*SA*q, the
+ *   factored form, so no cancellation is left), x > 0: a*SCALE*x + a*SA*p; rounded once.
+ * - float64 in double-double: v + SA*p as an exact TwoSum chain against the triple-double
+ *   SA*p, times a; fused: x - ln q against a triple-double ln q, then expm1 in double-double.
+ *   At x ~ ln q (or v ~ -SA*p) the result is ~2^-53 of the constants, which is why their
+ *   third words are needed there.
+ * Every element takes the same path (no branch on the data): the float64 extra precision costs
+ * a few more FMAs per element, well under the cost of the memory traffic at 1e7.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#ifndef FS_DROPOUT_SHARED
+#define FS_DROPOUT_SHARED
+
+/* Philox4x32-10 (Salmon et al., SC11; Random123) */
+#define FS_PHILOX_M0 0xD2511F53u
+#define FS_PHILOX_M1 0xCD9E8D57u
+#define FS_PHILOX_W0 0x9E3779B9u
+#define FS_PHILOX_W1 0xBB67AE85u
+
+/* Elements per tile: the Philox words of a tile sit in two 8 KB stack buffers. */
+#define FS_DROPOUT_TILE 2048
+
+/* Layout of `prm` (fastselu/_dropout.py, P_*) */
+#define FS_P_THRESH 0
+#define FS_P_A_HI 1
+#define FS_P_A_LO 2
+#define FS_P_B_HI 3
+#define FS_P_B_LO 4
+#define FS_P_C_HI 5
+#define FS_P_C_LO 6
+#define FS_P_L_HI 7
+#define FS_P_L_LO 8
+#define FS_P_AS_HI 9
+#define FS_P_AS_LO 10
+#define FS_P_AB_HI 11
+#define FS_P_AB_LO 12
+#define FS_P_ASA_HI 13
+#define FS_P_ASA_LO 14
+#define FS_P_CST 15
+#define FS_P_ZMIN 16
+#define FS_P_B_LO2 17
+#define FS_P_L_LO2 18
+#define FS_P_C_LO2 19
+#define FS_N_PARAMS 20
+
+/* tmp[4t + r] = word r of Philox4x32-10(counter b0 + t) for t < nb: plain C. */
+FS_INLINE void fs_philox_fill_scalar(uint32_t *restrict tmp, uint64_t b0, ptrdiff_t nb,
+                                     uint32_t k0, uint32_t k1)
+{
+    for (ptrdiff_t t = 0; t < nb; t++) {
+        uint64_t b = b0 + (uint64_t)t;
+        uint32_t c0 = (uint32_t)b, c1 = (uint32_t)(b >> 32), c2 = 0, c3 = 0;
+        uint32_t ka = k0, kb = k1;
+        for (int r = 0; r < 10; r++) {
+            uint64_t p0 = (uint64_t)FS_PHILOX_M0 * c0;
+            uint64_t p1 = (uint64_t)FS_PHILOX_M1 * c2;
+            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ ka;
+            uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ kb;
+            c1 = (uint32_t)p1;
+            c3 = (uint32_t)p0;
+            c0 = n0;
+            c2 = n2;
+            ka += FS_PHILOX_W0;
+            kb += FS_PHILOX_W1;
+        }
+        tmp[4 * t] = c0;
+        tmp[4 * t + 1] = c1;
+        tmp[4 * t + 2] = c2;
+        tmp[4 * t + 3] = c3;
+    }
+}
+#endif /* FS_DROPOUT_SHARED */
+
+/* Per ISA from here on (the shared part above is compiled once per translation unit). */
+#if defined(__AVX2__)
+#include <immintrin.h>
+/* Eight counters at once (b0 + 0..7, with no carry into the high word inside the call), the
+ * four words of each block stored block after block, as fs_philox_fill_scalar does.  gcc's own
+ * vectorization of the scalar loop shuffles every product across 128-bit lanes (2.2 ns per
+ * element on Zen 3).  Here the state stays in 64-bit lanes, blocks 0, 2, 4, 6 in one register
+ * and 1, 3, 5, 7 in another, each word in a lane's low half: vpmuludq reads only those, so a
+ * round is a product and a shift per word and half, and the high halves (garbage) never matter
+ * (0.72 ns per element).  The low halves are merged and transposed once at the end. */
+FS_INLINE void fs_philox_fill(uint32_t *restrict tmp, uint64_t b0, ptrdiff_t nb, uint32_t k0,
+                              uint32_t k1)
+{
+    ptrdiff_t t = 0;
+    if ((uint64_t)(uint32_t)b0 + (uint64_t)nb <= 0x100000000ull) {
+        const __m256i m0 = _mm256_set1_epi64x(FS_PHILOX_M0);
+        const __m256i m1 = _mm256_set1_epi64x(FS_PHILOX_M1);
+        const __m256i hi_word = _mm256_set1_epi64x((int64_t)(uint32_t)(b0 >> 32));
+        const __m256i even = _mm256_setr_epi64x(0, 2, 4, 6), odd = _mm256_setr_epi64x(1, 3, 5, 7);
+        for (; t + 8 <= nb; t += 8) {
+            __m256i base = _mm256_set1_epi64x((int64_t)((uint32_t)b0 + (uint32_t)t));
+            __m256i a0 = _mm256_add_epi64(base, even), b0v = _mm256_add_epi64(base, odd);
+            __m256i a1 = hi_word, b1 = hi_word, a2 = _mm256_setzero_si256();
+            __m256i b2 = a2, a3 = a2, b3 = a2;
+            uint32_t ka = k0, kb = k1;
+            for (int r = 0; r < 10; r++) {
+                __m256i key0 = _mm256_set1_epi64x((int64_t)ka);
+                __m256i key1 = _mm256_set1_epi64x((int64_t)kb);
+                __m256i pa0 = _mm256_mul_epu32(a0, m0), pa2 = _mm256_mul_epu32(a2, m1);
+                __m256i pb0 = _mm256_mul_epu32(b0v, m0), pb2 = _mm256_mul_epu32(b2, m1);
+                a0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(pa2, 32), a1), key0);
+                a2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(pa0, 32), a3), key1);
+                a1 = pa2;
+                a3 = pa0;
+                b0v = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(pb2, 32), b1), key0);
+                b2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(pb0, 32), b3), key1);
+                b1 = pb2;
+                b3 = pb0;
+                ka += FS_PHILOX_W0;
+                kb += FS_PHILOX_W1;
+            }
+            /* word r of blocks 0..7 in 32-bit lanes, then a 4 x 8 transpose */
+            __m256i c0 = _mm256_blend_epi32(a0, _mm256_slli_epi64(b0v, 32), 0xAA);
+            __m256i c1 = _mm256_blend_epi32(a1, _mm256_slli_epi64(b1, 32), 0xAA);
+            __m256i c2 = _mm256_blend_epi32(a2, _mm256_slli_epi64(b2, 32), 0xAA);
+            __m256i c3 = _mm256_blend_epi32(a3, _mm256_slli_epi64(b3, 32), 0xAA);
+            __m256i ab_lo = _mm256_unpacklo_epi32(c0, c1), ab_hi = _mm256_unpackhi_epi32(c0, c1);
+            __m256i cd_lo = _mm256_unpacklo_epi32(c2, c3), cd_hi = _mm256_unpackhi_epi32(c2, c3);
+            __m256i r0 = _mm256_unpacklo_epi64(ab_lo, cd_lo);
+            __m256i r1 = _mm256_unpackhi_epi64(ab_lo, cd_lo);
+            __m256i r2 = _mm256_unpacklo_epi64(ab_hi, cd_hi);
+            __m256i r3 = _mm256_unpackhi_epi64(ab_hi, cd_hi);
+            __m256i *dst = (__m256i *)(tmp + 4 * t);
+            _mm256_storeu_si256(dst, _mm256_permute2x128_si256(r0, r1, 0x20));
+            _mm256_storeu_si256(dst + 1, _mm256_permute2x128_si256(r2, r3, 0x20));
+            _mm256_storeu_si256(dst + 2, _mm256_permute2x128_si256(r0, r1, 0x31));
+            _mm256_storeu_si256(dst + 3, _mm256_permute2x128_si256(r2, r3, 0x31));
+        }
+    }
+    fs_philox_fill_scalar(tmp + 4 * t, b0 + (uint64_t)t, nb - t, k0, k1);
+}
+#else
+FS_INLINE void fs_philox_fill(uint32_t *restrict tmp, uint64_t b0, ptrdiff_t nb, uint32_t k0,
+                              uint32_t k1)
+{
+    fs_philox_fill_scalar(tmp, b0, nb, k0, k1);
+}
+#endif
+
+#ifndef FS_DROPOUT_SHARED2
+#define FS_DROPOUT_SHARED2
+/* The words deciding logical elements i0 .. i0 + m - 1, in order: a pointer into tmp, or into
+ * w (all zero when everything drops; repeated over the trailing dimensions in feature mode). */
+FS_INLINE const uint32_t *fs_dropout_words(uint32_t *restrict w, uint32_t *restrict tmp,
+                                           int64_t i0, ptrdiff_t m, int64_t inner,
+                                           uint32_t k0, uint32_t k1, int drop_all)
+{
+    if (drop_all) {
+        for (ptrdiff_t k = 0; k < m; k++) w[k] = 0;
+        return w;
+    }
+    int64_t j0 = inner == 1 ? i0 : i0 / inner;
+    int64_t nj = inner == 1 ? (int64_t)m : (i0 + m - 1) / inner - j0 + 1;
+    ptrdiff_t off = (ptrdiff_t)(j0 & 3);
+    fs_philox_fill(tmp, (uint64_t)(j0 >> 2), (ptrdiff_t)((off + nj + 3) >> 2), k0, k1);
+    if (inner == 1)
+        return tmp + off;
+    ptrdiff_t j = off;
+    int64_t rem = i0 - j0 * inner;
+    for (ptrdiff_t k = 0; k < m; k++) {
+        w[k] = tmp[j];
+        if (++rem == inner) {
+            rem = 0;
+            j++;
+        }
+    }
+    return w;
+}
+
+FS_INLINE double fs_two_sum(double a, double b, double *err)
+{
+    double s = a + b;
+    double bb = s - a;
+    *err = (a - (s - bb)) + (b - bb);
+    return s;
+}
+
+/* g * (dh + dl) rounded once where that is safe; for g = +-0, +-inf, NaN or an overflow one
+ * plain product (as fs_bwd_y_f64). */
+FS_INLINE double fs_dd_times(double g, double dh, double dl)
+{
+    double v = fma(g, dh, g * dl);
+    return g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * (dh + dl);
+}
+
+/* ---------------- float32: evaluated in double, rounded once ---------------- */
+
+FS_INLINE float fs_do_fwd_f32(float xf, int keep, const double *prm, int fused)
+{
+    double x = (double)xf;
+    double kept;
+    float zero;
+    if (fused) {
+        double t;
+        double d = (x - prm[FS_P_L_HI]) - prm[FS_P_L_LO];
+        double pp = fs_expm1_f32(fs_clamp_below(d, -128.0), &t);
+        double e = fma(t, pp, t - 1.0);
+        double neg = prm[FS_P_C_HI] * e;
+        double pos = fma(x, prm[FS_P_AS_HI], prm[FS_P_AB_HI]);
+        kept = x > 0.0 ? pos : neg;
+        zero = xf == -INFINITY ? -0.0f : xf * 0.0f;  /* SELU(-inf) = -SA is finite */
+    } else {
+        kept = ((x + prm[FS_P_B_HI]) + prm[FS_P_B_LO]) * prm[FS_P_A_HI];
+        zero = xf * 0.0f;
+    }
+    float dropped = (float)prm[FS_P_CST] + zero;
+    return fs_canon32(keep ? (float)kept : dropped);
+}
+
+FS_INLINE float fs_do_bwd_f32(float gf, float xf, int keep, const double *prm, int mode)
+{
+    double g = (double)gf;
+    double d;
+    if (mode == 0) {
+        d = prm[FS_P_A_HI];
+    } else if (mode == 1) {
+        double sa_exp = fs_sa_exp_f32(fs_clamp_below((double)xf, -200.0));
+        double d_neg = xf == -INFINITY ? 0.0 : sa_exp * prm[FS_P_A_HI];
+        d = xf > 0.0f ? prm[FS_P_AS_HI] : d_neg;
+    } else {
+        double z = (double)xf;
+        double d_neg = (z + prm[FS_P_C_HI]) + prm[FS_P_C_LO];
+        d = z >= prm[FS_P_ZMIN] ? prm[FS_P_AS_HI] : d_neg;
+    }
+    return fs_canon32(keep ? (float)(g * d) : gf * 0.0f);
+}
+
+/* ---------------- float64: double-double (and triple-double constants) ---------------- */
+
+FS_INLINE double fs_do_fwd_f64(double x, int keep, const double *prm, int fused)
+{
+    double kept, zero;
+    if (fused) {
+        /* x <= 0: C * expm1(d), d = x - ln q exactly to ~2^-150 of ln q */
+        double e1, e2, d_lo, r_hi, r_lo, p_hi, p_lo, tm1_lo, b_lo;
+        double s1 = fs_two_sum(x, -prm[FS_P_L_HI], &e1);
+        double s2 = fs_two_sum(s1, -prm[FS_P_L_LO], &e2);
+        double d = fs_two_sum(s2, (e1 + e2) - prm[FS_P_L_LO2], &d_lo);
+        int low = !(d >= -128.0);              /* expm1(-128) = -1 + 2^-185; NaN too */
+        d = low ? -128.0 : d;
+        d_lo = low ? 0.0 : d_lo;
+        double n = fs_reduce(d, &r_hi, &r_lo);
+        r_lo = r_lo + d_lo;
+        double t = fs_pow2(n);
+        fs_expm1_small_dd(r_hi, r_lo, &p_hi, &p_lo);
+        double tm1 = fs_fast2sum(-1.0, t, &tm1_lo);   /* t - 1 is exact for n <= 53 */
+        double b = fs_fast2sum(tm1, t * p_hi, &b_lo);
+        double e_lo = (b_lo + t * p_lo) + tm1_lo;
+        double neg = fma(prm[FS_P_C_HI], b, fma(prm[FS_P_C_HI], e_lo, prm[FS_P_C_LO] * b));
+        /* x > 0: a*SCALE*x + a*SA*p, both positive */
+        double se;
+        double h = prm[FS_P_AS_HI] * x;
+        double hl = fma(prm[FS_P_AS_HI], x, -h) + fma(prm[FS_P_AS_LO], x, prm[FS_P_AB_LO]);
+        double s = fs_two_sum(h, prm[FS_P_AB_HI], &se);
+        double pos = s + (se + hl);
+        pos = h - h == 0.0 ? pos : h;          /* overflow: inf */
+        kept = x > 0.0 ? pos : neg;
+        kept = x == x ? kept : x;
+        zero = x == -INFINITY ? -0.0 : x * 0.0;  /* SELU(-inf) = -SA is finite */
+    } else {
+        double e1, e2;
+        double s1 = fs_two_sum(x, prm[FS_P_B_HI], &e1);
+        double s = fs_two_sum(s1, prm[FS_P_B_LO], &e2);
+        double e = (e1 + e2) + prm[FS_P_B_LO2];
+        double r = fma(prm[FS_P_A_HI], s, fma(prm[FS_P_A_HI], e, prm[FS_P_A_LO] * s));
+        kept = s - s == 0.0 ? r : prm[FS_P_A_HI] * s;  /* +-inf, NaN */
+        zero = x * 0.0;
+    }
+    double dropped = prm[FS_P_CST] + zero;
+    return fs_canon64(keep ? kept : dropped);
+}
+
+/* g * K * exp(x) for x <= 0: fs_bwd_x_f64 with K = a*SA (a double-double) for SA. */
+FS_INLINE double fs_dropout_bwd_exp_f64(double g, double x, double k_hi, double k_lo)
+{
+    double xc = fs_clamp_below(x, -2000.0);
+    double r_hi, r_lo, p_hi, p_lo, s_lo;
+    double n = fs_reduce(xc, &r_hi, &r_lo);
+    fs_expm1_small_dd(r_hi, r_lo, &p_hi, &p_lo);
+    double s = fs_fast2sum(1.0, p_hi, &s_lo);
+    s_lo = s_lo + p_lo;
+    double d_hi = k_hi * s;
+    double d_lo = fma(k_hi, s, -d_hi) + fma(k_hi, s_lo, k_lo * s);
+    double n1 = n < -1000.0 ? -1000.0 : n;
+    double n23 = n - n1;
+    double n2 = n23 < -1000.0 ? -1000.0 : n23;
+    double n3 = n23 - n2;
+    int zero_d = x == -INFINITY;
+    double dh = zero_d ? 0.0 : d_hi * fs_pow2(n1);
+    double dl = zero_d ? 0.0 : d_lo * fs_pow2(n1);
+    return (fs_dd_times(g, dh, dl) * fs_pow2(n2)) * fs_pow2(n3);
+}
+
+FS_INLINE double fs_do_bwd_f64(double g, double x, int keep, const double *prm, int mode)
+{
+    double kept;
+    if (mode == 0) {
+        kept = fs_dd_times(g, prm[FS_P_A_HI], prm[FS_P_A_LO]);
+    } else if (mode == 1) {
+        double neg = fs_dropout_bwd_exp_f64(g, x, prm[FS_P_ASA_HI], prm[FS_P_ASA_LO]);
+        kept = x > 0.0 ? fs_dd_times(g, prm[FS_P_AS_HI], prm[FS_P_AS_LO]) : neg;
+    } else {  /* z + a*SA*q as in fs_bwd_y_f64, the constant in three words */
+        double s_lo;
+        double s = fs_two_sum(x, prm[FS_P_C_HI], &s_lo);
+        s_lo = s_lo + prm[FS_P_C_LO];
+        s_lo = s - s == 0.0 ? s_lo : 0.0;      /* z = -inf: the TwoSum error term is NaN */
+        int pos = x >= prm[FS_P_ZMIN];
+        double dh = pos ? prm[FS_P_AS_HI] : s;
+        double dl = pos ? prm[FS_P_AS_LO] : s_lo;
+        double dl2 = pos ? 0.0 : prm[FS_P_C_LO2];
+        double v = fma(g, dh, fma(g, dl, g * dl2));
+        kept = g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * ((dh + dl) + dl2);
+    }
+    return fs_canon64(keep ? kept : g * 0.0);
+}
+#endif /* FS_DROPOUT_SHARED2 */
+
+/* ---------------- the per-ISA entry points ---------------- */
+
+/* The tile loops.  `fused`/`mode` are loop-invariant: each value loop is instantiated for one
+ * of them (the switch outside the loop) so that it vectorizes without a per-element branch. */
+#define FS_DROPOUT_BODY(...)                                                                   \
+    /* a local copy: `out` may not alias it, so its loads leave the loops */                   \
+    double prm[FS_N_PARAMS];                                                                   \
+    memcpy(prm, params, sizeof prm);                                                           \
+    uint32_t w[FS_DROPOUT_TILE];                                                               \
+    uint32_t tmp[FS_DROPOUT_TILE + 8];                                                         \
+    int drop_all = prm[FS_P_THRESH] >= 4294967296.0;                                           \
+    uint32_t thr = drop_all ? 0u : (uint32_t)prm[FS_P_THRESH];                                 \
+    for (ptrdiff_t t0 = 0; t0 < n; t0 += FS_DROPOUT_TILE) {                                    \
+        ptrdiff_t m = n - t0 < FS_DROPOUT_TILE ? n - t0 : FS_DROPOUT_TILE;                     \
+        const uint32_t *wk = fs_dropout_words(w, tmp, start + (int64_t)t0, m, inner, k0, k1,    \
+                                              drop_all);                                       \
+        __VA_ARGS__                                                                            \
+    }
+
+void FS_NAME(fs_dropout_f32)(const float *x, float *out, ptrdiff_t n, const double *params,
+                             uint32_t k0, uint32_t k1, int64_t start, int64_t inner, int fused)
+{
+    FS_DROPOUT_BODY(
+        const float *xs = x + t0;
+        float *os = out + t0;
+        if (fused) {
+            FS_IVDEP
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_fwd_f32(xs[k], (wk[k] >= thr) & !drop_all, prm, 1);
+        } else {
+            FS_IVDEP
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_fwd_f32(xs[k], (wk[k] >= thr) & !drop_all, prm, 0);
+        })
+}
+
+void FS_NAME(fs_dropout_f64)(const double *x, double *out, ptrdiff_t n, const double *params,
+                             uint32_t k0, uint32_t k1, int64_t start, int64_t inner, int fused)
+{
+    FS_DROPOUT_BODY(
+        const double *xs = x + t0;
+        double *os = out + t0;
+        if (fused) {
+            FS_IVDEP
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_fwd_f64(xs[k], (wk[k] >= thr) & !drop_all, prm, 1);
+        } else {
+            FS_IVDEP
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_fwd_f64(xs[k], (wk[k] >= thr) & !drop_all, prm, 0);
+        })
+}
+
+void FS_NAME(fs_dropout_bwd_f32)(const float *g, const float *x, float *out, ptrdiff_t n,
+                                 const double *params, uint32_t k0, uint32_t k1, int64_t start,
+                                 int64_t inner, int mode)
+{
+    FS_DROPOUT_BODY(
+        const float *gs = g + t0;
+        const float *xs = x + t0;
+        float *os = out + t0;
+        if (mode == 0) {
+            FS_IVDEP
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_bwd_f32(gs[k], gs[k], (wk[k] >= thr) & !drop_all, prm, 0);
+        } else if (mode == 1) {
+            FS_IVDEP
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_bwd_f32(gs[k], xs[k], (wk[k] >= thr) & !drop_all, prm, 1);
+        } else {
+            FS_IVDEP
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_bwd_f32(gs[k], xs[k], (wk[k] >= thr) & !drop_all, prm, 2);
+        })
+}
+
+void FS_NAME(fs_dropout_bwd_f64)(const double *g, const double *x, double *out, ptrdiff_t n,
+                                 const double *params, uint32_t k0, uint32_t k1, int64_t start,
+                                 int64_t inner, int mode)
+{
+    FS_DROPOUT_BODY(
+        const double *gs = g + t0;
+        const double *xs = x + t0;
+        double *os = out + t0;
+        if (mode == 0) {
+            FS_IVDEP
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_bwd_f64(gs[k], gs[k], (wk[k] >= thr) & !drop_all, prm, 0);
+        } else if (mode == 1) {
+            FS_IVDEP
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_bwd_f64(gs[k], xs[k], (wk[k] >= thr) & !drop_all, prm, 1);
+        } else {
+            FS_IVDEP
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_bwd_f64(gs[k], xs[k], (wk[k] >= thr) & !drop_all, prm, 2);
+        })
+}
+#undef FS_DROPOUT_BODY
