@@ -58,7 +58,9 @@ def _fmt(cdt: np.dtype[Any]) -> Optional[str]:
     return "float16" if cdt == _F16 else "bfloat16"
 
 
-def _kernel_call(kernel: Callable[..., None], arrays: Any, nthreads: int, fmt: Optional[str]) -> None:
+def _kernel_call(
+    kernel: Callable[..., None], arrays: Any, nthreads: int, fmt: Optional[str]
+) -> None:
     if fmt is None:
         kernel(*arrays, nthreads)
     else:

@@ -1,4 +1,4 @@
-"""float16/bfloat16 kernels for the numba backend: ``_half_kernels.h`` ported operation for operation.
+"""float16/bfloat16 kernels for the numba backend: ``_half_kernels.h``, operation for operation.
 
 numba has no CPU float16 (numba #4402) and no bfloat16, so the kernels work on uint16 views of
 the bits, converting with the header's exact integer code (bit casts through small intrinsics).
@@ -199,7 +199,9 @@ def _get(fmt: str, kind: str, par: bool) -> Tuple[Any, np.ndarray]:
     return k, {"forward": fwd, "backward_x": dx, "backward_y": dy}[kind]
 
 
-def run(kind: str, fmt: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int) -> None:
+def run(
+    kind: str, fmt: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int
+) -> None:
     """A 16-bit kernel on uint16 views (the seam's ``fmt=`` calls)."""
     arrays = tuple(a.view(np.uint16) for a in arrays)
     out = out.view(np.uint16)

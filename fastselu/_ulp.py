@@ -42,8 +42,8 @@ def ulp_error(result: npt.ArrayLike, exact: npt.ArrayLike, dtype: npt.DTypeLike)
     else:
         p, emin = _FORMATS[dt]
         fmax, maxexp = np.finfo(dt).max, np.finfo(dt).maxexp
-    # A float64 `exact` for a float32/float16/bfloat16 result is exact enough (its own error is below
-    # 2^-27 ULP) and ten times faster to work with than long double: the exhaustive checker
+    # A float64 `exact` for a float32/float16/bfloat16 result is exact enough (its own error is
+    # below 2^-27 ULP) and ten times faster to work with than long double: the exhaustive checker
     # relies on that.
     e = np.asarray(exact)
     work = np.float64 if (dt.itemsize <= 4 and e.dtype == np.float64) else LD

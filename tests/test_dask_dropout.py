@@ -9,7 +9,6 @@ da = pytest.importorskip("dask.array")
 
 import fastselu as fs  # noqa: E402
 import fastselu.dask as fd  # noqa: E402
-
 from util import PACKAGE_ROOT, same_floats  # noqa: E402
 
 CHUNKINGS = [(600, 300), (256, 100), (7, 300), (600, 13), (91, 37), ((100, 500), (1, 2, 297))]

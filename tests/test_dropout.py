@@ -518,9 +518,9 @@ def test_simd_variants_bit_identical():
 
     if fs.get_backend() != "cython":
         pytest.skip("the compiled backend is not in use")
-    from fastselu import _kernels
-
     import pathlib
+
+    from fastselu import _kernels
 
     code = (
         "import sys, hashlib, numpy as np, fastselu as fs\n"
