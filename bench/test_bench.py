@@ -18,8 +18,13 @@ SIZES = (1, 10**3, 10**5, 10**6, 10**7)
 THREADS = _bench.set_peer_threads(fastselu.get_num_threads())
 
 # Sorted by (dtype, n) so that one set of arrays serves a run of consecutive tests.
-CASES = [(dt, n, impl) for dt in _bench.DEFAULT_DTYPES for n in SIZES
-         for impl in _bench.implementations() if impl.applies(n, dt)]
+CASES = [
+    (dt, n, impl)
+    for dt in _bench.DEFAULT_DTYPES
+    for n in SIZES
+    for impl in _bench.implementations()
+    if impl.applies(n, dt)
+]
 _data: dict = {}
 
 
@@ -31,15 +36,27 @@ def _get_data(dtype, n):
 
 
 @pytest.mark.parametrize(
-    "dtype, n, impl", CASES,
-    ids=[f"{i.op}-{dt}-n{_bench.format_n(n)}-{i.name}" for dt, n, i in CASES])
+    "dtype, n, impl",
+    CASES,
+    ids=[f"{i.op}-{dt}-n{_bench.format_n(n)}-{i.name}" for dt, n, i in CASES],
+)
 def test_selu(benchmark, dtype, n, impl):
     benchmark.group = f"{impl.op} {dtype} n={_bench.format_n(n)}"
-    benchmark.extra_info.update(op=impl.op, impl=impl.name, kind=impl.kind, dtype=dtype, n=n,
-                                threads=THREADS)
+    benchmark.extra_info.update(
+        op=impl.op, impl=impl.name, kind=impl.kind, dtype=dtype, n=n, threads=THREADS
+    )
     data = _get_data(dtype, n)
     with _bench._Backend(impl.backend):
         benchmark(impl.setup(data))
-    rec = _bench.add_ratios([{"op": impl.op, "dtype": dtype, "n": n, "impl": impl.name,
-                              "median_s": benchmark.stats.stats.median}])[0]
+    rec = _bench.add_ratios(
+        [
+            {
+                "op": impl.op,
+                "dtype": dtype,
+                "n": n,
+                "impl": impl.name,
+                "median_s": benchmark.stats.stats.median,
+            }
+        ]
+    )[0]
     benchmark.extra_info["GB/s"] = rec["gbps"]

@@ -38,6 +38,7 @@ def step_fn(act, x, g):
     def step():
         x.grad = None
         act(x).backward(g)
+
     return step
 
 
@@ -69,8 +70,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         ap.error("--clock cpu needs --threads 1 (it times the calling thread only)")
-    clock = time.thread_time if (args.clock or ("cpu" if args.threads == 1 else "wall")) == "cpu" \
+    clock = (
+        time.thread_time
+        if (args.clock or ("cpu" if args.threads == 1 else "wall")) == "cpu"
         else time.perf_counter
+    )
     torch.set_num_threads(args.threads)
     fastselu.set_num_threads(args.threads)
     if args.memory:
@@ -81,14 +85,21 @@ def main() -> None:
         print("torch.nn.SELU vs fastselu.torch.SELU")
     else:
         p = args.dropout
-        impls = {"torch": torch.nn.Sequential(torch.nn.SELU(), torch.nn.AlphaDropout(p)),
-                 "fastselu": fst.SELUAlphaDropout(p)}
+        impls = {
+            "torch": torch.nn.Sequential(torch.nn.SELU(), torch.nn.AlphaDropout(p)),
+            "fastselu": fst.SELUAlphaDropout(p),
+        }
         print(f"Sequential(SELU(), AlphaDropout({p})) vs fastselu.torch.SELUAlphaDropout({p})")
-    print(f"threads={args.threads} repeat={args.repeat} clock={clock.__name__} "
-          f"torch {torch.__version__} fastselu {fastselu.__version__} ({fastselu.get_backend()})")
+    print(
+        f"threads={args.threads} repeat={args.repeat} clock={clock.__name__} "
+        f"torch {torch.__version__} fastselu {fastselu.__version__} ({fastselu.get_backend()})"
+    )
     print(f"{'shape':>12} {'dtype':>8} {'torch us':>10} {'fastselu us':>12} {'ratio':>6}")
-    shapes = SHAPES if args.shapes is None else [
-        tuple(int(n) for n in item.split("x")) for item in args.shapes.split(",")]
+    shapes = (
+        SHAPES
+        if args.shapes is None
+        else [tuple(int(n) for n in item.split("x")) for item in args.shapes.split(",")]
+    )
     dtypes = DTYPES if args.dtypes is None else [getattr(torch, n) for n in args.dtypes.split(",")]
     for dtype in dtypes:
         for shape in shapes:
@@ -105,8 +116,11 @@ def main() -> None:
                 ratios.append(times["fastselu"][-1] / times["torch"][-1])
             t_torch = statistics.median(times["torch"]) * 1e6
             t_fs = statistics.median(times["fastselu"]) * 1e6
-            print(f"{str(shape):>12} {str(dtype)[6:]:>8} {t_torch:10.1f} {t_fs:12.1f} "
-                  f"{statistics.median(ratios):6.2f}", flush=True)
+            print(
+                f"{str(shape):>12} {str(dtype)[6:]:>8} {t_torch:10.1f} {t_fs:12.1f} "
+                f"{statistics.median(ratios):6.2f}",
+                flush=True,
+            )
 
 
 def saved_bytes(fn) -> int:

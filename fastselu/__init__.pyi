@@ -65,97 +65,208 @@ _Seed = Union[int, np.integer[Any], np.random.Generator, None]
 
 @overload
 def alpha_dropout(
-    x: _ScalarIn, p: float = 0.5, *, seed: _Seed, feature: bool = False, training: bool = True,
-    out: None = None, inplace: Literal[False] = False,
+    x: _ScalarIn,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
+    inplace: Literal[False] = False,
 ) -> np.floating[Any]: ...
 @overload
 def alpha_dropout(
-    x: _Array, p: float = 0.5, *, seed: _Seed, feature: bool = False, training: bool = True,
-    out: None = None, inplace: Literal[True],
+    x: _Array,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
+    inplace: Literal[True],
 ) -> _Array: ...
 @overload
 def alpha_dropout(
-    x: npt.ArrayLike, p: float = 0.5, *, seed: _Seed, feature: bool = False,
-    training: bool = True, out: _Array, inplace: Literal[False] = False,
+    x: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: _Array,
+    inplace: Literal[False] = False,
 ) -> _Array: ...
 @overload
 def alpha_dropout(
-    x: npt.NDArray[_Float], p: float = 0.5, *, seed: _Seed, feature: bool = False,
-    training: bool = True, out: None = None, inplace: Literal[False] = False,
+    x: npt.NDArray[_Float],
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
+    inplace: Literal[False] = False,
 ) -> npt.NDArray[_Float]: ...
 @overload
 def alpha_dropout(
-    x: npt.ArrayLike, p: float = 0.5, *, seed: _Seed, feature: bool = False,
-    training: bool = True, out: None = None, inplace: Literal[False] = False,
+    x: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
+    inplace: Literal[False] = False,
 ) -> _Result: ...
 @overload
 def selu_alpha_dropout(
-    x: _ScalarIn, p: float = 0.5, *, seed: _Seed, feature: bool = False, training: bool = True,
-    out: None = None, inplace: Literal[False] = False,
+    x: _ScalarIn,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
+    inplace: Literal[False] = False,
 ) -> np.floating[Any]: ...
 @overload
 def selu_alpha_dropout(
-    x: _Array, p: float = 0.5, *, seed: _Seed, feature: bool = False, training: bool = True,
-    out: None = None, inplace: Literal[True],
+    x: _Array,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
+    inplace: Literal[True],
 ) -> _Array: ...
 @overload
 def selu_alpha_dropout(
-    x: npt.ArrayLike, p: float = 0.5, *, seed: _Seed, feature: bool = False,
-    training: bool = True, out: _Array, inplace: Literal[False] = False,
+    x: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: _Array,
+    inplace: Literal[False] = False,
 ) -> _Array: ...
 @overload
 def selu_alpha_dropout(
-    x: npt.NDArray[_Float], p: float = 0.5, *, seed: _Seed, feature: bool = False,
-    training: bool = True, out: None = None, inplace: Literal[False] = False,
+    x: npt.NDArray[_Float],
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
+    inplace: Literal[False] = False,
 ) -> npt.NDArray[_Float]: ...
 @overload
 def selu_alpha_dropout(
-    x: npt.ArrayLike, p: float = 0.5, *, seed: _Seed, feature: bool = False,
-    training: bool = True, out: None = None, inplace: Literal[False] = False,
+    x: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
+    inplace: Literal[False] = False,
 ) -> _Result: ...
 @overload
 def alpha_dropout_backward(
-    grad_output: _ScalarIn, p: float = 0.5, *, seed: _Seed, feature: bool = False,
-    training: bool = True, out: None = None,
+    grad_output: _ScalarIn,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
 ) -> np.floating[Any]: ...
 @overload
 def alpha_dropout_backward(
-    grad_output: npt.ArrayLike, p: float = 0.5, *, seed: _Seed, feature: bool = False,
-    training: bool = True, out: _Array,
+    grad_output: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: _Array,
 ) -> _Array: ...
 @overload
 def alpha_dropout_backward(
-    grad_output: npt.NDArray[_Float], p: float = 0.5, *, seed: _Seed, feature: bool = False,
-    training: bool = True, out: None = None,
+    grad_output: npt.NDArray[_Float],
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
 ) -> npt.NDArray[_Float]: ...
 @overload
 def alpha_dropout_backward(
-    grad_output: npt.ArrayLike, p: float = 0.5, *, seed: _Seed, feature: bool = False,
-    training: bool = True, out: None = None,
+    grad_output: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    out: None = None,
 ) -> _Result: ...
 @overload
 def selu_alpha_dropout_backward(
-    grad_output: _ScalarIn, x: _ScalarIn, p: float = 0.5, *, seed: _Seed,
-    feature: bool = False, training: bool = True, is_result: bool = False, out: None = None,
+    grad_output: _ScalarIn,
+    x: _ScalarIn,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    is_result: bool = False,
+    out: None = None,
 ) -> np.floating[Any]: ...
 @overload
 def selu_alpha_dropout_backward(
-    grad_output: npt.ArrayLike, x: npt.ArrayLike, p: float = 0.5, *, seed: _Seed,
-    feature: bool = False, training: bool = True, is_result: bool = False, out: _Array,
+    grad_output: npt.ArrayLike,
+    x: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    is_result: bool = False,
+    out: _Array,
 ) -> _Array: ...
 @overload
 def selu_alpha_dropout_backward(
-    grad_output: npt.NDArray[_Float], x: npt.NDArray[_Float], p: float = 0.5, *, seed: _Seed,
-    feature: bool = False, training: bool = True, is_result: bool = False, out: None = None,
+    grad_output: npt.NDArray[_Float],
+    x: npt.NDArray[_Float],
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    is_result: bool = False,
+    out: None = None,
 ) -> npt.NDArray[_Float]: ...
 @overload
 def selu_alpha_dropout_backward(
-    grad_output: npt.ArrayLike, x: npt.ArrayLike, p: float = 0.5, *, seed: _Seed,
-    feature: bool = False, training: bool = True, is_result: bool = False, out: None = None,
+    grad_output: npt.ArrayLike,
+    x: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: _Seed,
+    feature: bool = False,
+    training: bool = True,
+    is_result: bool = False,
+    out: None = None,
 ) -> _Result: ...
 def lecun_normal(
-    shape: Union[int, tuple[int, ...]], *, fan_in: Optional[int] = None,
-    dtype: npt.DTypeLike = ..., rng: Union[np.random.Generator, int, None] = None,
+    shape: Union[int, tuple[int, ...]],
+    *,
+    fan_in: Optional[int] = None,
+    dtype: npt.DTypeLike = ...,
+    rng: Union[np.random.Generator, int, None] = None,
 ) -> npt.NDArray[np.floating[Any]]: ...
 
 class SELU:

@@ -38,8 +38,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "fastselu._bench":
             raise
-        print("python -m fastselu bench: the benchmark module (fastselu._bench) is not available "
-              "in this installation", file=sys.stderr)
+        print(
+            "python -m fastselu bench: the benchmark module (fastselu._bench) is not available "
+            "in this installation",
+            file=sys.stderr,
+        )
         return 2
     return int(_bench.main(rest) or 0)
 

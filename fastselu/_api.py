@@ -66,6 +66,7 @@ def _kernel_call(
     else:
         kernel(*(a.view(np.uint16) for a in arrays), nthreads, fmt=fmt)
 
+
 _OTHER_TYPES = (
     "use fastselu.dask for dask arrays or fastselu.torch for torch tensors, "
     "or convert explicitly with numpy.asarray"
@@ -127,8 +128,10 @@ def _check_target(a: np.ndarray, what: str) -> None:
     if not a.flags.writeable:
         raise ValueError(f"{what} is read-only; expected a writeable array")
     if _self_overlapping(a):
-        raise ValueError(f"{what} has elements that overlap each other in memory (e.g. a "
-                         "zero-stride view); expected an array whose elements are distinct")
+        raise ValueError(
+            f"{what} has elements that overlap each other in memory (e.g. a "
+            "zero-stride view); expected an array whose elements are distinct"
+        )
 
 
 def _check_out(out: Any, shape: tuple[int, ...], rdt: np.dtype[Any]) -> np.ndarray:
@@ -303,8 +306,9 @@ def selu_backward(
     return out
 
 
-def half_call(op: str, fmt: str, *arrays: np.ndarray, out: np.ndarray,
-              nthreads: Optional[int] = None) -> np.ndarray:
+def half_call(
+    op: str, fmt: str, *arrays: np.ndarray, out: np.ndarray, nthreads: Optional[int] = None
+) -> np.ndarray:
     """The float16/bfloat16 kernels on int16/uint16 views of the bits, for callers whose 16-bit
     data has no NumPy float dtype here (bfloat16 without ml_dtypes: fastselu.torch).
 
@@ -392,8 +396,13 @@ def _runs(shape: tuple[int, ...], size: int, origin: Origin) -> tuple[int, Any]:
     return max(int(np.prod(shape[k:], dtype=np.int64)), 1), starts
 
 
-def _run_dropout(call: Callable[..., None], inputs: list[np.ndarray], out: np.ndarray,
-                 cdt: np.dtype[Any], origin: Origin) -> None:
+def _run_dropout(
+    call: Callable[..., None],
+    inputs: list[np.ndarray],
+    out: np.ndarray,
+    cdt: np.dtype[Any],
+    origin: Origin,
+) -> None:
     """call(*inputs, out, start, nthreads) on 1-D native `cdt` pieces, in logical C order."""
     if out.size == 0:
         return
@@ -452,9 +461,17 @@ def _feature_inner(shape: tuple[int, ...], feature: bool, needs_mask: bool) -> i
     return int(np.prod(shape[2:], dtype=np.int64))
 
 
-def _dropout_forward(x: Any, p: Any, seed: Any, feature: bool, training: bool,
-                     out: Optional[np.ndarray], inplace: bool, fused: bool,
-                     origin: Origin = None) -> Any:
+def _dropout_forward(
+    x: Any,
+    p: Any,
+    seed: Any,
+    feature: bool,
+    training: bool,
+    out: Optional[np.ndarray],
+    inplace: bool,
+    fused: bool,
+    origin: Origin = None,
+) -> Any:
     _check_foreign(x, "x")
     pf = _dropout.check_p(p)
     _dropout.check_seed(seed)
@@ -495,9 +512,16 @@ def _dropout_forward(x: Any, p: Any, seed: Any, feature: bool, training: bool,
     return _finish(res, out)
 
 
-def alpha_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Any, feature: bool = False,
-                  training: bool = True, out: Optional[np.ndarray] = None,
-                  inplace: bool = False) -> ArrayResult:
+def alpha_dropout(
+    x: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: Any,
+    feature: bool = False,
+    training: bool = True,
+    out: Optional[np.ndarray] = None,
+    inplace: bool = False,
+) -> ArrayResult:
     """AlphaDropout of `x` with drop probability p and a counter-based mask from `seed`
     (an int in [0, 2**64), a numpy.random.Generator, or None for fresh entropy): kept elements
     become a*x + a*SA*p, dropped ones -a*SA*(1 - p) (NaN where x is NaN or +-inf)."""
@@ -505,17 +529,33 @@ def alpha_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Any, feature: bool 
     return res  # type: ignore[no-any-return]
 
 
-def selu_alpha_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Any, feature: bool = False,
-                       training: bool = True, out: Optional[np.ndarray] = None,
-                       inplace: bool = False) -> ArrayResult:
+def selu_alpha_dropout(
+    x: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: Any,
+    feature: bool = False,
+    training: bool = True,
+    out: Optional[np.ndarray] = None,
+    inplace: bool = False,
+) -> ArrayResult:
     """alpha_dropout(selu(x), p, seed=seed, ...) in one pass, without the intermediate."""
     res = _dropout_forward(x, p, seed, feature, training, out, inplace, True)
     return res  # type: ignore[no-any-return]
 
 
-def _dropout_backward(g: Any, x: Any, p: Any, seed: Any, feature: bool, training: bool,
-                      is_result: bool, out: Optional[np.ndarray], mode: int,
-                      origin: Origin = None) -> Any:
+def _dropout_backward(
+    g: Any,
+    x: Any,
+    p: Any,
+    seed: Any,
+    feature: bool,
+    training: bool,
+    is_result: bool,
+    out: Optional[np.ndarray],
+    mode: int,
+    origin: Origin = None,
+) -> Any:
     ga = _as_input(g, "grad_output")
     pf = _dropout.check_p(p)
     _dropout.check_seed(seed)
@@ -562,19 +602,32 @@ def _dropout_backward(g: Any, x: Any, p: Any, seed: Any, feature: bool, training
     return _finish(res, out)
 
 
-def alpha_dropout_backward(grad_output: npt.ArrayLike, p: float = 0.5, *, seed: Any,
-                           feature: bool = False, training: bool = True,
-                           out: Optional[np.ndarray] = None) -> ArrayResult:
+def alpha_dropout_backward(
+    grad_output: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: Any,
+    feature: bool = False,
+    training: bool = True,
+    out: Optional[np.ndarray] = None,
+) -> ArrayResult:
     """Gradient of alpha_dropout with respect to x (the same p, seed and feature): grad*a
     where kept, grad*(+0.0) where dropped."""
     res = _dropout_backward(grad_output, None, p, seed, feature, training, False, out, 0)
     return res  # type: ignore[no-any-return]
 
 
-def selu_alpha_dropout_backward(grad_output: npt.ArrayLike, x: npt.ArrayLike, p: float = 0.5, *,
-                                seed: Any, feature: bool = False, training: bool = True,
-                                is_result: bool = False,
-                                out: Optional[np.ndarray] = None) -> ArrayResult:
+def selu_alpha_dropout_backward(
+    grad_output: npt.ArrayLike,
+    x: npt.ArrayLike,
+    p: float = 0.5,
+    *,
+    seed: Any,
+    feature: bool = False,
+    training: bool = True,
+    is_result: bool = False,
+    out: Optional[np.ndarray] = None,
+) -> ArrayResult:
     """Gradient of selu_alpha_dropout: grad*a*SELU'(x) where kept, grad*(+0.0) where dropped;
     with is_result=True, `x` holds the fused output z instead of the input."""
     res = _dropout_backward(grad_output, x, p, seed, feature, training, is_result, out, 1)
@@ -585,14 +638,17 @@ def selu_alpha_dropout_backward(grad_output: npt.ArrayLike, x: npt.ArrayLike, p:
 _TRUNC_STD = 0.87962566103423978
 
 
-def lecun_normal(shape: Any, *, fan_in: Optional[int] = None, dtype: Any = np.float32,
-                 rng: Any = None) -> np.ndarray:
+def lecun_normal(
+    shape: Any, *, fan_in: Optional[int] = None, dtype: Any = np.float32, rng: Any = None
+) -> np.ndarray:
     """Keras's lecun_normal: normal with sigma = sqrt(1/max(1, fan_in)) / 0.8796..., truncated
     to [-2 sigma, 2 sigma] (out-of-range draws are drawn again); fan_in as Keras from `shape`
     unless given; `rng` a numpy.random.Generator, an int seed or None."""
     shp = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if any(isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0
-           for n in shp):
+    if any(
+        isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0
+        for n in shp
+    ):
         raise ValueError(f"shape must be a non-negative int or a tuple of them, got {shape!r}")
     shp = tuple(int(n) for n in shp)
     dt = np.dtype(dtype)

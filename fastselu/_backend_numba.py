@@ -235,8 +235,12 @@ def _table_bits(fty: ir.Type, ity: ir.IntType, bias: int, mant: int) -> Any:
         b = builder.bitcast(z, ity)
         e = builder.ashr(builder.sub(b, ir.Constant(ity, bias)), ir.Constant(ity, 2))
         t = builder.bitcast(builder.shl(e, ir.Constant(ity, mant)), fty)
-        bits = [builder.icmp_unsigned("!=", builder.and_(b, ir.Constant(ity, 1 << i)),
-                                      ir.Constant(ity, 0)) for i in range(2)]
+        bits = [
+            builder.icmp_unsigned(
+                "!=", builder.and_(b, ir.Constant(ity, 1 << i)), ir.Constant(ity, 0)
+            )
+            for i in range(2)
+        ]
         return (t, *bits)
 
     return build
@@ -339,15 +343,41 @@ def _expm1_f32(x):  # type: ignore[no-untyped-def]
 def _sa_exp_f32(x):  # type: ignore[no-untyped-def]
     """fs_sa_exp_f32: SA * exp(x) in double."""
     r, t = _reduce_f32(x)
-    p = _fma(_fma(_fma(_fma(_fma(_fma(EXPSA_C6, r, EXPSA_C5), r, EXPSA_C4), r, EXPSA_C3), r,
-             EXPSA_C2), r, EXPSA_C1), r, EXPSA_C0)
+    p = _fma(
+        _fma(
+            _fma(_fma(_fma(_fma(EXPSA_C6, r, EXPSA_C5), r, EXPSA_C4), r, EXPSA_C3), r, EXPSA_C2),
+            r,
+            EXPSA_C1,
+        ),
+        r,
+        EXPSA_C0,
+    )
     return p * t
 
 
 @_inline
 def _expm1_small_dd(r, r_lo):  # type: ignore[no-untyped-def]
-    q = _fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(Q3_C9, r, Q3_C8), r, Q3_C7), r, Q3_C6), r,
-             Q3_C5), r, Q3_C4), r, Q3_C3), r, Q3_C2), r, Q3_C1), r, Q3_C0)
+    q = _fma(
+        _fma(
+            _fma(
+                _fma(
+                    _fma(
+                        _fma(_fma(_fma(_fma(Q3_C9, r, Q3_C8), r, Q3_C7), r, Q3_C6), r, Q3_C5),
+                        r,
+                        Q3_C4,
+                    ),
+                    r,
+                    Q3_C3,
+                ),
+                r,
+                Q3_C2,
+            ),
+            r,
+            Q3_C1,
+        ),
+        r,
+        Q3_C0,
+    )
     hr = 0.5 * r
     h = hr * r
     h_err = _fma(hr, r, -h)
@@ -388,8 +418,13 @@ def _fwd_f32(x):  # type: ignore[no-untyped-def]
     s_hi = _fma(n, NEG_LN2_HI_F, xc)
     s_lo = n * NEG_LN2_LO_F
     s = s_hi + s_lo
-    q = _fma(_fma(_fma(_fma(_fma(EXPM1_F_C5, s, EXPM1_F_C4), s, EXPM1_F_C3), s, EXPM1_F_C2), s,
-                  EXPM1_F_C1), s, EXPM1_F_C0)
+    q = _fma(
+        _fma(
+            _fma(_fma(_fma(EXPM1_F_C5, s, EXPM1_F_C4), s, EXPM1_F_C3), s, EXPM1_F_C2), s, EXPM1_F_C1
+        ),
+        s,
+        EXPM1_F_C0,
+    )
     p2 = _fma(s * s, q, s_lo)
     e_hi = SA_HI_F * t
     sh = e_hi - SA_HI_F
@@ -507,8 +542,19 @@ def _bwd_x_f64_fast(g, x):  # type: ignore[no-untyped-def]
     t, b0, b1 = _pow2_index(z)
     th = _lookup4(T64_HI, b0, b1)
     tl = _lookup4(T64_LO, b0, b1)
-    q = _fma(_fma(_fma(_fma(_fma(_fma(_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5), s, EXPS_C4), s,
-             EXPS_C3), s, EXPS_C2), s, EXPS_C1), s, EXPS_C0)
+    q = _fma(
+        _fma(
+            _fma(
+                _fma(_fma(_fma(_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5), s, EXPS_C4), s, EXPS_C3),
+                s,
+                EXPS_C2,
+            ),
+            s,
+            EXPS_C1,
+        ),
+        s,
+        EXPS_C0,
+    )
     p = _fma(s * s, q, s)
     lo = _fma(th, p, tl)
     pos = x > 0.0
@@ -1034,9 +1080,28 @@ _TWO32 = 4294967296.0
 # Elements per tile (FS_DROPOUT_TILE in the header).
 DROPOUT_TILE = 2048
 
-(_P_THRESH, _P_A_HI, _P_A_LO, _P_B_HI, _P_B_LO, _P_C_HI, _P_C_LO, _P_L_HI, _P_L_LO, _P_AS_HI,
- _P_AS_LO, _P_AB_HI, _P_AB_LO, _P_ASA_HI, _P_ASA_LO, _P_CST, _P_ZMIN, _P_B_LO2, _P_L_LO2,
- _P_C_LO2) = range(_dp.N_PARAMS)
+(
+    _P_THRESH,
+    _P_A_HI,
+    _P_A_LO,
+    _P_B_HI,
+    _P_B_LO,
+    _P_C_HI,
+    _P_C_LO,
+    _P_L_HI,
+    _P_L_LO,
+    _P_AS_HI,
+    _P_AS_LO,
+    _P_AB_HI,
+    _P_AB_LO,
+    _P_ASA_HI,
+    _P_ASA_LO,
+    _P_CST,
+    _P_ZMIN,
+    _P_B_LO2,
+    _P_L_LO2,
+    _P_C_LO2,
+) = range(_dp.N_PARAMS)
 assert _P_ZMIN == _dp.P_ZMIN and _P_C_LO2 == _dp.P_C_LO2
 
 
@@ -1277,8 +1342,9 @@ def _dropout_fwd(x, out, prm, k0, k1, start, inner, fused, nt):  # type: ignore[
     env = _fenv_save()
     n = out.size
     for c in prange(nt):
-        _dropout_chunk(x, out, prm, k0, k1, start, inner, fused, _bound(n, nt, c),
-                       _bound(n, nt, c + 1))
+        _dropout_chunk(
+            x, out, prm, k0, k1, start, inner, fused, _bound(n, nt, c), _bound(n, nt, c + 1)
+        )
     _fenv_restore(env)
 
 
@@ -1286,8 +1352,9 @@ def _dropout_bwd(g, x, out, prm, k0, k1, start, inner, mode, nt):  # type: ignor
     env = _fenv_save()
     n = out.size
     for c in prange(nt):
-        _dropout_bwd_chunk(g, x, out, prm, k0, k1, start, inner, mode, _bound(n, nt, c),
-                           _bound(n, nt, c + 1))
+        _dropout_bwd_chunk(
+            g, x, out, prm, k0, k1, start, inner, mode, _bound(n, nt, c), _bound(n, nt, c + 1)
+        )
     _fenv_restore(env)
 
 
@@ -1348,18 +1415,32 @@ def _dropout_launch(which: int, args: Tuple[Any, ...], n: int, nthreads: int) ->
         lock.release()
 
 
-def dropout(x: np.ndarray, out: np.ndarray, prm: np.ndarray, key: Tuple[int, int], start: int,
-            inner: int, fused: bool, nthreads: int) -> None:
+def dropout(
+    x: np.ndarray,
+    out: np.ndarray,
+    prm: np.ndarray,
+    key: Tuple[int, int],
+    start: int,
+    inner: int,
+    fused: bool,
+    nthreads: int,
+) -> None:
     """out = AlphaDropout(x) (of SELU(x) if fused); see fastselu/_backends.py."""
-    args = (x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner),
-            bool(fused))
+    args = (x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner), bool(fused))
     _dropout_launch(0, args, out.shape[0], nthreads)
 
 
-def dropout_backward(g: np.ndarray, x: np.ndarray, out: np.ndarray, prm: np.ndarray,
-                     key: Tuple[int, int], start: int, inner: int, mode: int,
-                     nthreads: int) -> None:
+def dropout_backward(
+    g: np.ndarray,
+    x: np.ndarray,
+    out: np.ndarray,
+    prm: np.ndarray,
+    key: Tuple[int, int],
+    start: int,
+    inner: int,
+    mode: int,
+    nthreads: int,
+) -> None:
     """out = the gradient of dropout(...); mode 0 plain, 1 fused from x, 2 fused from z."""
-    args = (g, x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner),
-            int(mode))
+    args = (g, x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner), int(mode))
     _dropout_launch(1, args, out.shape[0], nthreads)

@@ -57,13 +57,20 @@ _SA = dd.from_decimal(_SA_DEC, 3)  # SCALE*ALPHA as hi + lo + lo2: y + SA cancel
 # ln2/64 = _L1 + _L2 + _L3: n * _L1 and n * _L2 exact for integers |n| < 2^18.
 _L1 = dd.round_bits(_C.divide(_LN2_DEC, 64), 35)
 _L2 = dd.round_bits(_C.subtract(_C.divide(_LN2_DEC, 64), decimal.Decimal(_L1)), 35)
-_L3 = float(_C.subtract(_C.subtract(_C.divide(_LN2_DEC, 64), decimal.Decimal(_L1)),
-                        decimal.Decimal(_L2)))
+_L3 = float(
+    _C.subtract(_C.subtract(_C.divide(_LN2_DEC, 64), decimal.Decimal(_L1)), decimal.Decimal(_L2))
+)
 _INV_L = 64.0 / float(_LN2_DEC)  # only picks n; any nearby value works
 # T_j = 2^(j/64) = exp(j ln2/64) as hi + lo.
-_T_HI, _T_LO = (np.array(v) for v in zip(*(
-    dd.from_decimal(_C.exp(_C.multiply(_C.divide(decimal.Decimal(j), 64), _LN2_DEC)))
-    for j in range(64))))
+_T_HI, _T_LO = (
+    np.array(v)
+    for v in zip(
+        *(
+            dd.from_decimal(_C.exp(_C.multiply(_C.divide(decimal.Decimal(j), 64), _LN2_DEC)))
+            for j in range(64)
+        )
+    )
+)
 # Q(s) = expm1(s)/s = sum s^i / (i+1)!: 1 + s/2 in double-double, the rest (< 2^-17) in double.
 _Q_TAIL = tuple(float(_C.divide(1, math.factorial(i + 1))) for i in range(2, 11))
 
@@ -117,8 +124,9 @@ def _forward_f64(x: np.ndarray) -> np.ndarray:
         t = (np.ldexp(_T_HI[j], k), np.ldexp(_T_LO[j], k))  # 2^k T_j, exact
         tm1 = dd.add_d(t, np.full_like(xn, -1.0))  # 0 where small
         expm1 = dd.add(dd.mul(t, sq), tm1)
-        out[neg] = dd.round_scaled(dd.mul(expm1, (np.full_like(xn, _SA[0]),
-                                                  np.full_like(xn, _SA[1]))), e)
+        out[neg] = dd.round_scaled(
+            dd.mul(expm1, (np.full_like(xn, _SA[0]), np.full_like(xn, _SA[1]))), e
+        )
     return out
 
 
@@ -353,8 +361,16 @@ def _word_keep(start: int, n: int, inner: int, key: tuple[int, int], thresh: flo
     return _dp.words(idx, key) >= np.uint64(thresh)
 
 
-def dropout(x: np.ndarray, out: np.ndarray, prm: np.ndarray, key: tuple[int, int], start: int,
-            inner: int, fused: bool, nthreads: int) -> None:
+def dropout(
+    x: np.ndarray,
+    out: np.ndarray,
+    prm: np.ndarray,
+    key: tuple[int, int],
+    start: int,
+    inner: int,
+    fused: bool,
+    nthreads: int,
+) -> None:
     """out = AlphaDropout(x) (of SELU(x) if fused) for elements with logical indices
     start, start + 1, ...; in feature mode the mask index is (start + k) // inner."""
     f32 = x.dtype == np.float32
@@ -389,9 +405,17 @@ def _bwd_exp_f64(g: np.ndarray, x: np.ndarray, prm: np.ndarray) -> np.ndarray:
     return np.where(x == -np.inf, g * 0.0, v)
 
 
-def dropout_backward(g: np.ndarray, x: np.ndarray, out: np.ndarray, prm: np.ndarray,
-                     key: tuple[int, int], start: int, inner: int, mode: int,
-                     nthreads: int) -> None:
+def dropout_backward(
+    g: np.ndarray,
+    x: np.ndarray,
+    out: np.ndarray,
+    prm: np.ndarray,
+    key: tuple[int, int],
+    start: int,
+    inner: int,
+    mode: int,
+    nthreads: int,
+) -> None:
     """out = the gradient of dropout(...) given grad g; mode 0: plain AlphaDropout (x unused),
     1: fused, x the input, 2: fused, x the fused output z."""
     f32 = g.dtype == np.float32

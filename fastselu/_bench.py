@@ -83,8 +83,13 @@ ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
 # Check tolerance per dtype (a few ULPs of it: peers round more than once).
 _TOL = {"float16": 4e-3, "bfloat16": 3e-2, "float32": 1e-5, "float64": 1e-12}
 # fastselu SIMD variant -> PyTorch's ATEN_CPU_CAPABILITY for the same instruction set.
-TORCH_CAPABILITY = {"avx512": "avx512", "avx2": "avx2", "baseline": "default", "neon": "default",
-                    "sve": "sve256"}
+TORCH_CAPABILITY = {
+    "avx512": "avx512",
+    "avx2": "avx2",
+    "baseline": "default",
+    "neon": "default",
+    "sve": "sve256",
+}
 ROUNDS, QUICK_ROUNDS = 7, 5
 ROUND_S, QUICK_ROUND_S = 0.020, 0.005
 
@@ -102,8 +107,9 @@ class Impl:
     dtypes: Optional[tuple[str, ...]] = None  # None: every dtype
 
     def applies(self, n: int, dtype: Optional[str] = None) -> bool:
-        return ((self.max_n is None or n <= self.max_n)
-                and (dtype is None or self.dtypes is None or dtype in self.dtypes))
+        return (self.max_n is None or n <= self.max_n) and (
+            dtype is None or self.dtypes is None or dtype in self.dtypes
+        )
 
 
 def numpy_dtype(name: str) -> Optional[np.dtype[Any]]:
@@ -127,8 +133,11 @@ class Data:
             raise ValueError(f"dtype {dtype} needs ml_dtypes, which is not installed")
         self.dtype, self.n = dt, n
         size = n + n % 2 if dt.itemsize == 2 else n
-        bufs = [rng.standard_normal(size).astype(dt), rng.standard_normal(size).astype(dt),
-                np.zeros(size, dt)]
+        bufs = [
+            rng.standard_normal(size).astype(dt),
+            rng.standard_normal(size).astype(dt),
+            np.zeros(size, dt),
+        ]
         bufs[2].fill(0)  # touched: np.zeros would leave the pages unmapped
         self.x, self.g, self.o = (b[:n] for b in bufs)
         self.y = -np.abs(self.x)  # in-place buffer: negative data stays valid (see module doc)
@@ -141,10 +150,12 @@ class Data:
             if dtype == "bfloat16":  # torch.from_numpy does not know ml_dtypes: share the bits
                 self.tx, self.tg, self.to, self.ty = (
                     torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-                    for a in (self.x, self.g, self.o, self.y))
+                    for a in (self.x, self.g, self.o, self.y)
+                )
             else:
-                self.tx, self.tg, self.to, self.ty = (torch.from_numpy(a)
-                                                      for a in (self.x, self.g, self.o, self.y))
+                self.tx, self.tg, self.to, self.ty = (
+                    torch.from_numpy(a) for a in (self.x, self.g, self.o, self.y)
+                )
 
 
 def _optional(name: str) -> Any:
@@ -177,19 +188,33 @@ def implementations(compiled_only: bool = False) -> list[Impl]:
             Impl("forward_out", name, "fastselu", lambda d: P(fastselu.selu, d.x, out=d.o), b, mx),
             Impl("forward_new", name, "fastselu", lambda d: P(fastselu.selu, d.x), b, mx),
             Impl("inplace", name, "fastselu", lambda d: P(fastselu.selu_, d.y), b, mx),
-            Impl("backward_out", name, "fastselu",
-                 lambda d: P(fastselu.selu_backward, d.g, d.x, out=d.o), b, mx),
+            Impl(
+                "backward_out",
+                name,
+                "fastselu",
+                lambda d: P(fastselu.selu_backward, d.g, d.x, out=d.o),
+                b,
+                mx,
+            ),
         ]
     torch = _optional("torch")
     if torch is not None:
         bwd = torch.ops.aten.elu_backward.grad_input
         impls += [
-            Impl("forward_out", "torch", "peer",
-                 lambda d: P(torch._C._nn.elu, d.tx, ALPHA, SCALE, 1.0, out=d.to)),
+            Impl(
+                "forward_out",
+                "torch",
+                "peer",
+                lambda d: P(torch._C._nn.elu, d.tx, ALPHA, SCALE, 1.0, out=d.to),
+            ),
             Impl("forward_new", "torch", "peer", lambda d: P(torch.nn.functional.selu, d.tx)),
             Impl("inplace", "torch", "peer", lambda d: P(torch.selu_, d.ty)),
-            Impl("backward_out", "torch", "peer",
-                 lambda d: P(bwd, d.tg, ALPHA, SCALE, 1.0, False, d.tx, grad_input=d.to)),
+            Impl(
+                "backward_out",
+                "torch",
+                "peer",
+                lambda d: P(bwd, d.tg, ALPHA, SCALE, 1.0, False, d.tx, grad_input=d.to),
+            ),
         ]
     if not compiled_only:
         impls.append(Impl("forward_new", "numpy", "peer", lambda d: P(_np_selu, d.x)))
@@ -204,20 +229,43 @@ def implementations(compiled_only: bool = False) -> list[Impl]:
             return {"x": d.x, "g": d.g, "s": t(SCALE), "a": t(ALPHA), "sa": t(SCALE * ALPHA)}
 
         impls += [
-            Impl("forward_out", "numexpr", "peer",
-                 lambda d: P(ne.evaluate, fwd, consts(d), {}, out=d.o), dtypes=f32_64),
-            Impl("forward_new", "numexpr", "peer", lambda d: P(ne.evaluate, fwd, consts(d), {}),
-                 dtypes=f32_64),
-            Impl("backward_out", "numexpr", "peer",
-                 lambda d: P(ne.evaluate, bwd_, consts(d), {}, out=d.o), dtypes=f32_64),
+            Impl(
+                "forward_out",
+                "numexpr",
+                "peer",
+                lambda d: P(ne.evaluate, fwd, consts(d), {}, out=d.o),
+                dtypes=f32_64,
+            ),
+            Impl(
+                "forward_new",
+                "numexpr",
+                "peer",
+                lambda d: P(ne.evaluate, fwd, consts(d), {}),
+                dtypes=f32_64,
+            ),
+            Impl(
+                "backward_out",
+                "numexpr",
+                "peer",
+                lambda d: P(ne.evaluate, bwd_, consts(d), {}, out=d.o),
+                dtypes=f32_64,
+            ),
         ]
     if _kernels is not None:  # the compiled extension may be missing (numba/numpy only)
         # 16-bit dtypes: the same bytes moved as float32 (`Data.ref_*`).
         impls += [
-            Impl("forward_out", "copy", "reference",
-                 lambda d: P(_kernels.copy, d.ref_x, d.ref_o, nthreads)),
-            Impl("backward_out", "add", "reference",
-                 lambda d: P(_kernels.add, d.ref_g, d.ref_x, d.ref_o, nthreads)),
+            Impl(
+                "forward_out",
+                "copy",
+                "reference",
+                lambda d: P(_kernels.copy, d.ref_x, d.ref_o, nthreads),
+            ),
+            Impl(
+                "backward_out",
+                "add",
+                "reference",
+                lambda d: P(_kernels.add, d.ref_g, d.ref_x, d.ref_o, nthreads),
+            ),
         ]
     order = list(OPS)
     return sorted(impls, key=lambda i: order.index(i.op))  # stable: table order within an op
@@ -231,8 +279,12 @@ def check(impls: Sequence[Impl], dtype: str, n: int = 1000) -> list[tuple[Impl, 
     is not an error: such entries are returned, with the reason, to be left out."""
     d = Data(dtype, n)
     x, g, y = (a.astype(np.float64) for a in (d.x, d.g, d.y))
-    want = {"forward_out": _np_selu(x), "forward_new": _np_selu(x), "inplace": _np_selu(y),
-            "backward_out": g * np.where(x > 0, SCALE, SCALE * ALPHA * np.exp(x))}
+    want = {
+        "forward_out": _np_selu(x),
+        "forward_new": _np_selu(x),
+        "inplace": _np_selu(y),
+        "backward_out": g * np.where(x > 0, SCALE, SCALE * ALPHA * np.exp(x)),
+    }
     refused = []
     for impl in impls:
         d.ref_o.fill(0)
@@ -243,8 +295,10 @@ def check(impls: Sequence[Impl], dtype: str, n: int = 1000) -> list[tuple[Impl, 
             refused.append((impl, f"{type(exc).__name__}: {exc}"))
             continue
         if impl.name == "copy":  # bit for bit (16-bit dtypes: the float32 view's bits)
-            ok = np.array_equal(d.ref_o.view(np.uint32 if d.ref_o.itemsize == 4 else np.uint64),
-                                d.ref_x.view(np.uint32 if d.ref_x.itemsize == 4 else np.uint64))
+            ok = np.array_equal(
+                d.ref_o.view(np.uint32 if d.ref_o.itemsize == 4 else np.uint64),
+                d.ref_x.view(np.uint32 if d.ref_x.itemsize == 4 else np.uint64),
+            )
         elif impl.name == "add":
             with np.errstate(all="ignore"):
                 ok = np.array_equal(d.ref_o, d.ref_g + d.ref_x, equal_nan=True)
@@ -252,12 +306,15 @@ def check(impls: Sequence[Impl], dtype: str, n: int = 1000) -> list[tuple[Impl, 
             got = {"forward_new": ret, "inplace": d.y}.get(impl.op, d.o)
             if hasattr(got, "detach"):  # a torch tensor (bfloat16 has no NumPy twin in torch)
                 got = got.detach().double().numpy()
-            ok = np.allclose(np.asarray(got, dtype=np.float64), want[impl.op], rtol=_TOL[dtype],
-                             atol=_TOL[dtype])
+            ok = np.allclose(
+                np.asarray(got, dtype=np.float64), want[impl.op], rtol=_TOL[dtype], atol=_TOL[dtype]
+            )
         d.y[...] = y
         if not ok:
-            raise RuntimeError(f"benchmark entry {impl.op} {impl.name} ({dtype}) computes a wrong "
-                               f"result: fix its call in fastselu._bench.implementations()")
+            raise RuntimeError(
+                f"benchmark entry {impl.op} {impl.name} ({dtype}) computes a wrong "
+                f"result: fix its call in fastselu._bench.implementations()"
+            )
     return refused
 
 
@@ -360,9 +417,15 @@ class Progress:
             self.stream.flush()
 
 
-def run(dtypes: Sequence[str], sizes: Sequence[int], rounds: int, round_s: float,
-        progress: Optional[Progress] = None, compiled_only: bool = False,
-        notes: Optional[list[str]] = None) -> list[dict[str, Any]]:
+def run(
+    dtypes: Sequence[str],
+    sizes: Sequence[int],
+    rounds: int,
+    round_s: float,
+    progress: Optional[Progress] = None,
+    compiled_only: bool = False,
+    notes: Optional[list[str]] = None,
+) -> list[dict[str, Any]]:
     """Time every implementation at every (dtype, n); return one record per (op, dtype, n, impl).
     Entries that refuse a dtype are left out, with a line in `notes`."""
     impls = implementations(compiled_only)
@@ -403,11 +466,22 @@ def run(dtypes: Sequence[str], sizes: Sequence[int], rounds: int, round_s: float
                 progress.step(f"{dt} n={n:g} round {r + 1}/{rounds} {group[k].op} {group[k].name}")
         for impl, ts, (inner, batches) in zip(group, times, plan):
             med, mean = zip(*ts)
-            records.append({"op": impl.op, "dtype": dt, "n": n, "impl": impl.name,
-                            "kind": impl.kind,
-                            "backend": impl.backend, "inner": inner, "batches": batches,
-                            "times_s": list(med), "round_means_s": list(mean),
-                            "median_s": statistics.median(med), "mean_s": statistics.median(mean)})
+            records.append(
+                {
+                    "op": impl.op,
+                    "dtype": dt,
+                    "n": n,
+                    "impl": impl.name,
+                    "kind": impl.kind,
+                    "backend": impl.backend,
+                    "inner": inner,
+                    "batches": batches,
+                    "times_s": list(med),
+                    "round_means_s": list(mean),
+                    "median_s": statistics.median(med),
+                    "mean_s": statistics.median(mean),
+                }
+            )
         del data, calls
     progress.close()
     return add_ratios(records)
@@ -415,8 +489,9 @@ def run(dtypes: Sequence[str], sizes: Sequence[int], rounds: int, round_s: float
 
 def add_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add bytes, GB/s, elements/s and the time ratios to torch and to the memory reference."""
-    by = {(r.get("variant"), r["op"], r["dtype"], r["n"], r["impl"]): r["median_s"]
-          for r in records}
+    by = {
+        (r.get("variant"), r["op"], r["dtype"], r["n"], r["impl"]): r["median_s"] for r in records
+    }
     for r in records:
         label, nbytes, ref = OPS[r["op"]]
         r["bytes"] = nbytes * r["n"] * ITEMSIZE[r["dtype"]]
@@ -438,8 +513,11 @@ def format_time(s: Optional[float]) -> str:
     if s is None or not np.isfinite(s) or s <= 0:
         return "-"
     s = float(f"{s:.3g}")  # round first: 0.9996e-3 is '1 ms', not '1e+03 µs'
-    unit, scale = next((u, k) for u, k in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
-                       if s >= k or u == "ns")
+    unit, scale = next(
+        (u, k)
+        for u, k in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
+        if s >= k or u == "ns"
+    )
     return f"{s / scale:.3g} {unit}"
 
 
@@ -470,25 +548,37 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
             rows.append(None)
         prev = key
         gb = r.get("gbps")
-        rows.append((r["op"], r["dtype"], format_n(r["n"]), r["impl"],
-                     format_time(r["median_s"]), "-" if gb is None else f"{gb:.3g}",
-                     format_ratio(r.get("vs_torch")), format_ratio(r.get("vs_ref"))))
+        rows.append(
+            (
+                r["op"],
+                r["dtype"],
+                format_n(r["n"]),
+                r["impl"],
+                format_time(r["median_s"]),
+                "-" if gb is None else f"{gb:.3g}",
+                format_ratio(r.get("vs_torch")),
+                format_ratio(r.get("vs_ref")),
+            )
+        )
     width = [max(len(h), *(len(row[i]) for row in rows if row)) for i, h in enumerate(head)]
     right = {2, 4, 5, 6, 7}
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, width))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, width))
+        ).rstrip()
 
     out = [line(head), line(["-" * w for w in width])]
     out += ["" if row is None else line(row) for row in rows]
     return "\n".join(out)
 
 
-LEGEND = ("time: typical time per call (median over rounds of the median over batches);\n"
-          "GB/s: bytes read + written / time.  "
-          "vs torch: time / torch's time for the same op; vs ref: time / the memory reference's "
-          "time\n(a copy for forward and in-place, an add for backward); below 1x is faster.")
+LEGEND = (
+    "time: typical time per call (median over rounds of the median over batches);\n"
+    "GB/s: bytes read + written / time.  "
+    "vs torch: time / torch's time for the same op; vs ref: time / the memory reference's "
+    "time\n(a copy for forward and in-place, an add for backward); below 1x is faster."
+)
 
 
 def cpu_model() -> str:
@@ -547,8 +637,10 @@ def metadata(threads: dict[str, Optional[int]], settings: dict[str, Any]) -> dic
         "threads": threads,
         "settings": settings,
         "method": __doc__.split("Method:", 1)[1].strip(),
-        "ops": {op: {"call": lab, "bytes_per_element": f"{b} x itemsize", "reference": ref}
-                for op, (lab, b, ref) in OPS.items()},
+        "ops": {
+            op: {"call": lab, "bytes_per_element": f"{b} x itemsize", "reference": ref}
+            for op, (lab, b, ref) in OPS.items()
+        },
     }
 
 
@@ -563,23 +655,38 @@ def plot(records: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     variants = list(dict.fromkeys(r.get("variant") for r in records))
-    rows_ = [(v, d) for v in variants for d in DTYPES
-             if any(r["dtype"] == d and r.get("variant") == v for r in records)]
+    rows_ = [
+        (v, d)
+        for v in variants
+        for d in DTYPES
+        if any(r["dtype"] == d and r.get("variant") == v for r in records)
+    ]
     ops = [o for o in PLOT_PANELS if any(r["op"] == o for r in records)]
-    fig, axes = plt.subplots(len(rows_), len(ops), figsize=(4.6 * len(ops), 3.9 * len(rows_)),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(rows_), len(ops), figsize=(4.6 * len(ops), 3.9 * len(rows_)), squeeze=False, sharex=True
+    )
     names = list(dict.fromkeys(r["impl"] for r in records))
-    colors = dict(zip([n for n in names if n not in REF_OP],
-                      plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
+    colors = dict(
+        zip(
+            [n for n in names if n not in REF_OP],
+            plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3,
+        )
+    )
     for row, (variant, dt) in enumerate(rows_):
         for col, op in enumerate(ops):
             ax = axes[row][col]
             ref = OPS[op][2]
             for name in [n for n in names if n not in REF_OP] + [ref]:
                 src = REF_OP[ref] if name == ref else op
-                pts = sorted((r["n"], r["gbps"]) for r in records if r["op"] == src
-                             and r["dtype"] == dt and r["impl"] == name and r["gbps"]
-                             and r.get("variant") == variant)
+                pts = sorted(
+                    (r["n"], r["gbps"])
+                    for r in records
+                    if r["op"] == src
+                    and r["dtype"] == dt
+                    and r["impl"] == name
+                    and r["gbps"]
+                    and r.get("variant") == variant
+                )
                 if not pts:
                     continue
                 xs, ys = zip(*pts)
@@ -587,13 +694,19 @@ def plot(records: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
                     ax.plot(xs, ys, "k--", lw=1.3, label=f"{ref} (reference)")
                 else:
                     bold = name.startswith("fastselu[cython]")
-                    ax.plot(xs, ys, marker="o", ms=3.5, lw=2.4 if bold else 1.3,
-                            color=colors[name], label=name)
+                    ax.plot(
+                        xs,
+                        ys,
+                        marker="o",
+                        ms=3.5,
+                        lw=2.4 if bold else 1.3,
+                        color=colors[name],
+                        label=name,
+                    )
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.grid(True, which="major", alpha=0.35)
-            ax.set_title(f"{OPS[op][0]}  {dt}" + (f"  [{variant}]" if variant else ""),
-                         fontsize=10)
+            ax.set_title(f"{OPS[op][0]}  {dt}" + (f"  [{variant}]" if variant else ""), fontsize=10)
             if row == len(rows_) - 1:
                 ax.set_xlabel("n (elements)")
             if col == 0:
@@ -615,8 +728,9 @@ def _sizes(text: str) -> list[int]:
     except ValueError:
         values = []
     if not values or any(v < 1 or v != int(v) for v in values):
-        raise argparse.ArgumentTypeError(f"sizes must be comma-separated positive integers "
-                                         f"(1e6 is fine), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"sizes must be comma-separated positive integers (1e6 is fine), got {text!r}"
+        )
     return [int(v) for v in values]
 
 
@@ -633,7 +747,8 @@ def _simd(text: str) -> str:
 
     if text != "all" and text not in _config.SIMD_NAMES:
         raise argparse.ArgumentTypeError(
-            f"--simd must be 'all' or one of {', '.join(_config.SIMD_NAMES)}, got {text!r}")
+            f"--simd must be 'all' or one of {', '.join(_config.SIMD_NAMES)}, got {text!r}"
+        )
     return text
 
 
@@ -641,51 +756,85 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fastselu bench",
         description="Time fastselu (every backend) against torch, NumPy and numexpr where "
-                    "installed, and against memory-speed copy/add references.",
-        epilog=LEGEND)
-    p.add_argument("--simd", type=_simd, metavar="all|VARIANT",
-                   help="time the compiled backend's SIMD variant(s) against PyTorch at the same "
-                        "instruction set (ATEN_CPU_CAPABILITY avx512, avx2, or default for "
-                        "baseline), one child process per variant; 'all': every variant this CPU "
-                        "runs.  Default: the variant in use, with every backend and peer")
-    p.add_argument("--dtype", "--dtypes", dest="dtypes", type=_dtypes, metavar="LIST",
-                   default=list(DEFAULT_DTYPES),
-                   help=f"comma-separated, among {', '.join(DTYPES)} (bfloat16: ml_dtypes; "
-                        "default float32,float64)")
+        "installed, and against memory-speed copy/add references.",
+        epilog=LEGEND,
+    )
+    p.add_argument(
+        "--simd",
+        type=_simd,
+        metavar="all|VARIANT",
+        help="time the compiled backend's SIMD variant(s) against PyTorch at the same "
+        "instruction set (ATEN_CPU_CAPABILITY avx512, avx2, or default for "
+        "baseline), one child process per variant; 'all': every variant this CPU "
+        "runs.  Default: the variant in use, with every backend and peer",
+    )
+    p.add_argument(
+        "--dtype",
+        "--dtypes",
+        dest="dtypes",
+        type=_dtypes,
+        metavar="LIST",
+        default=list(DEFAULT_DTYPES),
+        help=f"comma-separated, among {', '.join(DTYPES)} (bfloat16: ml_dtypes; "
+        "default float32,float64)",
+    )
     p.add_argument("--json", metavar="FILE", help="write every median and the metadata as JSON")
-    p.add_argument("--plot", metavar="FILE.png",
-                   help="plot throughput against size (needs matplotlib)")
-    p.add_argument("--sizes", type=_sizes, help="comma-separated element counts "
-                   "(default 1,10,...,1e7; with --quick up to 1e6)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"sizes up to 1e6, {QUICK_ROUNDS} rounds of {QUICK_ROUND_S * 1e3:g} ms")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="threads for fastselu, torch and numexpr alike (default: "
-                        "fastselu.get_num_threads()); 1 gives steadier figures on a busy machine")
-    p.add_argument("--repeat", type=int, metavar="N",
-                   help=f"rounds per measurement, the median is reported (default {ROUNDS}; "
-                        f"{QUICK_ROUNDS} with --quick)")
+    p.add_argument(
+        "--plot", metavar="FILE.png", help="plot throughput against size (needs matplotlib)"
+    )
+    p.add_argument(
+        "--sizes",
+        type=_sizes,
+        help="comma-separated element counts (default 1,10,...,1e7; with --quick up to 1e6)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"sizes up to 1e6, {QUICK_ROUNDS} rounds of {QUICK_ROUND_S * 1e3:g} ms",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="threads for fastselu, torch and numexpr alike (default: "
+        "fastselu.get_num_threads()); 1 gives steadier figures on a busy machine",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        metavar="N",
+        help=f"rounds per measurement, the median is reported (default {ROUNDS}; "
+        f"{QUICK_ROUNDS} with --quick)",
+    )
     # Internal: how the parent runs one variant in a child process.
     p.add_argument("--child-json", metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("--compiled-only", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
-def plan_variants(simd: Optional[str], compiled: Optional[Sequence[str]],
-                  supported: Sequence[str], in_use: Optional[str]
-                  ) -> tuple[list[Optional[str]], list[str]]:
+def plan_variants(
+    simd: Optional[str],
+    compiled: Optional[Sequence[str]],
+    supported: Sequence[str],
+    in_use: Optional[str],
+) -> tuple[list[Optional[str]], list[str]]:
     """The variants to measure for ``--simd`` (None: the one in use) and notes on those skipped.
     `compiled` is None without the compiled backend: then the backend in use is measured."""
     if compiled is None:
-        notes = [] if simd is None else [
-            f"--simd {simd}: the compiled backend is not available here; measuring the "
-            f"{fastselu.get_backend()} backend instead"]
+        notes = (
+            []
+            if simd is None
+            else [
+                f"--simd {simd}: the compiled backend is not available here; measuring the "
+                f"{fastselu.get_backend()} backend instead"
+            ]
+        )
         return [None], notes
     if simd is None:
         return [in_use], []
     variants: list[Optional[str]] = []
     notes = []
-    for v in (compiled if simd == "all" else [simd]):
+    for v in compiled if simd == "all" else [simd]:
         if v in supported:
             variants.append(v)
         elif v in compiled:
@@ -723,8 +872,10 @@ def _variant_title(variant: Optional[str], meta: dict[str, Any]) -> str:
     else:
         what = f"simd {cfg.get('simd')} (FASTSELU_SIMD={variant})"
     if meta.get("torch"):
-        what += (f" vs torch {meta.get('torch_capability')} "
-                 f"(ATEN_CPU_CAPABILITY={meta.get('aten_cpu_capability') or 'unset'})")
+        what += (
+            f" vs torch {meta.get('torch_capability')} "
+            f"(ATEN_CPU_CAPABILITY={meta.get('aten_cpu_capability') or 'unset'})"
+        )
     return f"== {what} on {meta.get('cpu')} =="
 
 
@@ -733,11 +884,18 @@ def _child(args: argparse.Namespace, sizes: list[int], rounds: int, round_s: flo
     if args.threads is not None:
         fastselu.set_num_threads(args.threads)
     threads = set_peer_threads(fastselu.get_num_threads())
-    settings = {"sizes": sizes, "dtypes": args.dtypes, "rounds": rounds, "round_s": round_s,
-                "quick": args.quick, "compiled_only": args.compiled_only}
+    settings = {
+        "sizes": sizes,
+        "dtypes": args.dtypes,
+        "rounds": rounds,
+        "round_s": round_s,
+        "quick": args.quick,
+        "compiled_only": args.compiled_only,
+    }
     notes: list[str] = []
-    records = run(args.dtypes, sizes, rounds, round_s, compiled_only=args.compiled_only,
-                  notes=notes)
+    records = run(
+        args.dtypes, sizes, rounds, round_s, compiled_only=args.compiled_only, notes=notes
+    )
     with open(args.child_json, "w") as f:
         json.dump({"meta": metadata(threads, settings), "notes": notes, "results": records}, f)
     return 0
@@ -758,15 +916,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("python -m fastselu bench: --plot needs matplotlib, which is not installed "
-                  "(pip install matplotlib, or fastselu[bench])", file=sys.stderr)
+            print(
+                "python -m fastselu bench: --plot needs matplotlib, which is not installed "
+                "(pip install matplotlib, or fastselu[bench])",
+                file=sys.stderr,
+            )
             return 2
     notes: list[str] = []
     dtypes = list(args.dtypes)
     if "bfloat16" in dtypes and importlib.util.find_spec("ml_dtypes") is None:
         dtypes.remove("bfloat16")
-        notes.append("bfloat16 skipped: it needs ml_dtypes, which is not installed "
-                     "(pip install ml_dtypes)")
+        notes.append(
+            "bfloat16 skipped: it needs ml_dtypes, which is not installed (pip install ml_dtypes)"
+        )
     variants, variant_notes = plan_variants(args.simd, *_compiled_variants())
     notes += variant_notes
     if not dtypes:
@@ -776,17 +938,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fastselu-bench-") as tmp:
         for k, variant in enumerate(variants):
             path = os.path.join(tmp, f"variant{k}.json")
-            cmd = [sys.executable, "-m", "fastselu", "bench", "--child-json", path,
-                   "--dtype", ",".join(dtypes), "--sizes", ",".join(map(str, sizes)),
-                   "--repeat", str(rounds)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "fastselu",
+                "bench",
+                "--child-json",
+                path,
+                "--dtype",
+                ",".join(dtypes),
+                "--sizes",
+                ",".join(map(str, sizes)),
+                "--repeat",
+                str(rounds),
+            ]
             cmd += ["--quick"] if args.quick else []
             cmd += ["--threads", str(args.threads)] if args.threads is not None else []
             cmd += ["--compiled-only"] if args.simd is not None else []
             # stdout and stderr (progress, warnings) go where ours go.
             proc = subprocess.run(cmd, env=child_env(variant))
             if proc.returncode != 0 or not os.path.exists(path):
-                notes.append(f"{variant or 'the backend in use'}: the benchmark process failed "
-                             f"(exit status {proc.returncode}); its error is printed above")
+                notes.append(
+                    f"{variant or 'the backend in use'}: the benchmark process failed "
+                    f"(exit status {proc.returncode}); its error is printed above"
+                )
                 continue
             with open(path) as f:
                 doc = json.load(f)
@@ -799,14 +974,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cfg = meta["fastselu"]
         threads = meta["threads"]
         versions = meta["versions"]
-        print(f"fastselu {cfg.get('version')} (openmp {'on' if cfg.get('openmp') else 'off'}); "
-              f"torch {meta['torch'] or 'not installed'}; numpy {meta['numpy']}; numexpr "
-              f"{versions.get('numexpr') or 'not installed'}; ml_dtypes "
-              f"{versions.get('ml_dtypes') or 'not installed'}")
-        print(f"CPU: {meta['cpu']}; threads: "
-              + ", ".join(f"{k} {v}" for k, v in threads.items() if v))
-        print(f"{rounds} interleaved rounds of >= {round_s * 1e3:g} ms each, one process per "
-              f"variant")
+        print(
+            f"fastselu {cfg.get('version')} (openmp {'on' if cfg.get('openmp') else 'off'}); "
+            f"torch {meta['torch'] or 'not installed'}; numpy {meta['numpy']}; numexpr "
+            f"{versions.get('numexpr') or 'not installed'}; ml_dtypes "
+            f"{versions.get('ml_dtypes') or 'not installed'}"
+        )
+        print(
+            f"CPU: {meta['cpu']}; threads: "
+            + ", ".join(f"{k} {v}" for k, v in threads.items() if v)
+        )
+        print(
+            f"{rounds} interleaved rounds of >= {round_s * 1e3:g} ms each, one process per variant"
+        )
         for variant, vmeta, vnotes in measured:
             print("\n" + _variant_title(variant, vmeta))
             print(format_table([r for r in results if r["variant"] == variant]))
@@ -821,20 +1001,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         meta = dict(measured[0][1])
         meta["settings"] = dict(meta["settings"], simd=args.simd, dtypes=dtypes)
-        meta["variants"] = [{"variant": v, "fastselu_simd": m["fastselu"].get("simd"),
-                             "torch_capability": m.get("torch_capability"),
-                             "aten_cpu_capability": m.get("aten_cpu_capability"), "notes": n}
-                            for v, m, n in measured]
+        meta["variants"] = [
+            {
+                "variant": v,
+                "fastselu_simd": m["fastselu"].get("simd"),
+                "torch_capability": m.get("torch_capability"),
+                "aten_cpu_capability": m.get("aten_cpu_capability"),
+                "notes": n,
+            }
+            for v, m, n in measured
+        ]
         meta["notes"] = notes
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=1)
             f.write("\n")
     if args.plot:
         cfg, threads = measured[0][1]["fastselu"], measured[0][1]["threads"]
-        plot(results, args.plot, title=f"fastselu {cfg.get('version')} "
-             f"({', '.join(str(v) for v, _, _ in measured)}, {threads['fastselu']} "
-             f"thread{'s' if threads['fastselu'] != 1 else ''}) vs peers on "
-             f"{measured[0][1]['cpu']}")
+        plot(
+            results,
+            args.plot,
+            title=f"fastselu {cfg.get('version')} "
+            f"({', '.join(str(v) for v, _, _ in measured)}, {threads['fastselu']} "
+            f"thread{'s' if threads['fastselu'] != 1 else ''}) vs peers on "
+            f"{measured[0][1]['cpu']}",
+        )
     return 0 if len(measured) == len(variants) else 1
 
 

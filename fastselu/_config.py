@@ -67,8 +67,11 @@ ENV_NUM_THREADS: Optional[int] = None
 if _env_threads_text is not None:
     ENV_NUM_THREADS = _parse_positive_int(_env_threads_text)
     if ENV_NUM_THREADS is None:
-        raise _invalid("FASTSELU_NUM_THREADS", _env_threads_text,
-                       f"a positive integer up to {_MAX_THREADS} (or unset)")
+        raise _invalid(
+            "FASTSELU_NUM_THREADS",
+            _env_threads_text,
+            f"a positive integer up to {_MAX_THREADS} (or unset)",
+        )
 
 
 def _read(path: str) -> Optional[str]:

@@ -19,8 +19,14 @@ from ._api import lecun_normal, selu_alpha_dropout
 DEPTH, WIDTH, SAMPLES, P = 64, 512, 1024, 0.05
 
 
-def propagate(kind: str, depth: int = DEPTH, width: int = WIDTH, samples: int = SAMPLES,
-              p: float = P, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def propagate(
+    kind: str,
+    depth: int = DEPTH,
+    width: int = WIDTH,
+    samples: int = SAMPLES,
+    p: float = P,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-layer mean and variance of the activations (over samples and units) of a dense
     network of `kind` 'selu' (lecun_normal, SELU + AlphaDropout p), 'relu' (He normal init)
     or 'tanh' (lecun_normal), fed N(0, 1) inputs in float32."""
@@ -55,18 +61,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--samples", type=int, default=SAMPLES)
     args = parser.parse_args(argv)
     runs: dict[str, Any] = {}
-    labels = {"selu": f"SELU + AlphaDropout({P}), lecun_normal", "relu": "ReLU, He normal",
-              "tanh": "tanh, lecun_normal"}
+    labels = {
+        "selu": f"SELU + AlphaDropout({P}), lecun_normal",
+        "relu": "ReLU, He normal",
+        "tanh": "tanh, lecun_normal",
+    }
     for kind in labels:
         runs[kind] = propagate(kind, depth=args.depth, samples=args.samples)
     print(f"{'layer':>5} " + " ".join(f"{k + ' mean':>10} {k + ' var':>9}" for k in labels))
     for layer in range(args.depth):
         if layer < 4 or layer % 8 == 7 or layer == args.depth - 1:
-            print(f"{layer + 1:>5} " + " ".join(
-                f"{runs[k][0][layer]:>10.4f} {runs[k][1][layer]:>9.4f}" for k in labels))
+            print(
+                f"{layer + 1:>5} "
+                + " ".join(f"{runs[k][0][layer]:>10.4f} {runs[k][1][layer]:>9.4f}" for k in labels)
+            )
     m, v = runs["selu"]
-    print(f"SELU: mean in [{m.min():.3f}, {m.max():.3f}], variance in [{v.min():.3f}, "
-          f"{v.max():.3f}] over all {args.depth} layers")
+    print(
+        f"SELU: mean in [{m.min():.3f}, {m.max():.3f}], variance in [{v.min():.3f}, "
+        f"{v.max():.3f}] over all {args.depth} layers"
+    )
     if args.plot:
         import matplotlib
 

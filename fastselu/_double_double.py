@@ -49,7 +49,8 @@ def round_bits(value: decimal.Decimal, bits: int) -> float:
     _, e = np.frexp(float(value))
     shift = bits - int(e)
     q = CONTEXT.multiply(value, decimal.Decimal(2) ** shift).to_integral_value(
-        rounding=decimal.ROUND_HALF_EVEN)
+        rounding=decimal.ROUND_HALF_EVEN
+    )
     return float(np.ldexp(float(q), -shift))
 
 

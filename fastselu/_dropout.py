@@ -162,8 +162,13 @@ def params(p: float, fmt: str) -> np.ndarray:
         b = sa * pd
         c = a * sa * q
         for i, v in (
-            (P_A_HI, a), (P_B_HI, b), (P_C_HI, c), (P_L_HI, q.ln()),
-            (P_AS_HI, a * Decimal(SCALE_STR)), (P_AB_HI, a * b), (P_ASA_HI, a * sa),
+            (P_A_HI, a),
+            (P_B_HI, b),
+            (P_C_HI, c),
+            (P_L_HI, q.ln()),
+            (P_AS_HI, a * Decimal(SCALE_STR)),
+            (P_AB_HI, a * b),
+            (P_ASA_HI, a * sa),
         ):
             prm[i], prm[i + 1], lo2 = _dd.from_decimal(v, 3)
             if i in _THIRD:

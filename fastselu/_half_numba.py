@@ -139,6 +139,7 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
         # One Python function per (kernel, serial/parallel): numba's cache is keyed by function.
         if nargs == 1:
             if parallel:
+
                 def k(x, out, t, nt):  # type: ignore[no-untyped-def]
                     env = _nb._fenv_save()
                     n = out.size
@@ -146,13 +147,16 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
                         chunk(x, out, t, _nb._bound(n, nt, c), _nb._bound(n, nt, c + 1))
                     _nb._fenv_restore(env)
             else:
+
                 def k(x, out, t, nt):  # type: ignore[no-untyped-def]
                     env = _nb._fenv_save()
                     chunk(x, out, t, 0, out.size)
                     _nb._fenv_restore(env)
+
             sig = types.void(u16r, u16w, table, types.intp)
         else:
             if parallel:
+
                 def k(g, x, out, t, nt):  # type: ignore[no-untyped-def]
                     env = _nb._fenv_save()
                     n = out.size
@@ -160,10 +164,12 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
                         chunk(g, x, out, t, _nb._bound(n, nt, c), _nb._bound(n, nt, c + 1))
                     _nb._fenv_restore(env)
             else:
+
                 def k(g, x, out, t, nt):  # type: ignore[no-untyped-def]
                     env = _nb._fenv_save()
                     chunk(g, x, out, t, 0, out.size)
                     _nb._fenv_restore(env)
+
             sig = types.void(u16r, u16r, u16w, table, types.intp)
         return njit(sig, parallel=parallel, nogil=True, cache=False)(k)
 

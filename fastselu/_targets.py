@@ -25,12 +25,20 @@ TARGETS: dict = {
     "x86_64": {
         "avx512": {
             "flags": {
-                "unix": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mavx2", "-mfma",
-                         "-mf16c", "-mprefer-vector-width=512"],
+                "unix": [
+                    "-mavx512f",
+                    "-mavx512dq",
+                    "-mavx512vl",
+                    "-mavx512bw",
+                    "-mavx2",
+                    "-mfma",
+                    "-mf16c",
+                    "-mprefer-vector-width=512",
+                ],
                 "msvc": ["/arch:AVX512"],
             },
             "probe": "defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)"
-                     " && defined(__AVX512BW__)",
+            " && defined(__AVX512BW__)",
             "features": ["avx512f", "avx512dq", "avx512vl", "avx512bw", "avx2", "fma", "f16c"],
         },
         "avx2": {

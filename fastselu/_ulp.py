@@ -193,10 +193,40 @@ def hard_inputs(dtype: npt.DTypeLike, n: int = 100_000, seed: int = 0) -> np.nda
     boundaries = (np.arange(-1100 if dt.itemsize == 8 else -160, 3) + 0.5) * ln2
     powers = np.ldexp(1.0, -np.arange(0, 1080))
     near_zero = np.concatenate([powers, [tiny * i for i in range(1, 6)]])
-    edges = [0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, big, -big, big / SCALE, tiny, -tiny,
-             float(info.smallest_normal), -float(info.smallest_normal), -SCALE_ALPHA_F64,
-             -17.0, -17.33, -18.0, -87.3, -88.7, -103.28, -104.0, -128.0, -200.0, -708.4,
-             -709.8, -744.4, -745.1, -1000.0, -1400.0, -2000.0, -2100.0, -1e300]
+    edges = [
+        0.0,
+        -0.0,
+        np.inf,
+        -np.inf,
+        np.nan,
+        -np.nan,
+        big,
+        -big,
+        big / SCALE,
+        tiny,
+        -tiny,
+        float(info.smallest_normal),
+        -float(info.smallest_normal),
+        -SCALE_ALPHA_F64,
+        -17.0,
+        -17.33,
+        -18.0,
+        -87.3,
+        -88.7,
+        -103.28,
+        -104.0,
+        -128.0,
+        -200.0,
+        -708.4,
+        -709.8,
+        -744.4,
+        -745.1,
+        -1000.0,
+        -1400.0,
+        -2000.0,
+        -2100.0,
+        -1e300,
+    ]
     with np.errstate(all="ignore"):  # values beyond float32's range round to +-inf, as meant
         floats = [
             rng.uniform(-30.0, 5.0, k),
@@ -207,8 +237,12 @@ def hard_inputs(dtype: npt.DTypeLike, n: int = 100_000, seed: int = 0) -> np.nda
             (rng.integers(-60, 1, k) + 0.5) * ln2 * (1 + rng.uniform(-1e3, 1e3, k) * info.eps),
             big / SCALE * (1 + rng.uniform(-64, 64, k) * info.eps),
         ]
-        fixed = [neighbours(boundaries, dt, 2), neighbours(near_zero, dt, 1),
-                 neighbours(-near_zero, dt, 1), neighbours(edges, dt, 4)]
+        fixed = [
+            neighbours(boundaries, dt, 2),
+            neighbours(near_zero, dt, 1),
+            neighbours(-near_zero, dt, 1),
+            neighbours(edges, dt, 4),
+        ]
         values = np.concatenate([np.asarray(f).astype(dt) for f in floats] + fixed)
     bits = rng.integers(0, np.iinfo(utype).max, size=max(k, n - 7 * k), dtype=utype, endpoint=True)
     subnormal_bits = rng.integers(1, 1 << info.nmant, size=k // 4, dtype=utype)

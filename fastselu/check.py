@@ -74,8 +74,10 @@ def _f32_block(args: tuple[int, Sequence[str]]) -> dict[str, tuple[float, float,
     start, variants = args
     x = np.arange(start, start + F32_BLOCK, dtype=np.uint64).astype(np.uint32).view(np.float32)
     one = np.ones_like(x)
-    exact = {"forward": exact_selu(x, np.float64),
-             "backward": exact_selu_backward(one, x, np.float64)}
+    exact = {
+        "forward": exact_selu(x, np.float64),
+        "backward": exact_selu_backward(one, x, np.float64),
+    }
     res = {}
     for kind, ref in exact.items():
         outs = _run_variants(kind, variants, one, x, 1)
@@ -103,13 +105,25 @@ def check_float32(variants: Sequence[str], processes: int, blocks: Optional[int]
                 tot[2] += over_half
                 tot[3] += mismatch
             if tty or done % 64 == 0:
-                print(f"\r  float32: {done}/{len(starts)} blocks, {time.time() - t0:.0f} s",
-                      end="" if tty else "\n", file=sys.stderr, flush=True)
+                print(
+                    f"\r  float32: {done}/{len(starts)} blocks, {time.time() - t0:.0f} s",
+                    end="" if tty else "\n",
+                    file=sys.stderr,
+                    flush=True,
+                )
     if tty:
         print(file=sys.stderr)
     n = len(starts) * F32_BLOCK
-    return {k: {"inputs": n, "max_ulp": v[0], "at": v[1], "over_half_ulp": v[2],
-                "variant_mismatches": v[3]} for k, v in total.items()}
+    return {
+        k: {
+            "inputs": n,
+            "max_ulp": v[0],
+            "at": v[1],
+            "over_half_ulp": v[2],
+            "variant_mismatches": v[3],
+        }
+        for k, v in total.items()
+    }
 
 
 def _mp_chunk(args: tuple[str, np.ndarray, np.ndarray]) -> np.ndarray:
@@ -123,37 +137,59 @@ def check_float64(x: np.ndarray, processes: int, variants: Sequence[str]) -> Rep
     g_rand = np.exp(rng.uniform(-30, 30, size=x.size)) * rng.choice([-1.0, 1.0], size=x.size)
     one = np.ones_like(x)
     y = _run_variants("forward", variants[:1], one, x, 1)[0]
-    cases = {"forward": ("forward", one, x), "backward": ("backward", one, x),
-             "backward_g": ("backward", g_rand, x), "backward_y": ("backward_y", g_rand, y)}
+    cases = {
+        "forward": ("forward", one, x),
+        "backward": ("backward", one, x),
+        "backward_g": ("backward", g_rand, x),
+        "backward_y": ("backward_y", g_rand, y),
+    }
     report = {}
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         for name, (kind, g, xs) in cases.items():
-            chunks = [(kind, g[i:i + F64_CHUNK], xs[i:i + F64_CHUNK])
-                      for i in range(0, xs.size, F64_CHUNK)]
+            chunks = [
+                (kind, g[i : i + F64_CHUNK], xs[i : i + F64_CHUNK])
+                for i in range(0, xs.size, F64_CHUNK)
+            ]
             exact = np.concatenate(pool.map(_mp_chunk, chunks))
             outs = _run_variants(kind, variants, g, xs, 2)
             err = ulp_error(outs[0], exact, np.float64)
             i = int(np.argmax(err))
-            report[name] = {"inputs": int(xs.size), "max_ulp": float(err[i]),
-                            "at": (float(g[i]), float(xs[i])),
-                            "variant_mismatches": _mismatches(outs)}
+            report[name] = {
+                "inputs": int(xs.size),
+                "max_ulp": float(err[i]),
+                "at": (float(g[i]), float(xs[i])),
+                "variant_mismatches": _mismatches(outs),
+            }
     return report
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fastselu.check", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--f32-blocks", type=int, default=None,
-                    help="check only this many evenly spread blocks of 2^22 float32 inputs "
-                         "(default: all 1024 blocks, every input)")
-    ap.add_argument("--f64", type=int, default=10**7,
-                    help="float64 random samples, besides ~13000 fixed hard ones (default 1e7; "
-                         "0 skips float64)")
+    ap = argparse.ArgumentParser(
+        prog="python -m fastselu.check",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--f32-blocks",
+        type=int,
+        default=None,
+        help="check only this many evenly spread blocks of 2^22 float32 inputs "
+        "(default: all 1024 blocks, every input)",
+    )
+    ap.add_argument(
+        "--f64",
+        type=int,
+        default=10**7,
+        help="float64 random samples, besides ~13000 fixed hard ones (default 1e7; "
+        "0 skips float64)",
+    )
     ap.add_argument("--skip-f32", action="store_true")
     ap.add_argument("--processes", type=int, default=_config.available_cpus())
-    ap.add_argument("--variants", default=",".join(K.SUPPORTED),
-                    help=f"comma-separated SIMD variants (default: all this CPU runs: "
-                         f"{','.join(K.SUPPORTED)})")
+    ap.add_argument(
+        "--variants",
+        default=",".join(K.SUPPORTED),
+        help=f"comma-separated SIMD variants (default: all this CPU runs: {','.join(K.SUPPORTED)})",
+    )
     args = ap.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     print(f"fastselu.check: variants {variants}")
@@ -174,10 +210,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name, r in rep.items():
             bad = r["max_ulp"] > BOUND[name] or r["variant_mismatches"] > 0
             ok &= not bad
-            print(f"{dtype} {name:10s} inputs={r['inputs']:>10d} max_ulp={r['max_ulp']:.4f} "
-                  f"at={r['at']!r} variant_mismatches={r['variant_mismatches']}"
-                  + (f" over_half={r['over_half_ulp']}" if "over_half_ulp" in r else "")
-                  + ("  FAIL" if bad else ""))
+            print(
+                f"{dtype} {name:10s} inputs={r['inputs']:>10d} max_ulp={r['max_ulp']:.4f} "
+                f"at={r['at']!r} variant_mismatches={r['variant_mismatches']}"
+                + (f" over_half={r['over_half_ulp']}" if "over_half_ulp" in r else "")
+                + ("  FAIL" if bad else "")
+            )
         print(f"{dtype}: {secs:.0f} s")
     print("OK" if ok else "FAILED")
     return 0 if ok else 1

@@ -135,22 +135,44 @@ def _origin(block_info: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(info["shape"]), tuple(int(lo) for lo, _ in info["array-location"])
 
 
-def _dropout_block(block: np.ndarray, p: float, seed: int, feature: bool, training: bool,
-                   fused: bool, block_info: Any = None) -> np.ndarray:
-    return np.asarray(_api._dropout_forward(block, p, seed, feature, training, None, False, fused,
-                                            origin=_origin(block_info)))
+def _dropout_block(
+    block: np.ndarray,
+    p: float,
+    seed: int,
+    feature: bool,
+    training: bool,
+    fused: bool,
+    block_info: Any = None,
+) -> np.ndarray:
+    return np.asarray(
+        _api._dropout_forward(
+            block, p, seed, feature, training, None, False, fused, origin=_origin(block_info)
+        )
+    )
 
 
-def _dropout_backward_block(g: np.ndarray, *rest: Any, p: float, seed: int, feature: bool,
-                            training: bool, is_result: bool, mode: int,
-                            block_info: Any = None) -> np.ndarray:
+def _dropout_backward_block(
+    g: np.ndarray,
+    *rest: Any,
+    p: float,
+    seed: int,
+    feature: bool,
+    training: bool,
+    is_result: bool,
+    mode: int,
+    block_info: Any = None,
+) -> np.ndarray:
     x = rest[0] if rest else None
-    return np.asarray(_api._dropout_backward(g, x, p, seed, feature, training, is_result, None,
-                                             mode, origin=_origin(block_info)))
+    return np.asarray(
+        _api._dropout_backward(
+            g, x, p, seed, feature, training, is_result, None, mode, origin=_origin(block_info)
+        )
+    )
 
 
-def _dropout_args(arr: da.Array, p: Any, seed: Any, feature: bool,
-                  training: bool) -> tuple[float, int]:
+def _dropout_args(
+    arr: da.Array, p: Any, seed: Any, feature: bool, training: bool
+) -> tuple[float, int]:
     """Validate p and seed, check the chunks are known and feature's rank; draw the seed."""
     pf = _dropout.check_p(p)
     _dropout.check_seed(seed)
@@ -164,49 +186,76 @@ def _dropout_args(arr: da.Array, p: Any, seed: Any, feature: bool,
     return pf, _dropout.draw_seed(seed)
 
 
-def _forward(x: Any, p: Any, seed: Any, feature: bool, training: bool, fused: bool,
-             token: str) -> da.Array:
+def _forward(
+    x: Any, p: Any, seed: Any, feature: bool, training: bool, fused: bool, token: str
+) -> da.Array:
     arr = _as_dask(x, "x")
     rdt = _api._result_dtype(arr.dtype, "x")
     pf, s = _dropout_args(arr, p, seed, feature, training)
     y = da.map_blocks(  # type: ignore[no-untyped-call]
-        _dropout_block, arr, p=pf, seed=s, feature=bool(feature), training=bool(training),
-        fused=fused, dtype=rdt, meta=_meta(arr.ndim, rdt), token=token,
+        _dropout_block,
+        arr,
+        p=pf,
+        seed=s,
+        feature=bool(feature),
+        training=bool(training),
+        fused=fused,
+        dtype=rdt,
+        meta=_meta(arr.ndim, rdt),
+        token=token,
     )
     return cast(da.Array, y)
 
 
-def alpha_dropout(x: Any, p: float = 0.5, *, seed: Any, feature: bool = False,
-                  training: bool = True) -> da.Array:
+def alpha_dropout(
+    x: Any, p: float = 0.5, *, seed: Any, feature: bool = False, training: bool = True
+) -> da.Array:
     """``fastselu.alpha_dropout`` of a dask array, lazily, block by block: the same bits as the
     NumPy call on the whole array for the same seed (an int; a Generator or None is drawn from
     once, now)."""
     return _forward(x, p, seed, feature, training, False, "fastselu-alpha-dropout")
 
 
-def selu_alpha_dropout(x: Any, p: float = 0.5, *, seed: Any, feature: bool = False,
-                       training: bool = True) -> da.Array:
+def selu_alpha_dropout(
+    x: Any, p: float = 0.5, *, seed: Any, feature: bool = False, training: bool = True
+) -> da.Array:
     """``fastselu.selu_alpha_dropout`` of a dask array (SELU and AlphaDropout in one pass)."""
     return _forward(x, p, seed, feature, training, True, "fastselu-selu-alpha-dropout")
 
 
-def alpha_dropout_backward(grad_output: Any, p: float = 0.5, *, seed: Any, feature: bool = False,
-                           training: bool = True) -> da.Array:
+def alpha_dropout_backward(
+    grad_output: Any, p: float = 0.5, *, seed: Any, feature: bool = False, training: bool = True
+) -> da.Array:
     """``fastselu.alpha_dropout_backward`` of a dask array (the same seed as the forward)."""
     g = _as_dask(grad_output, "grad_output")
     rdt = _api._result_dtype(g.dtype, "grad_output")
     pf, s = _dropout_args(g, p, seed, feature, training)
     r = da.map_blocks(  # type: ignore[no-untyped-call]
-        _dropout_backward_block, g, p=pf, seed=s, feature=bool(feature),
-        training=bool(training), is_result=False, mode=0, dtype=rdt, meta=_meta(g.ndim, rdt),
+        _dropout_backward_block,
+        g,
+        p=pf,
+        seed=s,
+        feature=bool(feature),
+        training=bool(training),
+        is_result=False,
+        mode=0,
+        dtype=rdt,
+        meta=_meta(g.ndim, rdt),
         token="fastselu-alpha-dropout-backward",
     )
     return cast(da.Array, r)
 
 
-def selu_alpha_dropout_backward(grad_output: Any, x: Any, p: float = 0.5, *, seed: Any,
-                                feature: bool = False, training: bool = True,
-                                is_result: bool = False) -> da.Array:
+def selu_alpha_dropout_backward(
+    grad_output: Any,
+    x: Any,
+    p: float = 0.5,
+    *,
+    seed: Any,
+    feature: bool = False,
+    training: bool = True,
+    is_result: bool = False,
+) -> da.Array:
     """``fastselu.selu_alpha_dropout_backward`` of dask arrays of one shape (chunkings are
     unified); ``x`` is the fused output if ``is_result``."""
     g = _as_dask(grad_output, "grad_output")
@@ -222,8 +271,17 @@ def selu_alpha_dropout_backward(grad_output: Any, x: Any, p: float = 0.5, *, see
     index = "".join(chr(ord("a") + i) for i in range(xa.ndim))
     _, (g, xa) = da.core.unify_chunks(g, index, xa, index)  # type: ignore[no-untyped-call]
     r = da.map_blocks(  # type: ignore[no-untyped-call]
-        _dropout_backward_block, g, xa, p=pf, seed=s, feature=bool(feature),
-        training=bool(training), is_result=bool(is_result), mode=1, dtype=rdt,
-        meta=_meta(xa.ndim, rdt), token="fastselu-selu-alpha-dropout-backward",
+        _dropout_backward_block,
+        g,
+        xa,
+        p=pf,
+        seed=s,
+        feature=bool(feature),
+        training=bool(training),
+        is_result=bool(is_result),
+        mode=1,
+        dtype=rdt,
+        meta=_meta(xa.ndim, rdt),
+        token="fastselu-selu-alpha-dropout-backward",
     )
     return cast(da.Array, r)

@@ -82,12 +82,7 @@ _forward_ad = torch.autograd.forward_ad
 
 def _fast_ok(t: torch.Tensor, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES) -> bool:
     """True if the kernels can work on `t`'s memory directly: CPU, `dtypes`, C-contiguous."""
-    return (
-        t.is_cpu
-        and t.dtype in dtypes
-        and t.layout == torch.strided
-        and t.is_contiguous()
-    )
+    return t.is_cpu and t.dtype in dtypes and t.layout == torch.strided and t.is_contiguous()
 
 
 def _nd(t: torch.Tensor) -> np.ndarray:
@@ -529,25 +524,36 @@ def _check_p(p: Any) -> None:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
-def _np_dropout(fused: bool, x: np.ndarray, p: float, seed: int, feature: bool,
-                out: Optional[np.ndarray]) -> None:
+def _np_dropout(
+    fused: bool, x: np.ndarray, p: float, seed: int, feature: bool, out: Optional[np.ndarray]
+) -> None:
     fn = _api.selu_alpha_dropout if fused else _api.alpha_dropout
     fn(x, p, seed=seed, feature=feature, out=out, inplace=out is None)
 
 
-def _np_dropout_backward(fused: bool, grad: np.ndarray, saved: Optional[np.ndarray], p: float,
-                         seed: int, feature: bool, is_result: bool, out: np.ndarray) -> None:
+def _np_dropout_backward(
+    fused: bool,
+    grad: np.ndarray,
+    saved: Optional[np.ndarray],
+    p: float,
+    seed: int,
+    feature: bool,
+    is_result: bool,
+    out: np.ndarray,
+) -> None:
     if fused:
         assert saved is not None  # the fused op saves x or its result
-        _api.selu_alpha_dropout_backward(grad, saved, p, seed=seed, feature=feature,
-                                         is_result=is_result, out=out)
+        _api.selu_alpha_dropout_backward(
+            grad, saved, p, seed=seed, feature=feature, is_result=is_result, out=out
+        )
     else:
         _api.alpha_dropout_backward(grad, p, seed=seed, feature=feature, out=out)
 
 
 @torch.library.custom_op("fastselu::alpha_dropout", mutates_args=())
-def _dropout_op(x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool,
-                fused: bool) -> torch.Tensor:
+def _dropout_op(
+    x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool, fused: bool
+) -> torch.Tensor:
     """AlphaDropout (of SELU(x) if `fused`) with fastselu's mask, as a new contiguous tensor."""
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     _np_dropout(fused, _nd(x.contiguous()), p, _seed_int(seed), feature, _nd(out))
@@ -555,28 +561,42 @@ def _dropout_op(x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool,
 
 
 @_dropout_op.register_fake
-def _dropout_fake(x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool,
-                  fused: bool) -> torch.Tensor:
+def _dropout_fake(
+    x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool, fused: bool
+) -> torch.Tensor:
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 
 @torch.library.custom_op("fastselu::alpha_dropout_backward", mutates_args=())
-def _dropout_backward_op(grad: torch.Tensor, saved: Optional[torch.Tensor], p: float,
-                         seed: torch.Tensor, feature: bool, fused: bool,
-                         is_result: bool) -> torch.Tensor:
+def _dropout_backward_op(
+    grad: torch.Tensor,
+    saved: Optional[torch.Tensor],
+    p: float,
+    seed: torch.Tensor,
+    feature: bool,
+    fused: bool,
+    is_result: bool,
+) -> torch.Tensor:
     """The gradient w.r.t. the input; `saved` is x or (is_result) the fused output, or None
     for AlphaDropout alone."""
     out = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
     s = None if saved is None else _nd(saved.contiguous())
-    _np_dropout_backward(fused, _nd(grad.contiguous()), s, p, _seed_int(seed), feature,
-                         is_result, _nd(out))
+    _np_dropout_backward(
+        fused, _nd(grad.contiguous()), s, p, _seed_int(seed), feature, is_result, _nd(out)
+    )
     return out
 
 
 @_dropout_backward_op.register_fake
-def _dropout_backward_fake(grad: torch.Tensor, saved: Optional[torch.Tensor], p: float,
-                           seed: torch.Tensor, feature: bool, fused: bool,
-                           is_result: bool) -> torch.Tensor:
+def _dropout_backward_fake(
+    grad: torch.Tensor,
+    saved: Optional[torch.Tensor],
+    p: float,
+    seed: torch.Tensor,
+    feature: bool,
+    fused: bool,
+    is_result: bool,
+) -> torch.Tensor:
     return torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
 
 
@@ -613,8 +633,12 @@ def _bwd_backward(ctx: Any, gg: torch.Tensor) -> tuple[Optional[torch.Tensor], .
         if not ctx.is_result:
             d_saved = (saved <= 0) * _dropout_backward_op(gg * grad, saved, *args, False)
         else:
-            kept = _dropout_backward_op(torch.ones_like(gg), None, ctx.p, seed, ctx.feature,
-                                        False, False) != 0
+            kept = (
+                _dropout_backward_op(
+                    torch.ones_like(gg), None, ctx.p, seed, ctx.feature, False, False
+                )
+                != 0
+            )
             zmin = float(_dropout.params(ctx.p, str(saved.dtype)[6:])[_dropout.P_ZMIN])
             d_saved = gg * grad * (kept & (saved < zmin))
     return d_grad, d_saved, None, None, None, None, None
@@ -626,8 +650,9 @@ _dropout_backward_op.register_autograd(_bwd_backward, setup_context=_bwd_setup_c
 class _DropoutKernels(_Kernels):
     """One training call's AlphaDropout (of SELU if `fused`): p, seed and layout on the instance."""
 
-    def __init__(self, p: float, seed: torch.Tensor, feature: bool, fused: bool,
-                 inplace: bool) -> None:
+    def __init__(
+        self, p: float, seed: torch.Tensor, feature: bool, fused: bool, inplace: bool
+    ) -> None:
         self.p, self.seed_t, self.seed = float(p), seed, _seed_int(seed)
         self.feature, self.fused = feature, fused
         self.is_result = inplace  # in place, the fused backward works from the result
@@ -638,16 +663,27 @@ class _DropoutKernels(_Kernels):
         _np_dropout(self.fused, x, self.p, self.seed, self.feature, out)
 
     def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
-        _np_dropout_backward(self.fused, grad, saved, self.p, self.seed, self.feature,
-                             self.is_result, out)
+        _np_dropout_backward(
+            self.fused, grad, saved, self.p, self.seed, self.feature, self.is_result, out
+        )
 
     def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
-        return cast(torch.Tensor, _dropout_backward_op(
-            grad, saved, self.p, self.seed_t, self.feature, self.fused, self.is_result))
+        return cast(
+            torch.Tensor,
+            _dropout_backward_op(
+                grad, saved, self.p, self.seed_t, self.feature, self.fused, self.is_result
+            ),
+        )
 
 
-def _torch_alpha_dropout(input: torch.Tensor, p: float, training: bool, inplace: bool,
-                         feature: bool, generator: Optional[torch.Generator]) -> torch.Tensor:
+def _torch_alpha_dropout(
+    input: torch.Tensor,
+    p: float,
+    training: bool,
+    inplace: bool,
+    feature: bool,
+    generator: Optional[torch.Generator],
+) -> torch.Tensor:
     """PyTorch's own AlphaDropout (other devices and dtypes, subclasses, torch.func)."""
     if generator is None or not training or p == 0.0 or p == 1.0:
         fn = _F.feature_alpha_dropout if feature else _F.alpha_dropout
@@ -665,9 +701,15 @@ def _torch_alpha_dropout(input: torch.Tensor, p: float, training: bool, inplace:
     return input.mul_(noise).add_(b) if inplace else input * noise + b
 
 
-def _alpha_dropout_call(input: torch.Tensor, p: float, training: bool, inplace: bool,
-                        feature: bool, fused: bool,
-                        generator: Optional[torch.Generator]) -> torch.Tensor:
+def _alpha_dropout_call(
+    input: torch.Tensor,
+    p: float,
+    training: bool,
+    inplace: bool,
+    feature: bool,
+    fused: bool,
+    generator: Optional[torch.Generator],
+) -> torch.Tensor:
     _check_p(p)
     if not training or p == 0.0:  # the identity: the input object itself (fused: SELU)
         return selu(input, inplace) if fused else input
@@ -690,24 +732,40 @@ def _alpha_dropout_call(input: torch.Tensor, p: float, training: bool, inplace: 
     return _call(_SELU, input, inplace, graph_op, fallback, _DROPOUT_DTYPES)  # not the eager path
 
 
-def alpha_dropout(input: torch.Tensor, p: float = 0.5, training: bool = False,
-                  inplace: bool = False, *,
-                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def alpha_dropout(
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = False,
+    inplace: bool = False,
+    *,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """Drop-in for ``torch.nn.functional.alpha_dropout`` with fastselu's counter-based mask."""
     return _alpha_dropout_call(input, p, training, inplace, False, False, generator)
 
 
-def feature_alpha_dropout(input: torch.Tensor, p: float = 0.5, training: bool = False,
-                          inplace: bool = False, *,
-                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def feature_alpha_dropout(
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = False,
+    inplace: bool = False,
+    *,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """Drop-in for ``torch.nn.functional.feature_alpha_dropout``: one draw per (sample,
     channel), shared over the trailing dimensions."""
     return _alpha_dropout_call(input, p, training, inplace, True, False, generator)
 
 
-def selu_alpha_dropout(input: torch.Tensor, p: float = 0.5, training: bool = False,
-                       inplace: bool = False, feature: bool = False, *,
-                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def selu_alpha_dropout(
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = False,
+    inplace: bool = False,
+    feature: bool = False,
+    *,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """``alpha_dropout(selu(input), p, training)`` (feature: ``feature_alpha_dropout``) in one
     pass; SELU alone when not training or p = 0."""
     return _alpha_dropout_call(input, p, training, inplace, feature, True, generator)
@@ -761,13 +819,15 @@ class SELUAlphaDropout(_AlphaDropoutBase):
         return f"p={self.p}, inplace={self.inplace}, feature={self.feature}"
 
 
-def lecun_normal_(tensor: torch.Tensor,
-                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def lecun_normal_(
+    tensor: torch.Tensor, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
     """Fill `tensor` with Keras's lecun_normal (normal, sigma = sqrt(1/fan_in)/0.8796..., truncated
     to [-2 sigma, 2 sigma]) in place, fan_in by PyTorch's rule (size(1) * prod(size[2:])), drawn
     from PyTorch's generator (so torch.manual_seed repeats it); returns `tensor`."""
     fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(tensor)  # PyTorch's rule and error
     sigma = math.sqrt(1.0 / max(1, fan_in)) / _api._TRUNC_STD
     with torch.no_grad():
-        return torch.nn.init.trunc_normal_(tensor, 0.0, sigma, -2 * sigma, 2 * sigma,
-                                           generator=generator)
+        return torch.nn.init.trunc_normal_(
+            tensor, 0.0, sigma, -2 * sigma, 2 * sigma, generator=generator
+        )

@@ -11,8 +11,11 @@ settings.register_profile(
     deadline=None,
     max_examples=60,
     # `backend` is function-scoped on purpose: it selects the backend once for all examples.
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastselu"))
 
@@ -21,8 +24,10 @@ BACKENDS = fastselu.available_backends()
 
 def pytest_report_header(config):
     # Which copy is under test matters: an uncompiled source folder would quietly fall back.
-    return (f"fastselu {fastselu.__version__} from {os.path.dirname(fastselu.__file__)}; "
-            f"backend {fastselu.get_backend()}, available {', '.join(BACKENDS)}")
+    return (
+        f"fastselu {fastselu.__version__} from {os.path.dirname(fastselu.__file__)}; "
+        f"backend {fastselu.get_backend()}, available {', '.join(BACKENDS)}"
+    )
 
 
 @pytest.fixture(params=BACKENDS)

@@ -8,11 +8,27 @@ import numpy as np
 import fastselu
 from util import same_floats
 
-PUBLIC = {"ALPHA", "SCALE", "selu", "selu_", "selu_backward", "SELU", "get_backend", "set_backend",
-          "available_backends", "get_num_threads", "set_num_threads", "show_config", "__version__",
-          # self-normalizing companions
-          "alpha_dropout", "selu_alpha_dropout", "alpha_dropout_backward",
-          "selu_alpha_dropout_backward", "lecun_normal"}
+PUBLIC = {
+    "ALPHA",
+    "SCALE",
+    "selu",
+    "selu_",
+    "selu_backward",
+    "SELU",
+    "get_backend",
+    "set_backend",
+    "available_backends",
+    "get_num_threads",
+    "set_num_threads",
+    "show_config",
+    "__version__",
+    # self-normalizing companions
+    "alpha_dropout",
+    "selu_alpha_dropout",
+    "alpha_dropout_backward",
+    "selu_alpha_dropout_backward",
+    "lecun_normal",
+}
 
 
 def test_public_names():
@@ -86,9 +102,19 @@ def test_selu_backward_modes(backend):
 
 def test_selu_backward_promotion(backend):
     f16, f32, f64 = np.float16, np.float32, np.float64
-    cases = [(f32, f64, f64), (f64, f32, f64), (f32, f32, f32), (f16, f16, f16), (f16, f32, f32),
-             (np.int64, f32, f64), (np.int8, f16, f16), (np.int32, np.int32, f64),
-             (np.bool_, np.bool_, f64), (">f4", "<f4", f32), (np.uint8, f64, f64)]
+    cases = [
+        (f32, f64, f64),
+        (f64, f32, f64),
+        (f32, f32, f32),
+        (f16, f16, f16),
+        (f16, f32, f32),
+        (np.int64, f32, f64),
+        (np.int8, f16, f16),
+        (np.int32, np.int32, f64),
+        (np.bool_, np.bool_, f64),
+        (">f4", "<f4", f32),
+        (np.uint8, f64, f64),
+    ]
     x0 = np.array([-1.5, 0.0, 2.0])
     for gdt, xdt, rdt in cases:
         g, x = np.array([1, 0, 1]).astype(gdt), x0.astype(xdt)

@@ -26,21 +26,48 @@ COMPILED = "cython" in fastselu.available_backends()
 def bench(tmp_path, *args, timeout=120):
     """Run `python -m fastselu bench args...` in a clean environment; return (process, JSON)."""
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "fastselu", "bench", "--quick", "--repeat", "1", *args,
-           "--json", str(out)]
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("FASTSELU_") and k != "ATEN_CPU_CAPABILITY"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastselu",
+        "bench",
+        "--quick",
+        "--repeat",
+        "1",
+        *args,
+        "--json",
+        str(out),
+    ]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FASTSELU_") and k != "ATEN_CPU_CAPABILITY"
+    }
     env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
-                          env=env)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc, json.loads(out.read_text())
 
 
 def test_cli_quick_run_writes_json_and_plot(tmp_path):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    cmd = [sys.executable, "-m", "fastselu", "bench", "--quick", "--sizes", "1,1000",
-           "--dtypes", "float32", "--repeat", "3", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastselu",
+        "bench",
+        "--quick",
+        "--sizes",
+        "1,1000",
+        "--dtypes",
+        "float32",
+        "--repeat",
+        "3",
+        "--json",
+        str(out),
+    ]
     if HAVE_MPL:
         cmd += ["--plot", str(png)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTSELU_")}
@@ -59,9 +86,21 @@ def test_cli_quick_run_writes_json_and_plot(tmp_path):
     assert meta["threads"]["fastselu"] >= 1
     assert meta["settings"]["sizes"] == [1, 1000] and meta["settings"]["rounds"] == 3
     res = doc["results"]
-    keys = {"op", "dtype", "n", "impl", "kind", "median_s", "mean_s", "times_s", "inner",
-            "batches", "gbps", "vs_torch",
-            "vs_ref"}
+    keys = {
+        "op",
+        "dtype",
+        "n",
+        "impl",
+        "kind",
+        "median_s",
+        "mean_s",
+        "times_s",
+        "inner",
+        "batches",
+        "gbps",
+        "vs_torch",
+        "vs_ref",
+    }
     assert all(keys <= set(r) for r in res)
     assert {r["op"] for r in res} == set(_bench.OPS)
     assert {r["n"] for r in res} == {1, 1000} and {r["dtype"] for r in res} == {"float32"}
@@ -131,7 +170,9 @@ def test_plan_variants():
     built, runs = ("avx512", "avx2", "baseline"), ("avx2", "baseline")
     assert plan(None, built, runs, "avx2") == (["avx2"], [])
     assert plan("all", built, runs, "avx2") == (
-        ["avx2", "baseline"], ["avx512 skipped: this CPU cannot run it (it runs avx2, baseline)"])
+        ["avx2", "baseline"],
+        ["avx512 skipped: this CPU cannot run it (it runs avx2, baseline)"],
+    )
     assert plan("baseline", built, runs, "avx2") == (["baseline"], [])
     variants, notes = plan("neon", built, runs, "avx2")
     assert variants == [] and "not built for this platform" in notes[0]
@@ -167,10 +208,22 @@ def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path, capsys)
     assert not (tmp_path / "x.png").exists()
 
 
-@pytest.mark.parametrize("argv", [["--sizes", "0"], ["--sizes", "1,x"], ["--sizes", "1.5"],
-                                  ["--dtypes", "float8"], ["--dtype", "float32,int8"],
-                                  ["--dtype", ""], ["--simd", "sse9"], ["--simd", "ALL"],
-                                  ["--repeat", "0"], ["--threads", "0"], ["--nope"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--sizes", "0"],
+        ["--sizes", "1,x"],
+        ["--sizes", "1.5"],
+        ["--dtypes", "float8"],
+        ["--dtype", "float32,int8"],
+        ["--dtype", ""],
+        ["--simd", "sse9"],
+        ["--simd", "ALL"],
+        ["--repeat", "0"],
+        ["--threads", "0"],
+        ["--nope"],
+    ],
+)
 def test_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         _bench.main(argv)
@@ -198,18 +251,38 @@ def test_number_formatting():
     assert _bench.format_ratio(34.83) == "34.8x"
     assert _bench.format_ratio(215.4) == "215x"
     assert _bench.format_ratio(None) == "-"
-    assert [_bench.format_n(n) for n in (1, 10, 100, 1000, 2500, 10**7)] == \
-        ["1", "10", "100", "1e3", "2500", "1e7"]
+    assert [_bench.format_n(n) for n in (1, 10, 100, 1000, 2500, 10**7)] == [
+        "1",
+        "10",
+        "100",
+        "1e3",
+        "2500",
+        "1e7",
+    ]
     assert _bench._sizes("1,1e3, 100000") == [1, 1000, 100000]
 
 
 def test_ratios_and_table():
-    recs = [{"op": "forward_out", "dtype": "float32", "n": 10**6, "impl": i, "median_s": t}
-            for i, t in (("fastselu[cython]", 2e-4), ("torch", 8e-4), ("copy", 1e-4))]
-    recs += [{"op": "inplace", "dtype": "float32", "n": 10**6, "impl": "fastselu[cython]",
-              "median_s": 3e-4},
-             {"op": "backward_out", "dtype": "float64", "n": 10, "impl": "fastselu[cython]",
-              "median_s": 1e-6}]
+    recs = [
+        {"op": "forward_out", "dtype": "float32", "n": 10**6, "impl": i, "median_s": t}
+        for i, t in (("fastselu[cython]", 2e-4), ("torch", 8e-4), ("copy", 1e-4))
+    ]
+    recs += [
+        {
+            "op": "inplace",
+            "dtype": "float32",
+            "n": 10**6,
+            "impl": "fastselu[cython]",
+            "median_s": 3e-4,
+        },
+        {
+            "op": "backward_out",
+            "dtype": "float64",
+            "n": 10,
+            "impl": "fastselu[cython]",
+            "median_s": 1e-6,
+        },
+    ]
     recs = _bench.add_ratios(recs)
     fs, torch, copy, inpl, bwd = recs
     assert fs["bytes"] == 2 * 4 * 10**6 and fs["gbps"] == pytest.approx(40.0)
@@ -219,11 +292,30 @@ def test_ratios_and_table():
     assert bwd["bytes"] == 3 * 8 * 10 and bwd["vs_torch"] is None and bwd["vs_ref"] is None
 
     lines = _bench.format_table(recs).splitlines()
-    assert lines[0].split() == ["op", "dtype", "n", "impl", "time", "GB/s", "vs", "torch", "vs",
-                                "ref"]
+    assert lines[0].split() == [
+        "op",
+        "dtype",
+        "n",
+        "impl",
+        "time",
+        "GB/s",
+        "vs",
+        "torch",
+        "vs",
+        "ref",
+    ]
     assert set(lines[1].replace(" ", "")) == {"-"}
-    assert lines[2].split() == ["forward_out", "float32", "1e6", "fastselu[cython]", "200", "µs",
-                                "40", "0.25x", "2.00x"]
+    assert lines[2].split() == [
+        "forward_out",
+        "float32",
+        "1e6",
+        "fastselu[cython]",
+        "200",
+        "µs",
+        "40",
+        "0.25x",
+        "2.00x",
+    ]
     assert lines[4].split()[3:] == ["copy", "100", "µs", "80", "0.12x", "1.00x"]
     assert lines[5] == ""  # a blank line between (op, dtype, n) blocks
     assert lines[6].split()[-2:] == ["-", "3.00x"]
@@ -243,7 +335,9 @@ def test_table_drives_every_backend(monkeypatch):
         names = {i.name for i in impls if i.op == op}
         assert {f"fastselu[{b}]" for b in fastselu.available_backends()} <= names
     assert {(i.op, i.name) for i in impls if i.kind == "reference"} == {
-        ("forward_out", "copy"), ("backward_out", "add")}
+        ("forward_out", "copy"),
+        ("backward_out", "add"),
+    }
     # Every entry computes what its op says, and the backend is left as it was found.
     before = fastselu.get_backend()
     for dtype in _bench.DTYPES:

@@ -16,8 +16,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SETUP = REPO / "setup.py"
 pytestmark = [
-    pytest.mark.skipif(not (SETUP.is_file() and (REPO / "fastselu" / "_targets.py").is_file()),
-                       reason="needs the source tree (setup.py, fastselu/_targets.py)"),
+    pytest.mark.skipif(
+        not (SETUP.is_file() and (REPO / "fastselu" / "_targets.py").is_file()),
+        reason="needs the source tree (setup.py, fastselu/_targets.py)",
+    ),
     pytest.mark.skipif(sys.platform == "win32", reason="uses Unix compilers"),
 ]
 
@@ -34,6 +36,7 @@ def compiler_for(cc, monkeypatch):
         pytest.skip(f"{cc} is not installed")
     from setuptools._distutils.ccompiler import new_compiler
     from setuptools._distutils.sysconfig import customize_compiler
+
     monkeypatch.setenv("CC", cc)
     monkeypatch.setenv("LDSHARED", f"{cc} -shared")
     c = new_compiler()
@@ -53,15 +56,20 @@ def build_kernels(S, compiler, chosen, tmp_path):
     (tmp_path / "gen").mkdir()
     (tmp_path / "gen" / "_fs_variants.h").write_text(S["variants_header"](chosen))
     flags = list(S["KERNEL_FLAGS"]["unix"])
-    objs = compiler.compile([str(REPO / "fastselu" / "_dispatch.c")], output_dir=str(tmp_path),
-                            include_dirs=[str(tmp_path / "gen"), str(REPO / "fastselu")],
-                            extra_postargs=flags)
+    objs = compiler.compile(
+        [str(REPO / "fastselu" / "_dispatch.c")],
+        output_dir=str(tmp_path),
+        include_dirs=[str(tmp_path / "gen"), str(REPO / "fastselu")],
+        extra_postargs=flags,
+    )
     for variants in chosen.values():
         for name, vflags, _ in variants:
-            objs += compiler.compile([str(REPO / "fastselu" / f"_simd_{name}.c")],
-                                     output_dir=str(tmp_path),
-                                     include_dirs=[str(REPO / "fastselu")],
-                                     extra_postargs=flags + vflags)
+            objs += compiler.compile(
+                [str(REPO / "fastselu" / f"_simd_{name}.c")],
+                output_dir=str(tmp_path),
+                include_dirs=[str(REPO / "fastselu")],
+                extra_postargs=flags + vflags,
+            )
     return objs
 
 
@@ -81,8 +89,11 @@ def test_host_gcc_builds_every_declared_variant_of_its_architecture(S, monkeypat
     assert family == "unix"
     arch = archs[0]
     here = S["platform_key"]()
-    declared = [n for n, spec in S["TARGETS"][arch].items()
-                if "unix" in spec["flags"] and here in spec.get("platforms", ["linux"])]
+    declared = [
+        n
+        for n, spec in S["TARGETS"][arch].items()
+        if "unix" in spec["flags"] and here in spec.get("platforms", ["linux"])
+    ]
     assert [v[0] for v in chosen[arch]] == declared
     header = S["variants_header"](chosen)
     assert header.rstrip().endswith("#endif") and "X(baseline, 0u)" in header
@@ -112,15 +123,20 @@ def test_mingw_compiles_the_windows_sources(S, monkeypatch, tmp_path):
     pyx = (REPO / "fastselu" / "_kernels.pyx").read_text()
     block = pyx.split('cdef extern from *:\n    """', 1)[1].split('"""', 1)[0]
     src = tmp_path / "extern_block.c"
-    src.write_text("#include <stddef.h>\ntypedef ptrdiff_t Py_ssize_t;\n" + block
-                   + "\nint use(int n) { return fs_startable_threads(n); }\n")
+    src.write_text(
+        "#include <stddef.h>\ntypedef ptrdiff_t Py_ssize_t;\n"
+        + block
+        + "\nint use(int n) { return fs_startable_threads(n); }\n"
+    )
     for flags in ([], ["-fopenmp"]):
-        assert c.compile([str(src)], output_dir=str(tmp_path / f"x{len(flags)}"),
-                         extra_postargs=flags)
+        assert c.compile(
+            [str(src)], output_dir=str(tmp_path / f"x{len(flags)}"), extra_postargs=flags
+        )
 
 
 class _NoCompiler:
     """A compiler that fails everything, as an unknown or broken one would."""
+
     compiler_type = "unix"
     compiler_so = ["mystery-cc"]
 

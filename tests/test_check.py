@@ -9,8 +9,9 @@ import pytest
 
 import fastselu
 
-pytestmark = pytest.mark.skipif("cython" not in fastselu.available_backends(),
-                                reason="compiled backend not built")
+pytestmark = pytest.mark.skipif(
+    "cython" not in fastselu.available_backends(), reason="compiled backend not built"
+)
 
 
 @pytest.fixture

@@ -47,8 +47,15 @@ def test_selu_matches_numpy(dtype, scheduler):
     assert same_floats(y.compute(scheduler=scheduler), fastselu.selu(x))
 
 
-@pytest.mark.parametrize("dtype, expected", [(np.int32, np.float64), (np.uint8, np.float64),
-                                             (np.bool_, np.float64), (np.int64, np.float64)])
+@pytest.mark.parametrize(
+    "dtype, expected",
+    [
+        (np.int32, np.float64),
+        (np.uint8, np.float64),
+        (np.bool_, np.float64),
+        (np.int64, np.float64),
+    ],
+)
 def test_integer_and_bool_give_float64(dtype, expected):
     x = np.arange(-50, 50).astype(dtype)
     y = fd.selu(da.from_array(x, chunks=30))
@@ -56,8 +63,9 @@ def test_integer_and_bool_give_float64(dtype, expected):
     assert same_floats(y.compute(scheduler="sync"), fastselu.selu(x))
 
 
-@pytest.mark.parametrize("dtype", [np.complex64, np.object_, np.str_, "datetime64[s]",
-                                   np.longdouble])
+@pytest.mark.parametrize(
+    "dtype", [np.complex64, np.object_, np.str_, "datetime64[s]", np.longdouble]
+)
 def test_bad_dtype_raises_at_graph_construction(dtype, kernel_calls):
     x = da.from_array(np.zeros(5, dtype=dtype), chunks=2)
     with pytest.raises(TypeError, match="unsupported dtype"):
@@ -77,8 +85,10 @@ def test_lazy_until_compute(kernel_calls):
     assert sorted(kernel_calls) == [(500, 300), (500, 300)]
 
 
-@pytest.mark.parametrize("shape, chunks", [((), ()), ((0,), (5,)), ((0, 3), (1, 2)),
-                                           ((7,), (3,)), ((4, 5, 6), (3, 2, 5))])
+@pytest.mark.parametrize(
+    "shape, chunks",
+    [((), ()), ((0,), (5,)), ((0, 3), (1, 2)), ((7,), (3,)), ((4, 5, 6), (3, 2, 5))],
+)
 def test_shapes(shape, chunks):
     x = _data(shape, np.float64)
     dx = da.from_array(x, chunks=chunks)
@@ -116,8 +126,11 @@ def test_selu_backward_matches_numpy(is_result, scheduler):
     g = _data(seed=2)
     xin = np.asarray(fastselu.selu(x)) if is_result else x
     # Different chunkings on purpose: they are unified.
-    r = fd.selu_backward(da.from_array(g, chunks=(300, 70)), da.from_array(xin, chunks=(256, 100)),
-                         is_result=is_result)
+    r = fd.selu_backward(
+        da.from_array(g, chunks=(300, 70)),
+        da.from_array(xin, chunks=(256, 100)),
+        is_result=is_result,
+    )
     assert r.dtype == np.float32 and r._meta.dtype == np.float32 and r.shape == x.shape
     expected = fastselu.selu_backward(g, xin, is_result=is_result)
     assert same_floats(r.compute(scheduler=scheduler), expected)
@@ -150,9 +163,12 @@ def test_local_cluster_with_worker_processes():
     distributed = pytest.importorskip("distributed")
     saved_env = dict(os.environ)  # LocalCluster sets OMP_NUM_THREADS=1 etc. in *this* process
     try:
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, \
-                distributed.Client(cluster) as client:
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
             files = client.run(lambda: __import__("fastselu").__file__)
             assert len(files) == 2
             for f in files.values():  # the workers run this very copy
@@ -161,10 +177,12 @@ def test_local_cluster_with_worker_processes():
             assert set(client.run(lambda: __import__("fastselu").get_num_threads()).values()) == {1}
 
             # Data generated on the workers (no large graph); special values from here.
-            specials = da.from_array(np.array([np.nan, -np.inf, np.inf, -0.0, 0.0, -1e-310, 1e300,
-                                               -800.0]))
-            base = da.concatenate([da.random.default_rng(3).standard_normal(
-                1_000_000, chunks=125_000) * 4, specials])
+            specials = da.from_array(
+                np.array([np.nan, -np.inf, np.inf, -0.0, 0.0, -1e-310, 1e300, -800.0])
+            )
+            base = da.concatenate(
+                [da.random.default_rng(3).standard_normal(1_000_000, chunks=125_000) * 4, specials]
+            )
             for dtype in (np.float32, np.float64, np.float16, np.int32):
                 dx = base.astype(dtype)
                 x, y = client.compute([dx, fd.selu(dx)], sync=True)

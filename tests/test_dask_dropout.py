@@ -25,8 +25,10 @@ def _data(shape=(600, 300), dtype=np.float32):
 def test_forward_matches_in_memory(chunks, feature):
     x = _data()
     dx = da.from_array(x, chunks=chunks)
-    for dfn, fn in ((fd.alpha_dropout, fs.alpha_dropout),
-                    (fd.selu_alpha_dropout, fs.selu_alpha_dropout)):
+    for dfn, fn in (
+        (fd.alpha_dropout, fs.alpha_dropout),
+        (fd.selu_alpha_dropout, fs.selu_alpha_dropout),
+    ):
         y = dfn(dx, 0.3, seed=1234, feature=feature)
         assert y.dtype == np.float32 and y.chunks == dx.chunks
         assert same_floats(y.compute(scheduler="sync"), fn(x, 0.3, seed=1234, feature=feature))
@@ -50,8 +52,10 @@ def test_backward_matches_in_memory(is_result):
     dg = da.from_array(g, chunks=(100, 77))
     dx = da.from_array(xin, chunks=(64, 300))  # different chunkings are unified
     r = fd.selu_alpha_dropout_backward(dg, dx, 0.2, seed=5, is_result=is_result)
-    assert same_floats(r.compute(scheduler="sync"),
-                       fs.selu_alpha_dropout_backward(g, xin, 0.2, seed=5, is_result=is_result))
+    assert same_floats(
+        r.compute(scheduler="sync"),
+        fs.selu_alpha_dropout_backward(g, xin, 0.2, seed=5, is_result=is_result),
+    )
     r = fd.alpha_dropout_backward(dg, 0.2, seed=5)
     assert same_floats(r.compute(scheduler="sync"), fs.alpha_dropout_backward(g, 0.2, seed=5))
 
@@ -70,8 +74,7 @@ def test_seed_drawn_once_at_graph_build():
 def test_identity_and_errors_at_graph_build():
     x = _data((20, 10))
     dx = da.from_array(x, chunks=5)
-    assert same_floats(fd.selu_alpha_dropout(dx, 0.5, seed=1, training=False).compute(),
-                       fs.selu(x))
+    assert same_floats(fd.selu_alpha_dropout(dx, 0.5, seed=1, training=False).compute(), fs.selu(x))
     with pytest.raises(ValueError):
         fd.alpha_dropout(dx, 1.5, seed=1)
     with pytest.raises(TypeError):
@@ -92,8 +95,9 @@ def test_local_cluster_with_worker_processes():
     saved_env = dict(os.environ)  # LocalCluster sets OMP_NUM_THREADS=1 etc. in this process
     x = _data((2000, 300), np.float64)
     try:
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster:
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
             with distributed.Client(cluster) as client:
                 client.run(lambda: __import__("sys").path.insert(0, PACKAGE_ROOT))
                 dx = da.from_array(x, chunks=(333, 71))

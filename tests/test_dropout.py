@@ -72,8 +72,9 @@ def exact_backward(g, x, p, mode):
     with mpmath.workprec(200):
         a, sa, pm, q = _mp_consts(p)
         scale = mpmath.mpf(SCALE_STR)
-        for i, (gv, xv) in enumerate(zip(np.asarray(g, np.float64).ravel(),
-                                         np.asarray(x, np.float64).ravel())):
+        for i, (gv, xv) in enumerate(
+            zip(np.asarray(g, np.float64).ravel(), np.asarray(x, np.float64).ravel())
+        ):
             gm, xm = mpmath.mpf(gv), mpmath.mpf(xv)
             if mode == 0:
                 d = a
@@ -121,8 +122,13 @@ def test_mask_and_dropped_constant(backend, dtype, kind, p):
 @pytest.mark.parametrize("p", [0.05, 0.5, 0.95])
 def test_kept_values_within_one_ulp(backend, dtype, kind, p):
     rng = np.random.default_rng(2)
-    x = np.concatenate([rng.normal(0, 3, 1500), -np.exp(rng.uniform(-30, 5, 300)),
-                        np.exp(rng.uniform(-30, 30, 200))]).astype(dtype)
+    x = np.concatenate(
+        [
+            rng.normal(0, 3, 1500),
+            -np.exp(rng.uniform(-30, 5, 300)),
+            np.exp(rng.uniform(-30, 30, 200)),
+        ]
+    ).astype(dtype)
     r = FUNCS[kind](x, p, seed=3)
     keep = keep_mask(x.shape, p, 3)
     err = ulp_error(r[keep], exact_kept(x[keep], p, kind == "fused"), dtype)
@@ -183,9 +189,19 @@ def test_backward_within_bounds(backend, dtype, mode, p):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_special_values(backend, dtype):
-    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, np.finfo(dtype).max,
-                         np.finfo(dtype).smallest_subnormal, -np.finfo(dtype).smallest_subnormal],
-                        dtype=dtype)
+    specials = np.array(
+        [
+            np.nan,
+            np.inf,
+            -np.inf,
+            0.0,
+            -0.0,
+            np.finfo(dtype).max,
+            np.finfo(dtype).smallest_subnormal,
+            -np.finfo(dtype).smallest_subnormal,
+        ],
+        dtype=dtype,
+    )
     x = np.tile(specials, 64)
     p = 0.5
     keep = keep_mask(x.shape, p, 99)
@@ -219,10 +235,12 @@ def test_identity_paths_return_input_bits(backend):
         assert r is not x and np.array_equal(r.view(np.uint32), x.view(np.uint32))
         assert same_floats(fs.selu_alpha_dropout(x, seed=1, **kw), fs.selu(x))
         g = x[::-1].copy()
-        assert np.array_equal(fs.alpha_dropout_backward(g, seed=1, **kw).view(np.uint32),
-                              g.view(np.uint32))
-        assert same_floats(fs.selu_alpha_dropout_backward(g, x, seed=1, **kw),
-                           fs.selu_backward(g, x))
+        assert np.array_equal(
+            fs.alpha_dropout_backward(g, seed=1, **kw).view(np.uint32), g.view(np.uint32)
+        )
+        assert same_floats(
+            fs.selu_alpha_dropout_backward(g, x, seed=1, **kw), fs.selu_backward(g, x)
+        )
         y = x.copy()
         assert fs.alpha_dropout(y, seed=1, inplace=True, **kw) is y
         assert np.array_equal(y.view(np.uint32), x.view(np.uint32))
@@ -233,9 +251,14 @@ def test_layouts_and_chunking(backend, dtype, monkeypatch):
     """The mask follows the logical C-order index: every layout gives the C-contiguous bits."""
     rng = np.random.default_rng(5)
     base = rng.normal(0, 2, (6, 7, 9)).astype(dtype)
-    views = [base, np.asfortranarray(base), base.transpose(2, 0, 1),
-             np.asfortranarray(base)[:, ::-2, 1:], base[::-1, :, ::3],
-             base.astype(base.dtype.newbyteorder())]
+    views = [
+        base,
+        np.asfortranarray(base),
+        base.transpose(2, 0, 1),
+        np.asfortranarray(base)[:, ::-2, 1:],
+        base[::-1, :, ::3],
+        base.astype(base.dtype.newbyteorder()),
+    ]
     for chunk in (_api.CHUNK, 5):
         monkeypatch.setattr(_api, "CHUNK", chunk)
         for v in views:
@@ -248,8 +271,9 @@ def test_layouts_and_chunking(backend, dtype, monkeypatch):
                     fn(v, 0.4, seed=77, feature=feature, out=out)
                     assert same_floats(out.astype(dtype), want)
             g = np.ones_like(v)
-            want = fs.selu_alpha_dropout_backward(np.ascontiguousarray(g).astype(dtype), ref, 0.4,
-                                                  seed=77)
+            want = fs.selu_alpha_dropout_backward(
+                np.ascontiguousarray(g).astype(dtype), ref, 0.4, seed=77
+            )
             assert same_floats(fs.selu_alpha_dropout_backward(g, v, 0.4, seed=77), want)
 
 
@@ -279,8 +303,10 @@ def test_feature_mask_shared_over_trailing_dims(backend):
     cst = np.float32(exact_dropped(0.5))
     assert np.all((r != cst) == keep[:, :, None, None])
     # 2-D: one draw per element, the same as without feature
-    assert same_floats(fs.alpha_dropout(x[:, :, 0, 0], 0.5, seed=21, feature=True),
-                       fs.alpha_dropout(x[:, :, 0, 0], 0.5, seed=21))
+    assert same_floats(
+        fs.alpha_dropout(x[:, :, 0, 0], 0.5, seed=21, feature=True),
+        fs.alpha_dropout(x[:, :, 0, 0], 0.5, seed=21),
+    )
 
 
 def test_seed_forms_and_scalars(backend):
@@ -320,10 +346,17 @@ def test_inplace_and_out(backend):
 
 
 BAD_CALLS = [
-    (dict(p=1.5), ValueError), (dict(p=-0.1), ValueError), (dict(p=float("nan")), ValueError),
-    (dict(p="0.5"), TypeError), (dict(p=True), TypeError), (dict(p=0.5j), TypeError),
-    (dict(seed=-1), ValueError), (dict(seed=2**64), ValueError), (dict(seed=1.0), TypeError),
-    (dict(seed=True), TypeError), (dict(seed="1"), TypeError),
+    (dict(p=1.5), ValueError),
+    (dict(p=-0.1), ValueError),
+    (dict(p=float("nan")), ValueError),
+    (dict(p="0.5"), TypeError),
+    (dict(p=True), TypeError),
+    (dict(p=0.5j), TypeError),
+    (dict(seed=-1), ValueError),
+    (dict(seed=2**64), ValueError),
+    (dict(seed=1.0), TypeError),
+    (dict(seed=True), TypeError),
+    (dict(seed="1"), TypeError),
 ]
 
 
@@ -453,8 +486,18 @@ def _cases(dtype, n=70001):
     rng = np.random.default_rng(11)
     x = (rng.standard_normal(n) * 3).astype(dtype)
     info = np.finfo(dtype)
-    x[:10] = [np.nan, np.inf, -np.inf, 0.0, -0.0, info.max, -info.max, info.tiny,
-              info.smallest_subnormal, -info.smallest_subnormal]
+    x[:10] = [
+        np.nan,
+        np.inf,
+        -np.inf,
+        0.0,
+        -0.0,
+        info.max,
+        -info.max,
+        info.tiny,
+        info.smallest_subnormal,
+        -info.smallest_subnormal,
+    ]
     with np.errstate(over="ignore"):
         big = np.exp(rng.uniform(-800, 800, 1990)) * rng.choice([-1, 1], 1990)
         x[10:2000] = big.astype(dtype)
@@ -468,11 +511,16 @@ def _all_results(dtype, n=70001):
     out = []
     for p in (0.05, 0.5, 1.0):
         z = fs.selu_alpha_dropout(x, p, seed=5)
-        out += [fs.alpha_dropout(x, p, seed=5), z, fs.alpha_dropout_backward(g, p, seed=5),
-                fs.selu_alpha_dropout_backward(g, x, p, seed=5),
-                fs.selu_alpha_dropout_backward(g, z, p, seed=5, is_result=True),
-                fs.selu_alpha_dropout(x[: n - n % 7].reshape(-1, 7, 1), p, seed=5,
-                                      feature=True).ravel()]
+        out += [
+            fs.alpha_dropout(x, p, seed=5),
+            z,
+            fs.alpha_dropout_backward(g, p, seed=5),
+            fs.selu_alpha_dropout_backward(g, x, p, seed=5),
+            fs.selu_alpha_dropout_backward(g, z, p, seed=5, is_result=True),
+            fs.selu_alpha_dropout(
+                x[: n - n % 7].reshape(-1, 7, 1), p, seed=5, feature=True
+            ).ravel(),
+        ]
     return out
 
 
@@ -576,8 +624,10 @@ def f32_reference(x, p, fused):
     """a*(v + SA*p) for float32 x, in float64 (within ~2^-27 ULP of float32: exact enough),
     with the constants and the sums as the kernels' double-double parts."""
     prm = _dropout.params(p, "float64")
-    g = {k: prm[getattr(_dropout, "P_" + k)] for k in
-         ("A_HI", "B_HI", "B_LO", "C_HI", "L_HI", "L_LO", "AS_HI", "AB_HI")}
+    g = {
+        k: prm[getattr(_dropout, "P_" + k)]
+        for k in ("A_HI", "B_HI", "B_LO", "C_HI", "L_HI", "L_LO", "AS_HI", "AB_HI")
+    }
     x64 = x.astype(np.float64)
     with np.errstate(all="ignore"):
         if not fused:

@@ -12,8 +12,17 @@ from fastselu._ulp import exact_selu, ulp_error
 from test_numbers import bound
 from util import LONGDOUBLE_IS_80BIT, same_floats
 
-INT_TYPES = [np.bool_, np.int8, np.int16, np.int32, np.int64,
-             np.uint8, np.uint16, np.uint32, np.uint64]
+INT_TYPES = [
+    np.bool_,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+]
 
 
 def kernel():
@@ -25,7 +34,7 @@ def reference(x):
     for bit (accuracy itself is test_numbers' business)."""
     x = np.asarray(x)
     rdt = x.dtype.newbyteorder("=") if x.dtype.kind == "f" else np.dtype(np.float64)
-    flat = np.array(x, dtype=rdt, order="C").reshape(-1)   # a fresh, aligned copy
+    flat = np.array(x, dtype=rdt, order="C").reshape(-1)  # a fresh, aligned copy
     out = np.empty_like(flat)
     if rdt == np.float16:  # the 16-bit kernels take the bits
         kernel().forward(flat.view(np.uint16), out.view(np.uint16), 1, fmt="float16")
@@ -43,6 +52,7 @@ def values(n, dtype=np.float64, seed=0):
 
 
 # ---- dtypes ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_float_dtypes_keep_their_type(backend, dtype):
@@ -77,12 +87,21 @@ def test_inplace_on_float_dtypes(backend, dtype):
 
 # ---- shapes, scalars, layouts -----------------------------------------------------------------
 
-@pytest.mark.parametrize("x, scalar_type", [
-    (1.5, np.float64), (-2, np.float64), (True, np.float64),
-    (np.float32(-1.0), np.float32), (np.float16(-1.0), np.float16), (np.float64(-0.0), np.float64),
-    (np.int8(-3), np.float64), (np.array(-1.0, dtype=np.float32), np.float32),
-    (np.array(3.0, dtype=">f8"), np.float64),
-])
+
+@pytest.mark.parametrize(
+    "x, scalar_type",
+    [
+        (1.5, np.float64),
+        (-2, np.float64),
+        (True, np.float64),
+        (np.float32(-1.0), np.float32),
+        (np.float16(-1.0), np.float16),
+        (np.float64(-0.0), np.float64),
+        (np.int8(-3), np.float64),
+        (np.array(-1.0, dtype=np.float32), np.float32),
+        (np.array(3.0, dtype=">f8"), np.float64),
+    ],
+)
 def test_scalars_give_numpy_scalars(backend, x, scalar_type):
     y = fastselu.selu(x)
     assert type(y) is scalar_type
@@ -162,6 +181,7 @@ def test_byteswapped_input_and_out(backend, dtype):
 
 # ---- ndarray subclasses, foreign arrays --------------------------------------------------------
 
+
 def test_memmap(backend, tmp_path):
     path = tmp_path / "x.dat"
     mm = np.memmap(path, dtype=np.float32, mode="w+", shape=(300,))
@@ -185,6 +205,7 @@ def test_matrix_subclass_gives_plain_array(backend):
 
 
 # ---- in place, out= ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, ">f8"])
 def test_inplace_noncontiguous_view_modifies_base(backend, dtype):
@@ -268,6 +289,7 @@ def test_backward_out_overlapping_grad(backend):
 
 # ---- memory -------------------------------------------------------------------------------------
 
+
 def _peak(fn):
     tracemalloc.start()
     try:
@@ -306,8 +328,18 @@ def test_scratch_memory_is_bounded(backend, kind):
 
 # ---- property tests -----------------------------------------------------------------------------
 
-DTYPES = [np.float16, np.float32, np.float64, ">f4", ">f8", "<f2", np.int8, np.uint16, np.int64,
-          np.bool_]
+DTYPES = [
+    np.float16,
+    np.float32,
+    np.float64,
+    ">f4",
+    ">f8",
+    "<f2",
+    np.int8,
+    np.uint16,
+    np.int64,
+    np.bool_,
+]
 
 
 @st.composite
@@ -315,8 +347,9 @@ def array_views(draw, dtypes=DTYPES):
     dtype = np.dtype(draw(st.sampled_from(dtypes)))
     shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=7))
     if dtype.kind == "f":
-        elements = st.floats(width=8 * dtype.itemsize, allow_nan=True, allow_infinity=True,
-                             allow_subnormal=True)
+        elements = st.floats(
+            width=8 * dtype.itemsize, allow_nan=True, allow_infinity=True, allow_subnormal=True
+        )
     else:
         elements = None
     base = draw(hnp.arrays(dtype, shape, elements=elements))
@@ -358,8 +391,11 @@ def test_property_inplace_and_out(backend, x, data):
     assert same_floats(np.asarray(x).astype(want.dtype), want)
 
 
-@given(g=array_views([np.float32, np.float64, np.float16, np.int16]), data=st.data(),
-       is_result=st.booleans())
+@given(
+    g=array_views([np.float32, np.float64, np.float16, np.int16]),
+    data=st.data(),
+    is_result=st.booleans(),
+)
 def test_property_backward(backend, g, data, is_result):
     xdt = data.draw(st.sampled_from([np.float32, np.float64, np.float16, ">f8", np.int8]))
     x = data.draw(hnp.arrays(xdt, g.shape))
@@ -387,5 +423,7 @@ def test_zero_dim_arrays_match_one_element(dtype):
         assert fastselu.selu(np.array(dtype(v))) == fastselu.selu(x1)[0]
         assert fastselu.selu(np.array(v, dtype)) == fastselu.selu(x1)[0]
         g = np.array(dtype(0.5))
-        assert (fastselu.selu_backward(g, np.array(dtype(v)))
-                == fastselu.selu_backward(np.array([0.5], dtype), x1)[0])
+        assert (
+            fastselu.selu_backward(g, np.array(dtype(v)))
+            == fastselu.selu_backward(np.array([0.5], dtype), x1)[0]
+        )

@@ -27,19 +27,22 @@ class FakeTensor:
         return np.zeros(3)
 
 
-@pytest.mark.parametrize("value, dtype_name", [
-    (np.array([1 + 2j]), "complex128"),
-    (np.array([1 + 2j], dtype=np.complex64), "complex64"),
-    (np.array([1.0], dtype=object), "object"),
-    (np.array(["a"]), "<U1"),
-    (np.array([b"a"]), "|S1"),
-    (np.array(["2020-01-01"], dtype="datetime64[D]"), "datetime64[D]"),
-    (np.array([1], dtype="timedelta64[s]"), "timedelta64[s]"),
-    (np.array([1.0], dtype=np.longdouble), str(np.dtype(np.longdouble))),
-    (np.zeros(2, dtype=[("a", "f8")]), "[('a', '<f8')]"),
-    ([1j, 2], "complex128"),
-    (["x"], "<U1"),
-])
+@pytest.mark.parametrize(
+    "value, dtype_name",
+    [
+        (np.array([1 + 2j]), "complex128"),
+        (np.array([1 + 2j], dtype=np.complex64), "complex64"),
+        (np.array([1.0], dtype=object), "object"),
+        (np.array(["a"]), "<U1"),
+        (np.array([b"a"]), "|S1"),
+        (np.array(["2020-01-01"], dtype="datetime64[D]"), "datetime64[D]"),
+        (np.array([1], dtype="timedelta64[s]"), "timedelta64[s]"),
+        (np.array([1.0], dtype=np.longdouble), str(np.dtype(np.longdouble))),
+        (np.zeros(2, dtype=[("a", "f8")]), "[('a', '<f8')]"),
+        ([1j, 2], "complex128"),
+        (["x"], "<U1"),
+    ],
+)
 def test_unsupported_dtypes_raise_naming_the_dtype(backend, value, dtype_name):
     with pytest.raises(TypeError, match="float16, float32 or float64") as info:
         selu(value)
@@ -139,16 +142,24 @@ def test_backward_errors_leave_everything_unchanged(backend):
     assert np.array_equal(g, g0) and np.array_equal(x, x0)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: np.ma.masked_array([1.0, -1.0], mask=[0, 1]),
-    lambda: DaskLike(),
-    lambda: FakeTensor(),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.ma.masked_array([1.0, -1.0], mask=[0, 1]),
+        lambda: DaskLike(),
+        lambda: FakeTensor(),
+    ],
+)
 def test_foreign_arrays_are_refused(backend, make):
     obj = make()
-    for call in (lambda: selu(obj), lambda: selu_(obj), lambda: selu(obj, inplace=True),
-                 lambda: selu_backward(obj, np.zeros(3)), lambda: selu_backward(np.zeros(3), obj),
-                 lambda: fastselu.SELU()(obj)):
+    for call in (
+        lambda: selu(obj),
+        lambda: selu_(obj),
+        lambda: selu(obj, inplace=True),
+        lambda: selu_backward(obj, np.zeros(3)),
+        lambda: selu_backward(np.zeros(3), obj),
+        lambda: fastselu.SELU()(obj),
+    ):
         with pytest.raises(TypeError, match=r"fastselu\.(dask|torch)"):
             call()
     if isinstance(obj, np.ma.MaskedArray):
@@ -186,5 +197,5 @@ def test_no_floating_point_warnings(backend):
             selu(np.array([65504.0, 60000.0], dtype=np.float16))
             selu(np.array([65504.0], dtype=np.float16)[::-1])
             selu(np.iinfo(np.int64).max)
-            selu(np.array([2 ** 64 - 1], dtype=np.uint64))
+            selu(np.array([2**64 - 1], dtype=np.uint64))
     assert np.geterr() == before

@@ -47,8 +47,11 @@ def cases(dtype):
         return {"x": np.array(-1.5, dtype), "o": np.full((), 7, dtype), "g": np.array(2.0, dtype)}
 
     def empty():
-        return {"x": np.empty((0, 3), dtype), "o": np.empty((0, 3), dtype),
-                "g": np.empty((0, 3), dtype)}
+        return {
+            "x": np.empty((0, 3), dtype),
+            "o": np.empty((0, 3), dtype),
+            "g": np.empty((0, 3), dtype),
+        }
 
     ambiguous = np.array([True, False])
     selu, backward = fastselu.selu, fastselu.selu_backward
@@ -78,8 +81,9 @@ def cases(dtype):
         Case("strided", False, xo(), lambda a: selu(a["x"][:, ::2])),
         Case("F order", False, xo(), lambda a: selu(a["x"].T)),
         Case("F order out", False, xo(), lambda a: selu(a["x"].T, out=a["o"].T)),
-        Case("byte-swapped", False, xo(),
-             lambda a: selu(a["x"].astype(a["x"].dtype.newbyteorder()))),
+        Case(
+            "byte-swapped", False, xo(), lambda a: selu(a["x"].astype(a["x"].dtype.newbyteorder()))
+        ),
         Case("float16", False, xo(), lambda a: selu(a["x"].astype(np.float16))),
         Case("int", False, xo(), lambda a: selu(a["x"].astype(np.int64))),
         Case("list", False, xo(), lambda a: selu(a["x"].tolist())),
@@ -89,21 +93,41 @@ def cases(dtype):
         Case("partial overlap", False, xo(), lambda a: selu(a["x"][1:], out=a["x"][:-1])),
         Case("out other dtype", False, xo(), lambda a: selu(a["x"], out=a["o"].astype(np.float16))),
         Case("out other shape", False, xo(), lambda a: selu(a["x"], out=a["o"][:3])),
-        Case("read-only out", False, xo(lambda: read_only(x0.copy())),
-             lambda a: selu(a["x"], out=a["o"])),
+        Case(
+            "read-only out",
+            False,
+            xo(lambda: read_only(x0.copy())),
+            lambda a: selu(a["x"], out=a["o"]),
+        ),
         Case("read-only inplace", False, xo(), lambda a: selu(read_only(a["x"]), inplace=True)),
         Case("inplace and out", False, xo(), lambda a: selu(a["x"], out=a["o"], inplace=True)),
         Case("ambiguous inplace", False, xo(), lambda a: selu(a["x"], inplace=ambiguous)),
-        Case("masked, ambiguous inplace", False, xo(),
-             lambda a: selu(np.ma.array(a["x"]), inplace=ambiguous)),
+        Case(
+            "masked, ambiguous inplace",
+            False,
+            xo(),
+            lambda a: selu(np.ma.array(a["x"]), inplace=ambiguous),
+        ),
         Case("bwd mixed dtypes", False, gxo, lambda a: backward(a["g"].astype(np.float16), a["x"])),
         Case("bwd shapes", False, gxo, lambda a: backward(a["g"], a["x"][:3])),
-        Case("bwd out overlaps g", False, gxo,
-             lambda a: backward(a["g"][1:], a["x"][1:], out=a["g"][:-1])),
-        Case("bwd read-only out=x", False, gxo,
-             lambda a: backward(a["g"], read_only(a["x"]), out=a["x"])),
-        Case("bwd ambiguous is_result", False, gxo,
-             lambda a: backward(a["g"], a["x"], is_result=ambiguous)),
+        Case(
+            "bwd out overlaps g",
+            False,
+            gxo,
+            lambda a: backward(a["g"][1:], a["x"][1:], out=a["g"][:-1]),
+        ),
+        Case(
+            "bwd read-only out=x",
+            False,
+            gxo,
+            lambda a: backward(a["g"], read_only(a["x"]), out=a["x"]),
+        ),
+        Case(
+            "bwd ambiguous is_result",
+            False,
+            gxo,
+            lambda a: backward(a["g"], a["x"], is_result=ambiguous),
+        ),
     ]
 
 
@@ -126,6 +150,7 @@ def same(a, b):
 
 def recording(fast, taken):
     """`fast` that notes in `taken` whether it took each call (raising counts as declining)."""
+
     def wrapper(*args):
         try:
             res = fast(*args)
@@ -134,6 +159,7 @@ def recording(fast, taken):
             raise
         taken.append(res is not NotImplemented)
         return res
+
     return wrapper
 
 

@@ -2,6 +2,7 @@
 bits of the C library's correctly rounded fma/fmaf: tests/c/fma_emulation.c, compiled here
 without -mfma, on random and constructed hard operands (ties, cancellation, huge operands,
 zeros, inf, NaN)."""
+
 import os
 import shutil
 import subprocess
@@ -22,17 +23,31 @@ def _compiler():
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the UCRT's fma is not a correct reference")
-@pytest.mark.skipif(not (HEADER_DIR / "_selu_kernels.h").exists() or not SRC.exists(),
-                    reason="no source tree")
+@pytest.mark.skipif(
+    not (HEADER_DIR / "_selu_kernels.h").exists() or not SRC.exists(), reason="no source tree"
+)
 def test_software_fma_matches_libm(tmp_path):
     cc = _compiler()
     if cc is None:
         pytest.skip("no C compiler")
     exe = tmp_path / "fma_emulation"
     build = subprocess.run(
-        [cc, "-O2", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math",
-         f"-I{HEADER_DIR}", str(SRC), "-o", str(exe), "-lm"],
-        capture_output=True, text=True, timeout=300)
+        [
+            cc,
+            "-O2",
+            "-ffp-contract=off",
+            "-fno-math-errno",
+            "-fno-trapping-math",
+            f"-I{HEADER_DIR}",
+            str(SRC),
+            "-o",
+            str(exe),
+            "-lm",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -59,8 +74,14 @@ def test_variants_agree_where_the_emulated_fma_is_hardest():
                 sub = (rng.standard_normal(n) * 2.0 ** rng.integers(emin, emin + 60, n)).astype(dt)
                 low = rng.uniform(-745 if dt == np.float64 else -104, -80, n).astype(dt)
                 big = (rng.standard_normal(n) * np.finfo(dt).max / 4).astype(dt)
-                for kind, args in (("f", (sub,)), ("f", (big,)), ("b", (g, x)), ("b", (g, low)),
-                                   ("b", (big, x)), ("b", (x, low))):
+                for kind, args in (
+                    ("f", (sub,)),
+                    ("f", (big,)),
+                    ("b", (g, x)),
+                    ("b", (g, low)),
+                    ("b", (big, x)),
+                    ("b", (x, low)),
+                ):
                     o = np.empty_like(args[-1])
                     K.forward(args[0], o, 1) if kind == "f" else K.backward_x(*args, o, 1)
                     res.append(o.view(np.uint64 if dt == np.float64 else np.uint32))

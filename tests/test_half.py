@@ -29,6 +29,7 @@ QUIET = {"float16": 0x0200, "bfloat16": 0x0040}
 
 try:
     from fastselu import _kernels as K
+
     VARIANTS = list(K.SUPPORTED)
 except ImportError:  # no compiled backend here
     K, VARIANTS = None, []
@@ -50,8 +51,11 @@ def run_all(fmt, g=None):
     """(forward, backward_x, backward_y) of every input, with grad_output g (default 1)."""
     x = all_inputs(fmt)
     g = np.ones_like(x) if g is None else g
-    return (bits(fastselu.selu(x)), bits(fastselu.selu_backward(g, x)),
-            bits(fastselu.selu_backward(g, x, is_result=True)))
+    return (
+        bits(fastselu.selu(x)),
+        bits(fastselu.selu_backward(g, x)),
+        bits(fastselu.selu_backward(g, x, is_result=True)),
+    )
 
 
 _exact_cache = {}
@@ -64,9 +68,11 @@ def exact(fmt, op, g=None):
         return _exact_cache[key]
     x = _half.to_float64(all_inputs(fmt), fmt)
     gg = 1.0 if g is None else _half.to_float64(g, fmt)
-    e = {"forward": lambda: _ulp.exact_selu(x),
-         "backward_x": lambda: _ulp.exact_selu_backward(gg, x),
-         "backward_y": lambda: _ulp.exact_selu_backward_result(gg, x)}[op]()
+    e = {
+        "forward": lambda: _ulp.exact_selu(x),
+        "backward_x": lambda: _ulp.exact_selu_backward(gg, x),
+        "backward_y": lambda: _ulp.exact_selu_backward_result(gg, x),
+    }[op]()
     if g is None:
         _exact_cache[key] = e
     return e
@@ -185,16 +191,22 @@ def test_layouts_give_the_contiguous_bits(backend, fmt):
     g = (rng.standard_normal((64, 48))).astype(dt)
     want_y = bits(fastselu.selu(np.ascontiguousarray(x)))
     want_dx = bits(fastselu.selu_backward(g, x))
-    for view in (lambda a: a[::2, ::3], lambda a: a[::-1], lambda a: np.asfortranarray(a),
-                 lambda a: a.astype(a.dtype.newbyteorder())):
+    for view in (
+        lambda a: a[::2, ::3],
+        lambda a: a[::-1],
+        lambda a: np.asfortranarray(a),
+        lambda a: a.astype(a.dtype.newbyteorder()),
+    ):
         xv, gv = view(x), view(g)
         sel = view(np.arange(x.size).reshape(x.shape))
         y = fastselu.selu(xv)
-        assert y.dtype == dt and np.array_equal(bits(np.ascontiguousarray(y)).ravel(),
-                                                want_y.ravel()[sel.ravel()])
+        assert y.dtype == dt and np.array_equal(
+            bits(np.ascontiguousarray(y)).ravel(), want_y.ravel()[sel.ravel()]
+        )
         d = fastselu.selu_backward(gv, xv)
-        assert d.dtype == dt and np.array_equal(bits(np.ascontiguousarray(d)).ravel(),
-                                                want_dx.ravel()[sel.ravel()])
+        assert d.dtype == dt and np.array_equal(
+            bits(np.ascontiguousarray(d)).ravel(), want_dx.ravel()[sel.ravel()]
+        )
     # in place on a strided view, out= on the input itself, a 0-d input
     xs = x.copy()
     assert fastselu.selu(xs[:, ::2], inplace=True) is not None
@@ -216,9 +228,12 @@ def test_contiguous_inplace_and_out_allocate_nothing(fmt):
     g = np.ones_like(x)
     for backend_name in [b for b in ("cython", "numba") if b in BACKENDS]:
         with switched_backend(backend_name):
-            calls = [lambda: fastselu.selu(x, out=out), lambda: fastselu.selu_(out),
-                     lambda: fastselu.selu_backward(g, x, out=out),
-                     lambda: fastselu.selu_backward(g, out, is_result=True, out=out)]
+            calls = [
+                lambda: fastselu.selu(x, out=out),
+                lambda: fastselu.selu_(out),
+                lambda: fastselu.selu_backward(g, x, out=out),
+                lambda: fastselu.selu_backward(g, out, is_result=True, out=out),
+            ]
             for call in calls:
                 call()  # tables built, kernels compiled
                 tracemalloc.start()
@@ -234,9 +249,15 @@ def test_contiguous_inplace_and_out_allocate_nothing(fmt):
 def test_dtype_rules():
     bf, f16 = np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16)
     one = np.ones(3)
-    for a, b, want in [(bf, bf, bf), (f16, f16, f16), (bf, f16, np.float32), (f16, bf, np.float32),
-                       (bf, np.float32, np.float32), (bf, np.float64, np.float64),
-                       (f16, np.float32, np.float32)]:
+    for a, b, want in [
+        (bf, bf, bf),
+        (f16, f16, f16),
+        (bf, f16, np.float32),
+        (f16, bf, np.float32),
+        (bf, np.float32, np.float32),
+        (bf, np.float64, np.float64),
+        (f16, np.float32, np.float32),
+    ]:
         r = fastselu.selu_backward(one.astype(a), one.astype(b))
         assert r.dtype == want, (a, b)
     assert fastselu.selu(one.astype(bf)).dtype == bf

@@ -28,8 +28,7 @@ DEFAULT = "cython" if "cython" in BACKENDS else BACKENDS[0]
 def _backend_params():
     """The default backend runs in the quick suite; the others (each scenario is a fresh
     interpreter that must import numba or run the slow NumPy reference) are marked slow."""
-    return [pytest.param(b, id=b, marks=() if b == DEFAULT else pytest.mark.slow)
-            for b in BACKENDS]
+    return [pytest.param(b, id=b, marks=() if b == DEFAULT else pytest.mark.slow) for b in BACKENDS]
 
 
 SCRIPT = r'''
@@ -235,7 +234,7 @@ def run_scenario(script, scenario, backend, timeout=90):
     assert r.returncode == 0, f"{scenario}/{backend} exited {r.returncode}:\n{r.stderr[-3000:]}"
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     assert line, r.stdout[-2000:] + r.stderr[-2000:]
-    out = json.loads(line[-1][len("RESULT "):])
+    out = json.loads(line[-1][len("RESULT ") :])
     assert out["backend"] == backend
     return out
 
@@ -251,7 +250,7 @@ def check_children(out, expected_threads):
         assert child["pid"] != parent["pid"]
         assert child["threads"] == expected_threads, child["threads"]
         if expected_threads == 1:
-            assert child["threads_after_set"] == 1   # set_num_threads cannot undo the fork rule
+            assert child["threads_after_set"] == 1  # set_num_threads cannot undo the fork rule
         mismatched = [k for k, v in parent["digests"].items() if child["digests"][k] != v]
         assert not mismatched, f"child results differ from the parent's: {mismatched}"
         for name, err in child["errors"].items():
@@ -297,4 +296,3 @@ def test_forkserver_with_fastselu_preloaded(script, backend):
     before forking, so every fork child is single-threaded (conservative, documented choice)."""
     out = run_scenario(script, "forkserver_preload", backend)
     check_children(out, expected_threads=1)
-

@@ -34,15 +34,12 @@ from util import switched_backend
 BACKENDS = fastselu.available_backends()
 DEFAULT = "cython" if "cython" in BACKENDS else BACKENDS[0]
 
-QUICK = settings(max_examples=60, deadline=None,
-                 suppress_health_check=list(HealthCheck))
-LONG = settings(max_examples=600, deadline=None,
-                suppress_health_check=list(HealthCheck))
+QUICK = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+LONG = settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def _backend_params():
-    return [pytest.param(b, id=b, marks=() if b == DEFAULT else pytest.mark.slow)
-            for b in BACKENDS]
+    return [pytest.param(b, id=b, marks=() if b == DEFAULT else pytest.mark.slow) for b in BACKENDS]
 
 
 @pytest.fixture
@@ -62,10 +59,25 @@ LARGE_SIZES = [65535, 65536, 65537, 131071, 131072, 131073, 262147]
 def specials(dtype):
     dt = np.dtype(dtype).newbyteorder("=")
     fi = np.finfo(dt)
-    vals = [0.0, -0.0, np.inf, -np.inf, np.nan, float(fi.max), -float(fi.max),
-            float(fi.tiny), -float(fi.tiny), float(fi.smallest_subnormal),
-            -float(fi.smallest_subnormal), 1.0, -1.0, -18.0, -40.0, -800.0,
-            float(fi.max) / float(SCALE_STR)]
+    vals = [
+        0.0,
+        -0.0,
+        np.inf,
+        -np.inf,
+        np.nan,
+        float(fi.max),
+        -float(fi.max),
+        float(fi.tiny),
+        -float(fi.tiny),
+        float(fi.smallest_subnormal),
+        -float(fi.smallest_subnormal),
+        1.0,
+        -1.0,
+        -18.0,
+        -40.0,
+        -800.0,
+        float(fi.max) / float(SCALE_STR),
+    ]
     with np.errstate(all="ignore"):
         return np.array(vals, dtype=np.float64).astype(dt)
 
@@ -116,7 +128,7 @@ def fill_random(a, rng):
         sp = specials(dt)
         k = rng.random(a.size) < 0.15
         vals[k] = sp[rng.integers(0, sp.size, int(k.sum()))]
-        if rng.random() < 0.3:      # sometimes an ordinary range (both branches, saturation)
+        if rng.random() < 0.3:  # sometimes an ordinary range (both branches, saturation)
             vals = (rng.standard_normal(a.size) * rng.choice([1, 10, 100])).astype(vals.dtype)
     elif dt.kind == "b":
         vals = rng.random(a.size) < 0.5
@@ -137,12 +149,13 @@ def compute_dtype(rdt):
 def run_seam(module, kind, arrays, rdt):
     """`module`'s kernel on contiguous native copies, rounded to the result dtype."""
     cdt = compute_dtype(rdt)
-    with np.errstate(invalid="ignore"):      # a signalling NaN raises 'invalid' when cast
+    with np.errstate(invalid="ignore"):  # a signalling NaN raises 'invalid' when cast
         flat = [np.array(a, dtype=cdt, order="C", copy=True).reshape(-1) for a in arrays]
     out = np.empty_like(flat[0])
     if cdt.itemsize == 2:  # float16: the seam takes the bits
-        getattr(module, kind)(*[f.view(np.uint16) for f in flat], out.view(np.uint16), 1,
-                              fmt="float16")
+        getattr(module, kind)(
+            *[f.view(np.uint16) for f in flat], out.view(np.uint16), 1, fmt="float16"
+        )
     else:
         getattr(module, kind)(*flat, out, 1)
     with np.errstate(over="ignore"):
@@ -168,8 +181,11 @@ def ulp_distance(a, b):
 
 def same_bits_or_nan(a, b):
     a, b = np.asarray(a), np.asarray(b)
-    return (a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
-            and np.array_equal(np.signbit(a[~np.isnan(a)]), np.signbit(b[~np.isnan(b)])))
+    return (
+        a.shape == b.shape
+        and np.array_equal(a, b, equal_nan=True)
+        and np.array_equal(np.signbit(a[~np.isnan(a)]), np.signbit(b[~np.isnan(b)]))
+    )
 
 
 def footprint_mask(raw_size, arr, base_address):
@@ -202,13 +218,17 @@ def forward_cases(draw, large=False):
     o_pos = draw(st.floats(0, 1))
     o_off = draw(st.integers(0, 8))
     seed = draw(st.integers(0, 2**32 - 1))
-    if (mode == "out_overlap" and dtype.kind == "f" and odt.itemsize == dtype.itemsize
-            and draw(st.booleans())):
+    if (
+        mode == "out_overlap"
+        and dtype.kind == "f"
+        and odt.itemsize == dtype.itemsize
+        and draw(st.booleans())
+    ):
         # the hard case: out is x's own layout shifted by a few elements (the contiguous,
         # native, aligned kernel path when both are), so x is read where out was written
         ol = xl
         odt = dtype if draw(st.booleans()) else odt
-        o_pos = draw(st.sampled_from([-5, -2, -1, 1, 2, 5]))       # a shift in elements
+        o_pos = draw(st.sampled_from([-5, -2, -1, 1, 2, 5]))  # a shift in elements
     return dtype, xl, mode, odt, ol, x_off, o_pos, o_off, seed
 
 
@@ -218,7 +238,7 @@ def _check_forward(case):
     o_foot = ol[3] if ol is not None else 0
     size = x_off + xl[3] + 2 * o_foot + 64
     raw = np.zeros(size, np.uint8)
-    x_at = o_foot + x_off                         # room before x for an overlapping out
+    x_at = o_foot + x_off  # room before x for an overlapping out
     x = view(raw, dtype, xl, x_at)
     fill_random(x, rng)
     x0 = x.copy()
@@ -229,10 +249,10 @@ def _check_forward(case):
         out_raw = np.zeros(o_foot + 16, np.uint8)
         out = view(out_raw, odt, ol, o_off % 8)
     elif mode == "out_overlap":
-        if isinstance(o_pos, int):                # x's layout shifted by o_pos elements
+        if isinstance(o_pos, int):  # x's layout shifted by o_pos elements
             at = min(max(0, x_at + o_pos * dtype.itemsize), size - o_foot)
-        else:                                     # anywhere from "ends just inside x" to
-            lo = max(0, x_at - o_foot + 1)        # "starts just inside x"
+        else:  # anywhere from "ends just inside x" to
+            lo = max(0, x_at - o_foot + 1)  # "starts just inside x"
             hi = min(size - o_foot, x_at + xl[3] - 1)
             at = lo + int(o_pos * max(0, hi - lo)) if hi >= lo else 0
         out = view(raw, odt, ol, at)
@@ -254,9 +274,11 @@ def _check_forward(case):
     assert same_bits_or_nan(r, mine), "result depends on the layout"
     if r.size:
         d = ulp_distance(r, ref)
-        assert d.max() <= 1, (f"{d.max()} ULP from the reference at "
-                              f"x={x0.ravel()[d.argmax()]!r}: {r.ravel()[d.argmax()]!r} "
-                              f"vs {ref.ravel()[d.argmax()]!r}")
+        assert d.max() <= 1, (
+            f"{d.max()} ULP from the reference at "
+            f"x={x0.ravel()[d.argmax()]!r}: {r.ravel()[d.argmax()]!r} "
+            f"vs {ref.ravel()[d.argmax()]!r}"
+        )
         zero = ref.ravel() == 0
         assert np.array_equal(np.signbit(r.ravel()[zero]), np.signbit(ref.ravel()[zero]))
 
@@ -293,14 +315,17 @@ def backward_cases(draw, large=False):
     rdt = result_dtype(rdt)
     odt = rdt.newbyteorder(draw(st.sampled_from(["<", ">"])))
     ol = draw(layouts(odt.itemsize, shape=gl[0], large=large))
-    mode = draw(st.sampled_from(["new", "out_new", "out_overlap_g", "out_overlap_x",
-                                 "out_is_g", "out_is_x"]))
+    mode = draw(
+        st.sampled_from(
+            ["new", "out_new", "out_overlap_g", "out_overlap_x", "out_is_g", "out_is_x"]
+        )
+    )
     is_result = draw(st.booleans())
     seed = draw(st.integers(0, 2**32 - 1))
     pos = draw(st.floats(0, 1))
     src = {"out_overlap_g": (gdt, gl), "out_overlap_x": (xdt, xl)}.get(mode)
     if src is not None and src[0].itemsize == odt.itemsize and draw(st.booleans()):
-        ol = src[1]                               # that operand's layout, shifted (see above)
+        ol = src[1]  # that operand's layout, shifted (see above)
         odt = src[0] if src[0].kind == "f" and draw(st.booleans()) else odt
         pos = draw(st.sampled_from([-5, -2, -1, 1, 2, 5]))
     return gdt, xdt, gl, xl, rdt, odt, ol, mode, is_result, seed, pos
@@ -349,8 +374,10 @@ def _check_backward(case):
     assert same_bits_or_nan(r, mine), "result depends on the layout"
     if r.size:
         d = ulp_distance(r, ref)
-        assert d.max() <= 3, (f"{d.max()} ULP from the reference at g={g0.ravel()[d.argmax()]!r}, "
-                              f"x={x0.ravel()[d.argmax()]!r}")
+        assert d.max() <= 3, (
+            f"{d.max()} ULP from the reference at g={g0.ravel()[d.argmax()]!r}, "
+            f"x={x0.ravel()[d.argmax()]!r}"
+        )
     if out is None or mode == "out_new":
         assert np.array_equal(raw, raw0), "an input was modified"
     else:
@@ -396,12 +423,43 @@ def test_backward_extreme_operand_grid(backend, dtype):
     compiled float64 kernel: the compensated product's parts overflowed with opposite signs.)"""
     fi = np.finfo(dtype)
     with np.errstate(all="ignore"):
-        ops = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, fi.max, -fi.max, fi.max / 1.6,
-                        -fi.max / 1.6, fi.max / 2, -fi.max / 2, fi.tiny, -fi.tiny,
-                        fi.smallest_subnormal, -fi.smallest_subnormal, 1.0, -1.0, 2.0, -0.5,
-                        -1.7580993408473768, -1.7580993, -1.758099, -3.0, -20.0, -100.0, -800.0,
-                        -1e20, -2.96e258, 1e20, 2.96e258, -1e30, 1e30],
-                       dtype=np.float64).astype(dtype)
+        ops = np.array(
+            [
+                0.0,
+                -0.0,
+                np.inf,
+                -np.inf,
+                np.nan,
+                fi.max,
+                -fi.max,
+                fi.max / 1.6,
+                -fi.max / 1.6,
+                fi.max / 2,
+                -fi.max / 2,
+                fi.tiny,
+                -fi.tiny,
+                fi.smallest_subnormal,
+                -fi.smallest_subnormal,
+                1.0,
+                -1.0,
+                2.0,
+                -0.5,
+                -1.7580993408473768,
+                -1.7580993,
+                -1.758099,
+                -3.0,
+                -20.0,
+                -100.0,
+                -800.0,
+                -1e20,
+                -2.96e258,
+                1e20,
+                2.96e258,
+                -1e30,
+                1e30,
+            ],
+            dtype=np.float64,
+        ).astype(dtype)
     g, x = (a.ravel() for a in np.meshgrid(ops, ops, indexing="ij"))
     rdt = np.dtype(dtype)
     for kind, is_result in (("backward_x", False), ("backward_y", True)):
@@ -421,8 +479,11 @@ def shifted_overlap_cases(draw):
     aligned most of the time, so that the flat kernel path is taken; any size up to a few nditer
     chunks."""
     dtype = np.dtype(draw(st.sampled_from(["<f4", "<f8", "<f4", "<f8", ">f4", "<f2"])))
-    n = draw(st.one_of(st.integers(0, 40), st.integers(0, 70_000),
-                       st.sampled_from([65537, 131073, 262147])))
+    n = draw(
+        st.one_of(
+            st.integers(0, 40), st.integers(0, 70_000), st.sampled_from([65537, 131073, 262147])
+        )
+    )
     step = draw(st.sampled_from([1, 1, 1, 2, -1]))
     shift = draw(st.sampled_from([-7, -3, -1, 1, 2, 5, 17, "reversed"]))
     odt = dtype if draw(st.booleans()) else dtype.newbyteorder()
@@ -448,18 +509,25 @@ def test_fuzz_shifted_overlap(backend, case):
     if shift == "reversed":
         out = x[::-1].view(odt)
     else:
-        out = np.ndarray((n,), dtype=odt, buffer=raw, offset=x.__array_interface__["data"][0]
-                         - raw.__array_interface__["data"][0] + shift * it, strides=x.strides)
+        out = np.ndarray(
+            (n,),
+            dtype=odt,
+            buffer=raw,
+            offset=x.__array_interface__["data"][0]
+            - raw.__array_interface__["data"][0]
+            + shift * it,
+            strides=x.strides,
+        )
     other = np.random.default_rng(seed + 1).standard_normal(n).astype(dtype)
     x0, other0 = x.copy(), other.copy()
     rdt = dtype.newbyteorder("=")
     if fn == "selu":
         assert fastselu.selu(x, out=out) is out
         kind, args = "forward", [x0]
-    elif fn == "backward_x_out_g":                  # grad_output is x's memory, x is `other`
+    elif fn == "backward_x_out_g":  # grad_output is x's memory, x is `other`
         assert fastselu.selu_backward(x, other, out=out) is out
         kind, args = "backward_x", [x0, other0]
-    else:                                           # y is x's memory
+    else:  # y is x's memory
         assert fastselu.selu_backward(other, x, is_result=True, out=out) is out
         kind, args = "backward_y", [other0, x0]
     got = out.astype(rdt)

@@ -63,7 +63,7 @@ HOSTILE = {
     "self_referential_list": (_self_referential, ValueError, None),
     "int_10**400": (lambda: 10**400, TypeError, "object"),
     "int_2**64": (lambda: 2**64, TypeError, "object"),
-    "int_-2**63-1": (lambda: -2**63 - 1, TypeError, "object"),
+    "int_-2**63-1": (lambda: -(2**63) - 1, TypeError, "object"),
     "list_of_huge_ints": (lambda: [1, 2**70], TypeError, "object"),
     "object": (lambda: object(), TypeError, "object"),
     "dict": (lambda: {"a": 1.0}, TypeError, "object"),
@@ -109,7 +109,7 @@ def test_hostile_values_raise_cleanly(backend, name):
     factory, exc, text = HOSTILE[name]
     for form, call in _forms(factory()).items():
         with warnings.catch_warnings():
-            warnings.simplefilter("error")    # no stray warnings either (e.g. ragged lists)
+            warnings.simplefilter("error")  # no stray warnings either (e.g. ragged lists)
             with pytest.raises(exc) as info:
                 call()
         if text is not None:
@@ -123,16 +123,22 @@ def test_hostile_values_in_place_and_as_out(backend, name):
     factory, _, _ = HOSTILE[name]
     value = factory()
     expected = (TypeError, ValueError)
-    for call in (lambda: selu_(value), lambda: selu(value, inplace=True),
-                 lambda: fastselu.SELU(inplace=True)(value)):
+    for call in (
+        lambda: selu_(value),
+        lambda: selu(value, inplace=True),
+        lambda: fastselu.SELU(inplace=True)(value),
+    ):
         with pytest.raises(expected):
             call()
     if value is None:
-        return                        # out=None is the default: no out
+        return  # out=None is the default: no out
     x = np.linspace(-2, 2, 3)
     g = np.ones(3)
-    for call in (lambda: selu(x, out=value), lambda: selu_backward(g, x, out=value),
-                 lambda: selu_backward(g, x, is_result=True, out=value)):
+    for call in (
+        lambda: selu(x, out=value),
+        lambda: selu_backward(g, x, out=value),
+        lambda: selu_backward(g, x, is_result=True, out=value),
+    ):
         with pytest.raises(expected):
             call()
         assert np.array_equal(x, np.linspace(-2, 2, 3)) and np.array_equal(g, np.ones(3))
@@ -143,9 +149,14 @@ def test_memoryviews_and_buffers(backend):
     so in place / out= on them is a TypeError, and a read-only buffer is never written."""
     base = np.linspace(-3, 3, 7)
     want = selu(base)
-    for buf in (memoryview(base), memoryview(base).toreadonly(), array.array("d", base),
-                memoryview(bytes(base.tobytes())).cast("d"), bytearray(base.tobytes())):
-        if isinstance(buf, bytearray):     # raw bytes: uint8 values, float64 result
+    for buf in (
+        memoryview(base),
+        memoryview(base).toreadonly(),
+        array.array("d", base),
+        memoryview(bytes(base.tobytes())).cast("d"),
+        bytearray(base.tobytes()),
+    ):
+        if isinstance(buf, bytearray):  # raw bytes: uint8 values, float64 result
             r = selu(buf)
             assert r.dtype == np.float64 and r.shape == (56,)
             assert same_floats(r, selu(np.frombuffer(bytes(buf), np.uint8)))
@@ -166,10 +177,11 @@ def test_matrix_in_every_position(backend):
         m = np.matrix([[1.0, -1.0, 0.5]])
         g = np.matrix([[2.0, 2.0, 2.0]])
     plain, gplain = np.asarray(m).copy(), np.asarray(g).copy()
-    for r, want in ((selu_backward(g, m), selu_backward(gplain, plain)),
-                    (selu_backward(gplain, m, is_result=True),
-                     selu_backward(gplain, plain, is_result=True)),
-                    (fastselu.SELU()(m), selu(plain))):
+    for r, want in (
+        (selu_backward(g, m), selu_backward(gplain, plain)),
+        (selu_backward(gplain, m, is_result=True), selu_backward(gplain, plain, is_result=True)),
+        (fastselu.SELU()(m), selu(plain)),
+    ):
         assert type(r) is np.ndarray and same_floats(r, want)
     out = np.matrix(np.zeros((1, 3)))
     assert selu(plain, out=out) is out and same_floats(np.asarray(out), selu(plain))
@@ -206,6 +218,7 @@ def test_ndarray_subclass_with_hostile_methods(backend):
 
 # ---- out arrays that overlap themselves ------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, ">f8"])
 @pytest.mark.parametrize("n", [10, 300_000])
 def test_out_with_internal_overlap(backend, dtype, n):
@@ -224,8 +237,9 @@ def test_out_with_internal_overlap(backend, dtype, n):
         "inplace": lambda a, v: selu_(v),
         "out=x": lambda a, v: selu(v, out=v),
         "out is a separate zero-stride view": lambda a, v: selu(np.full(n, -1.0, dtype), out=v),
-        "backward out": lambda a, v: selu_backward(np.ones(n, dtype), np.full(n, -1.0, dtype),
-                                                   out=v),
+        "backward out": lambda a, v: selu_backward(
+            np.ones(n, dtype), np.full(n, -1.0, dtype), out=v
+        ),
     }
     for name, call in cases.items():
         a, v = zero_stride(-1.0)
@@ -244,6 +258,7 @@ def test_out_with_internal_overlap(backend, dtype, n):
 
 # ---- flags and settings -------------------------------------------------------------------------
 
+
 def test_flag_arguments_with_odd_values(backend):
     """`inplace` and `is_result` follow Python truthiness; a value without a truth value (an
     array of several elements) gives ValueError before anything is written."""
@@ -261,11 +276,11 @@ def test_flag_arguments_with_odd_values(backend):
 def test_positional_and_unknown_arguments(backend):
     x = np.linspace(-1, 1, 5)
     with pytest.raises(TypeError):
-        selu(x, None, True)           # inplace is keyword-only
+        selu(x, None, True)  # inplace is keyword-only
     with pytest.raises(TypeError):
         selu(x, inplce=True)
     with pytest.raises(TypeError):
-        selu_backward(x, x, True)     # is_result is keyword-only
+        selu_backward(x, x, True)  # is_result is keyword-only
     with pytest.raises(TypeError):
         selu_backward(x)
     with pytest.raises(TypeError):
@@ -300,8 +315,11 @@ def test_set_num_threads_huge_counts(restore_threads, n):
             previous = fastselu.get_backend()
             fastselu.set_backend(be)
             try:
-                for got, expected in ((selu(x), want), (selu(x[::2]), want[::2]),
-                                      (selu_backward(x, x), None)):
+                for got, expected in (
+                    (selu(x), want),
+                    (selu(x[::2]), want[::2]),
+                    (selu_backward(x, x), None),
+                ):
                     if expected is not None:
                         assert np.allclose(got, expected, rtol=1e-6, atol=0)
             finally:
@@ -343,6 +361,7 @@ def test_set_backend_odd_names(value):
 
 # ---- the backend seam -----------------------------------------------------------------------
 
+
 @pytest.mark.skipif("cython" not in fastselu.available_backends(), reason="no compiled backend")
 def test_compiled_seam_refuses_what_it_cannot_handle():
     """The compiled kernels check their own arguments ("a wrong call never touches memory it
@@ -369,8 +388,11 @@ def test_compiled_seam_refuses_what_it_cannot_handle():
     accepted = []
     for name, (a, o) in bad.items():
         o0 = o.copy()
-        for kernel, args in ((K.forward, (a, o, 1)), (K.backward_x, (a, a, o, 2)),
-                             (K.backward_y, (a, a, o, 1))):
+        for kernel, args in (
+            (K.forward, (a, o, 1)),
+            (K.backward_x, (a, a, o, 2)),
+            (K.backward_y, (a, a, o, 1)),
+        ):
             try:
                 kernel(*args)
             except (TypeError, ValueError):
@@ -379,7 +401,14 @@ def test_compiled_seam_refuses_what_it_cannot_handle():
         if "unaligned" not in name:
             assert np.array_equal(o, o0, equal_nan=True), name
     assert not accepted, f"the compiled seam accepted: {accepted}"
-    for args in ((None, out, 1), (x, None, 1), ([1.0], out, 1), (x, out, 0), (x, out, -1),
-                 (x, out, 2**31), (x, out, "2")):
+    for args in (
+        (None, out, 1),
+        (x, None, 1),
+        ([1.0], out, 1),
+        (x, out, 0),
+        (x, out, -1),
+        (x, out, 2**31),
+        (x, out, "2"),
+    ):
         with pytest.raises((TypeError, ValueError, OverflowError)):
             K.forward(*args)

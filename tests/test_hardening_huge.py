@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow
 
 GiB = 1 << 30
 NEED = 12 * GiB
-BIG = 2**31 + 2**20 + 17          # odd length: the kernels' vector tails run too
-W = 4096                          # width of each checked region
+BIG = 2**31 + 2**20 + 17  # odd length: the kernels' vector tails run too
+W = 4096  # width of each checked region
 
 
 def available_memory():
@@ -39,9 +39,13 @@ def available_memory():
             avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
             return 0
-    for path, used_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                            ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                             "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for path, used_path in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
         try:
             with open(path) as f:
                 limit = f.read().strip()
@@ -96,15 +100,16 @@ def starts(n, nthreads_list=(2, 3)):
 
 def fill(x, regions, values):
     for s in regions:
-        x[s:s + W] = values
+        x[s : s + W] = values
 
 
 def check(x, regions, want, what):
     bad = []
     for s in regions:
-        got = x[s:s + W]
-        same = (np.array_equal(got, want, equal_nan=True)
-                and np.array_equal(np.signbit(got), np.signbit(want)))
+        got = x[s : s + W]
+        same = np.array_equal(got, want, equal_nan=True) and np.array_equal(
+            np.signbit(got), np.signbit(want)
+        )
         if not same:
             k = int(np.flatnonzero(~((got == want) | (np.isnan(got) & np.isnan(want))))[:1].sum())
             bad.append(f"region at {s} (first bad index {s + k}: {got[k]!r} != {want[k]!r})")
@@ -124,16 +129,20 @@ def test_inplace_float32_over_2_31_elements(backend, threads):
         assert fastselu.selu_(x) is x
         check(x, regions, fastselu.selu(v), "selu_ (2 threads)")
         if backend == "numpy":
-            return                        # one pass is ~1 minute on the reference backend
+            return  # one pass is ~1 minute on the reference backend
         fastselu.set_num_threads(3)
         fill(x, regions, v)
         fastselu.selu_backward(x, x, is_result=True, out=x)
         check(x, regions, fastselu.selu_backward(v, v, is_result=True), "backward_y out=g=y")
         fill(x, regions, v)
-        g = np.broadcast_to(np.float32(-1.5), x.shape)          # stride 0: chunked path
+        g = np.broadcast_to(np.float32(-1.5), x.shape)  # stride 0: chunked path
         fastselu.selu_backward(g, x, out=x)
-        check(x, regions, fastselu.selu_backward(np.full(W, -1.5, np.float32), v),
-              "backward_x with a broadcast grad_output (chunked)")
+        check(
+            x,
+            regions,
+            fastselu.selu_backward(np.full(W, -1.5, np.float32), v),
+            "backward_x with a broadcast grad_output (chunked)",
+        )
     finally:
         del x
 
@@ -143,7 +152,7 @@ def test_strided_inplace_float16_over_2_31_elements(backend, threads):
     every other element changes, the ones in between do not."""
     if backend == "numpy":
         pytest.skip("the chunked path is the front end's; tested with the compiled backends")
-    base = np.empty(2 * BIG, np.float16)          # 8.6 GB
+    base = np.empty(2 * BIG, np.float16)  # 8.6 GB
     try:
         view = base[::2]
         assert view.size == BIG
@@ -153,8 +162,8 @@ def test_strided_inplace_float16_over_2_31_elements(backend, threads):
         sentinel = np.float16(12.5)
         odd = base[1::2]
         fill(odd, regions, sentinel)
-        fastselu.set_num_threads(1)   # nditer chunks of 2^17: one parallel region per chunk
-        assert fastselu.selu_(view) is view   # would crawl on a busy machine, and test nothing more
+        fastselu.set_num_threads(1)  # nditer chunks of 2^17: one parallel region per chunk
+        assert fastselu.selu_(view) is view  # would crawl on a busy machine, and test nothing more
         check(view, regions, fastselu.selu(v16), "selu_ on a strided float16 view")
         check(odd, regions, np.full(W, sentinel), "elements between the view's")
     finally:
@@ -169,14 +178,20 @@ def test_out_of_place_result_over_2_31_elements(backend, threads):
     v16 = pattern(8192, np.float16, seed=1)
     rows = -(-(2**31 + 12345) // v16.size)
     x = np.broadcast_to(v16, (rows, v16.size))
-    fastselu.set_num_threads(1)       # (as above: the chunked path)
+    fastselu.set_num_threads(1)  # (as above: the chunked path)
     y = fastselu.selu(x)
     try:
         assert y.shape == x.shape and y.dtype == np.float16 and y.size > 2**31
         flat = y.reshape(-1)
         want = fastselu.selu(v16)
-        for r in (0, (2**31) // v16.size - 1, (2**31) // v16.size, (2**31) // v16.size + 1,
-                  rows // 2, rows - 1):
+        for r in (
+            0,
+            (2**31) // v16.size - 1,
+            (2**31) // v16.size,
+            (2**31) // v16.size + 1,
+            rows // 2,
+            rows - 1,
+        ):
             check(flat, [r * v16.size], want[:W], f"row {r}")
             check(flat, [r * v16.size + W], want[W:], f"row {r}")
     finally:

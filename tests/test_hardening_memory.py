@@ -30,8 +30,7 @@ DEFAULT = "cython" if "cython" in BACKENDS else BACKENDS[0]
 def _backend_params():
     """The default backend in the quick suite, the others slow (the rules are the front end's;
     the backends only add their own scratch)."""
-    return [pytest.param(b, id=b, marks=() if b == DEFAULT else pytest.mark.slow)
-            for b in BACKENDS]
+    return [pytest.param(b, id=b, marks=() if b == DEFAULT else pytest.mark.slow) for b in BACKENDS]
 
 
 @pytest.fixture
@@ -51,7 +50,7 @@ def backend(request):
 each_backend = pytest.mark.parametrize("backend", _backend_params(), indirect=True)
 
 KiB, MiB = 1 << 10, 1 << 20
-N = 1 << 21          # 2 Mi elements: a full-size temporary (8-16 MiB) stands out from scratch
+N = 1 << 21  # 2 Mi elements: a full-size temporary (8-16 MiB) stands out from scratch
 
 
 def scratch_limit(backend):
@@ -90,7 +89,7 @@ def layouts(n):
     two = values(2 * n)
     made = {
         "C f64": values(n),
-        "F f64": np.asfortranarray(values(n).reshape(128, -1)),   # 128 divides 2^21 and 10^7
+        "F f64": np.asfortranarray(values(n).reshape(128, -1)),  # 128 divides 2^21 and 10^7
         "C f32": values(n, np.float32),
         "strided f64": two[::2],
         "negative f32": values(n, np.float32)[::-1],
@@ -103,8 +102,17 @@ def layouts(n):
     return made
 
 
-LAYOUTS = ["C f64", "F f64", "C f32", "strided f64", "negative f32", "byteswapped >f8", "float16",
-           "unaligned f64", "int32"]
+LAYOUTS = [
+    "C f64",
+    "F f64",
+    "C f32",
+    "strided f64",
+    "negative f32",
+    "byteswapped >f8",
+    "float16",
+    "unaligned f64",
+    "int32",
+]
 
 
 def result_dtype(x):
@@ -113,6 +121,7 @@ def result_dtype(x):
 
 # ---- out of place: the result and nothing else --------------------------------------------------
 
+
 @pytest.mark.parametrize("name", LAYOUTS)
 @each_backend
 def test_out_of_place_allocates_the_result_only(backend, name):
@@ -120,15 +129,19 @@ def test_out_of_place_allocates_the_result_only(backend, name):
     g = np.ones(x.shape, x.dtype)
     result_bytes = x.size * result_dtype(x).itemsize
     limit = scratch_limit(backend)
-    for label, call in (("selu", lambda: fastselu.selu(x)),
-                        ("backward_x", lambda: fastselu.selu_backward(g, x)),
-                        ("backward_y", lambda: fastselu.selu_backward(g, x, is_result=True))):
+    for label, call in (
+        ("selu", lambda: fastselu.selu(x)),
+        ("backward_x", lambda: fastselu.selu_backward(g, x)),
+        ("backward_y", lambda: fastselu.selu_backward(g, x, is_result=True)),
+    ):
         p = peak(call)
         assert result_bytes <= p < result_bytes + limit, (
-            f"{label} on {name}: peak {p / MiB:.1f} MiB for a {result_bytes / MiB:.1f} MiB result")
+            f"{label} on {name}: peak {p / MiB:.1f} MiB for a {result_bytes / MiB:.1f} MiB result"
+        )
 
 
 # ---- in place and out=: nothing (native contiguous) or chunk-sized scratch --------------------
+
 
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -159,9 +172,9 @@ def test_other_layouts_use_chunk_sized_scratch(backend, name):
     x = layouts(N)[name]
     rdt = result_dtype(x)
     limit = scratch_limit(backend)
-    out_c = np.empty(x.shape, rdt)                          # C order (x may be F order)
-    out_swapped = np.empty(x.shape, rdt.newbyteorder())     # the other byte order
-    out_strided = np.empty(x.shape + (2,), rdt)[..., 0]     # every other element
+    out_c = np.empty(x.shape, rdt)  # C order (x may be F order)
+    out_swapped = np.empty(x.shape, rdt.newbyteorder())  # the other byte order
+    out_strided = np.empty(x.shape + (2,), rdt)[..., 0]  # every other element
     g = np.ones(x.shape, x.dtype)
     calls = {
         "in place": lambda: fastselu.selu_(x),
@@ -173,15 +186,16 @@ def test_other_layouts_use_chunk_sized_scratch(backend, name):
     }
     for label, call in calls.items():
         p = peak(call)
-        assert p < limit, (f"{label} on {name}: {p / MiB:.2f} MiB of scratch "
-                           f"(limit {limit / MiB:.2f})")
+        assert p < limit, (
+            f"{label} on {name}: {p / MiB:.2f} MiB of scratch (limit {limit / MiB:.2f})"
+        )
 
 
 @each_backend
 def test_overlap_copies_at_most_the_input(backend):
     """Only an out that partly overlaps the input may copy the input first."""
     a = values(N + 1)
-    x, out = a[:-1], a[1:]                  # out one element ahead: a real partial overlap
+    x, out = a[:-1], a[1:]  # out one element ahead: a real partial overlap
     want = fastselu.selu(x.copy())
     p = peak(lambda: fastselu.selu(x, out=out))
     # (the warm-up call inside peak() changed a; the second call must still be right for its
@@ -215,7 +229,7 @@ def test_ten_million_elements(backend, name):
     result_bytes = n * rdt.itemsize
     limit = scratch_limit(backend)
     if backend != "numpy" and name in ("C f64", "C f32"):
-        small = 64 * KiB                    # native contiguous: nothing at all
+        small = 64 * KiB  # native contiguous: nothing at all
     else:
         small = limit
     g = np.ones(x.shape, x.dtype)
@@ -231,6 +245,7 @@ def test_ten_million_elements(backend, name):
 
 
 # ---- reference counts and growth over many calls --------------------------------------------
+
 
 @each_backend
 def test_no_reference_leaks(backend):
@@ -255,9 +270,11 @@ def test_no_reference_leaks(backend):
         fastselu.selu_backward(g[::2], xs, is_result=True)
         fastselu.selu(x[0])
         fastselu.SELU()(x)
-        for bad in (lambda: fastselu.selu(x, out=bad_out),
-                    lambda: fastselu.selu_backward(g, bad_out),
-                    lambda: fastselu.selu(x, out=out, inplace=True)):
+        for bad in (
+            lambda: fastselu.selu(x, out=bad_out),
+            lambda: fastselu.selu_backward(g, bad_out),
+            lambda: fastselu.selu(x, out=out, inplace=True),
+        ):
             try:
                 bad()
             except (TypeError, ValueError):
@@ -271,7 +288,7 @@ def test_no_reference_leaks(backend):
     after = [sys.getrefcount(o) for o in objects]
     assert after == before
     r = fastselu.selu(x)
-    assert sys.getrefcount(r) == 2       # a fresh result: only `r` and getrefcount's argument
+    assert sys.getrefcount(r) == 2  # a fresh result: only `r` and getrefcount's argument
 
 
 @each_backend
@@ -311,7 +328,7 @@ def test_many_calls_do_not_grow_memory(backend):
 
 # ---- out of memory ----------------------------------------------------------------------------
 
-LIMITED = r'''
+LIMITED = r"""
 import resource, sys, threading
 import numpy as np
 import fastselu
@@ -360,7 +377,7 @@ elif scenario == "result":
         except MemoryError:
             print(name, "MemoryError")
     print("RESULT", "unchanged" if np.array_equal(x[:4096], original) else "modified")
-'''
+"""
 
 
 @pytest.mark.parametrize("backend_name", [b for b in fastselu.available_backends() if b != "numpy"])
@@ -371,7 +388,8 @@ def test_thread_creation_failure_is_not_fatal(backend_name):
     host process down: run on fewer threads (right result) or raise a Python exception."""
     r = run_python(LIMITED, "threads", timeout=60, FASTSELU_BACKEND=backend_name)
     assert "Thread creation failed" not in r.stderr, (
-        f"the process was killed by libgomp (exit {r.returncode}): {r.stderr.strip()[-300:]}")
+        f"the process was killed by libgomp (exit {r.returncode}): {r.stderr.strip()[-300:]}"
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "RESULT right" in r.stdout or "RESULT exception" in r.stdout, r.stdout
 

@@ -24,8 +24,7 @@ DEFAULT = "cython" if "cython" in BACKENDS else BACKENDS[0]
 
 
 def _backend_params():
-    return [pytest.param(b, id=b, marks=() if b == DEFAULT else pytest.mark.slow)
-            for b in BACKENDS]
+    return [pytest.param(b, id=b, marks=() if b == DEFAULT else pytest.mark.slow) for b in BACKENDS]
 
 
 STRESS = r'''
@@ -170,7 +169,7 @@ def test_concurrent_set_backend_and_calls(restore_threads):
     rng = np.random.default_rng(7)
     x = (rng.standard_normal(150_001) * 4).astype(np.float32)
     want = {}
-    for b in BACKENDS:                 # warm up (numba compiles or loads its cache here)
+    for b in BACKENDS:  # warm up (numba compiles or loads its cache here)
         fastselu.set_backend(b)
         want[b] = fastselu.selu(x)
         fastselu.selu(x[::2])
@@ -204,6 +203,7 @@ def test_concurrent_set_backend_and_calls(restore_threads):
 
 
 # ---- the GIL ---------------------------------------------------------------------------------
+
 
 def counter_during(fn):
     """Run fn() here while another Python thread spins a counter.
@@ -247,9 +247,9 @@ def gil_check(call, attempts=4, min_ratio=0.5, max_stall=0.5):
     rate with this thread asleep), so "free" means "what the counter gets next to any native,
     GIL-free work".  Best of `attempts` (noisy machine); a GIL-holding kernel scores ~0.
     """
-    call()                                           # warm-up (page faults, numba cache)
+    call()  # warm-up (page faults, numba cache)
     _, _, dt = counter_during(call)
-    buf = bytes(max(1 << 20, int(dt * 4e8)))         # sha256 runs at roughly 0.5-1 GB/s
+    buf = bytes(max(1 << 20, int(dt * 4e8)))  # sha256 runs at roughly 0.5-1 GB/s
     tries = []
     for _ in range(attempts):
         free, _, _ = counter_during(lambda: hashlib.sha256(buf).digest())
@@ -260,8 +260,12 @@ def gil_check(call, attempts=4, min_ratio=0.5, max_stall=0.5):
             return tries
     raise AssertionError(
         "the counter thread was starved during the kernel call: "
-        + "; ".join(f"rate {r:.2f} of free (native neighbour), {s:.2f} of idle-neighbour rate, "
-                    f"longest stall {g:.0%} of the {d * 1e3:.0f} ms call" for r, g, s, d in tries))
+        + "; ".join(
+            f"rate {r:.2f} of free (native neighbour), {s:.2f} of idle-neighbour rate, "
+            f"longest stall {g:.0%} of the {d * 1e3:.0f} ms call"
+            for r, g, s, d in tries
+        )
+    )
 
 
 def _gil_cases(n):
@@ -271,7 +275,7 @@ def _gil_cases(n):
     return {
         "fast_inplace": lambda: fastselu.selu_(x),
         "chunked_strided": lambda: fastselu.selu_(x[::2]),
-        "backward_out": lambda: fastselu.selu_backward(x[:half], x[half:2 * half], out=x[:half]),
+        "backward_out": lambda: fastselu.selu_backward(x[:half], x[half : 2 * half], out=x[:half]),
     }
 
 

@@ -1,5 +1,6 @@
 """The compiled kernels: accuracy (sampled here, exhaustive in the slow test), bit-identity
 across SIMD variants, thread counts and strided views."""
+
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,9 @@ from fastselu._ulp import (
 from util import fast_path_inputs, needs_80bit, oracle_dtypes, run_python
 
 K = pytest.importorskip("fastselu._kernels")
-pytestmark = pytest.mark.skipif("cython" not in fastselu.available_backends(),
-                                reason="compiled backend not built")
+pytestmark = pytest.mark.skipif(
+    "cython" not in fastselu.available_backends(), reason="compiled backend not built"
+)
 
 
 def run(kind, *arrays, nthreads=2):
@@ -53,8 +55,13 @@ def test_accuracy_sampled(dtype, simd):
 @needs_80bit
 def test_float64_against_mpmath():
     rng = np.random.default_rng(2)
-    x = np.concatenate([rng.uniform(-40, 0, 3000), -np.exp(rng.uniform(-745, 0, 2000)),
-                        (np.arange(-60, 1) + 0.5) * np.log(2.0)])
+    x = np.concatenate(
+        [
+            rng.uniform(-40, 0, 3000),
+            -np.exp(rng.uniform(-745, 0, 2000)),
+            (np.arange(-60, 1) + 0.5) * np.log(2.0),
+        ]
+    )
     assert ulp_error(run("forward", x), mp_selu(x), np.float64).max() <= 1.0
 
 
@@ -62,13 +69,13 @@ def test_float64_against_mpmath():
 def test_special_values(dtype):
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1e4], dtype=dtype)
     y = run("forward", x)
-    sa = np.float64(1.7580993408473768).astype(dtype)   # -SA rounded once to the dtype
+    sa = np.float64(1.7580993408473768).astype(dtype)  # -SA rounded once to the dtype
     assert np.isnan(y[0]) and y[1] == np.inf
     assert y[2] == -sa and y[5] == -sa
     assert y[3] == 0 and not np.signbit(y[3]) and y[4] == 0 and np.signbit(y[4])
     d = run("backward_x", np.ones_like(x), x)
     assert np.isnan(d[0]) and d[1] == dtype(1.0507009873554805) and d[2] == 0
-    assert d[3] == d[4] == sa    # derivative at 0 is SCALE*ALPHA
+    assert d[3] == d[4] == sa  # derivative at 0 is SCALE*ALPHA
 
 
 def test_overflow_boundary_float32():
@@ -90,8 +97,12 @@ def test_threads_and_chunks_bit_identical(dtype):
         for nt in (2, 3, 7):
             assert np.array_equal(run(kind, *args, nthreads=nt).view(np.uint8), ref.view(np.uint8))
         # piecewise over odd chunks, as the front end does for strided input
-        pieces = np.concatenate([run(kind, *(a[i:i + 9973] for a in args), nthreads=1)
-                                 for i in range(0, x.size, 9973)])
+        pieces = np.concatenate(
+            [
+                run(kind, *(a[i : i + 9973] for a in args), nthreads=1)
+                for i in range(0, x.size, 9973)
+            ]
+        )
         assert np.array_equal(pieces.view(np.uint8), ref.view(np.uint8))
 
 
@@ -104,7 +115,7 @@ def test_in_place_same_buffer():
 
 def test_strided_view_bit_identical():
     x = hard_inputs(np.float32, n=300_000)
-    x = x[:x.size // 3 * 3].reshape(-1, 3)
+    x = x[: x.size // 3 * 3].reshape(-1, 3)
     ref = fastselu.selu(np.ascontiguousarray(x[:, 1]))
     assert np.array_equal(fastselu.selu(x[:, 1]).view(np.uint32), ref.view(np.uint32))
     assert np.array_equal(fastselu.selu(x[::-1, 1])[::-1].view(np.uint32), ref.view(np.uint32))
@@ -128,15 +139,24 @@ def test_backward_fast_path_blocks(dtype, simd):
         assert ulp_error(run("backward_x", one, x), exact_selu_backward(one, x), dtype).max() <= 1.0
         fast = run("backward_x", g, x, nthreads=1)
         assert ulp_error(fast, exact_selu_backward(g, x), dtype).max() <= 1.5
-        for i, (gi, xi) in enumerate([(1.0, hard_x), (0.0, 1.0), (-0.0, -1.0), (np.inf, -1.0),
-                                      (np.nan, 0.5), (1.0, np.nan), (1.0, -np.inf)]):
+        for i, (gi, xi) in enumerate(
+            [
+                (1.0, hard_x),
+                (0.0, 1.0),
+                (-0.0, -1.0),
+                (np.inf, -1.0),
+                (np.nan, 0.5),
+                (1.0, np.nan),
+                (1.0, -np.inf),
+            ]
+        ):
             gh, xh = g.copy(), x.copy()
             k = 100 + 550 * i  # each in a block of 1024 of its own, or nearly
             gh[k], xh[k] = gi, xi
             mixed = run("backward_x", gh, xh, nthreads=1)
             keep = np.arange(x.size) != k
             assert np.array_equal(bits(mixed[keep]), bits(fast[keep]))
-            assert bits(mixed[k:k + 1]) == bits(run("backward_x", gh[k:k + 1], xh[k:k + 1]))
+            assert bits(mixed[k : k + 1]) == bits(run("backward_x", gh[k : k + 1], xh[k : k + 1]))
     finally:
         K.set_simd(None)
 
@@ -147,12 +167,14 @@ def test_simd_variants_bit_identical_across_processes(tmp_path):
         x32 = hard_inputs(np.float32, 50_000).astype(np.float64)
     x = np.concatenate([x32, hard_inputs(np.float64, 50_000)])
     np.save(tmp_path / "x.npy", x)
-    code = ("import sys, numpy as np, fastselu; x = np.load(sys.argv[1]); "
-            "g = np.cos(x); y = fastselu.selu(x);"
-            "print(fastselu._kernels.simd()); sys.stdout.flush();"
-            "np.save(sys.argv[2], np.concatenate(["
-            " y, fastselu.selu(x.astype(np.float32)).astype(np.float64),"
-            " fastselu.selu_backward(g, x), fastselu.selu_backward(g, y, is_result=True)]))")
+    code = (
+        "import sys, numpy as np, fastselu; x = np.load(sys.argv[1]); "
+        "g = np.cos(x); y = fastselu.selu(x);"
+        "print(fastselu._kernels.simd()); sys.stdout.flush();"
+        "np.save(sys.argv[2], np.concatenate(["
+        " y, fastselu.selu(x.astype(np.float32)).astype(np.float64),"
+        " fastselu.selu_backward(g, x), fastselu.selu_backward(g, y, is_result=True)]))"
+    )
     results = {}
     for simd in K.SUPPORTED:
         out = tmp_path / f"{simd}.npy"
@@ -179,12 +201,13 @@ def test_simd_cap_of_another_architecture_or_missing_variant():
     """A declared name this build lacks: the best compiled variant below it in its own
     architecture's order; another architecture's name means baseline (SPEC: FASTSELU_SIMD)."""
     from fastselu import _targets
+
     try:
         for variants in _targets.TARGETS.values():
             order = list(variants)
             for name in order:
                 got = K.set_simd(name)
-                below = [v for v in order[order.index(name):] if v in K.SUPPORTED]
+                below = [v for v in order[order.index(name) :] if v in K.SUPPORTED]
                 assert got == (below[0] if K.VARIANTS[0] in order else "baseline"), (name, got)
     finally:
         K.set_simd(None)
@@ -194,14 +217,18 @@ def test_targets_declared_once():
     """Every declared variant has its one source file; the build compiled this architecture's
     variants in the declared order, baseline last."""
     from fastselu import _targets
+
     names = _targets.variant_names()
     assert names[-1] == "baseline" and len(set(names)) == len(names)
     src = Path(__file__).resolve().parent.parent / "fastselu"
     if (src / "_targets.py").is_file() and (src / "_simd_baseline.c").is_file():
         for name in names:
             assert (src / f"_simd_{name}.c").is_file(), name
-    arch = next(a for a, v in _targets.TARGETS.items() if K.VARIANTS[0] in v) \
-        if K.VARIANTS[0] != "baseline" else None
+    arch = (
+        next(a for a, v in _targets.TARGETS.items() if K.VARIANTS[0] in v)
+        if K.VARIANTS[0] != "baseline"
+        else None
+    )
     order = list(_targets.TARGETS[arch]) if arch else ["baseline"]
     assert list(K.VARIANTS) == [v for v in order if v in K.VARIANTS]
     assert K.VARIANTS[-1] == "baseline"
@@ -209,6 +236,7 @@ def test_targets_declared_once():
 
 def test_fp_exception_flags_untouched():
     import ctypes
+
     libm = ctypes.CDLL("libm.so.6")
     FE_ALL = 0x3D  # x86: invalid, divbyzero, overflow, underflow, inexact (denormal excluded)
     x = np.array([-1e4, 1e38, np.nan, -1e-40, 0.5] * 1000, dtype=np.float32)
@@ -216,8 +244,8 @@ def test_fp_exception_flags_untouched():
     for kernel, args in ((K.forward, (x,)), (K.backward_x, (x, x)), (K.backward_y, (x, x))):
         libm.feclearexcept(FE_ALL)
         kernel(*args, out, 1)
-        assert libm.fetestexcept(FE_ALL) == 0   # the kernels raised flags; none leak
-        libm.feraiseexcept(0x10)                # underflow set before the call stays set
+        assert libm.fetestexcept(FE_ALL) == 0  # the kernels raised flags; none leak
+        libm.feraiseexcept(0x10)  # underflow set before the call stays set
         kernel(*args, out, 1)
         assert libm.fetestexcept(FE_ALL) == 0x10
         libm.feclearexcept(FE_ALL)

@@ -1,5 +1,5 @@
-"""Lint: the source tree passes `ruff check` and `cython-lint` (configured in pyproject.toml), and
-the modules listed under [tool.mypy] pass `mypy --strict`.  The suite may run against an installed
+"""Lint: the source tree passes `ruff check`, `ruff format --check` and `cython-lint` (configured
+in pyproject.toml), and the modules listed under [tool.mypy] pass `mypy --strict`.  The suite may run against an installed
 wheel, without the source tree: then there is nothing to lint."""
 
 import importlib.util
@@ -35,9 +35,16 @@ def test_ruff_check():
     run([*tool("ruff"), "check", "--no-cache", "."])
 
 
+def test_ruff_format():
+    run([*tool("ruff"), "format", "--check", "--no-cache", "."])
+
+
 def test_cython_lint():
-    sources = sorted(str(p.relative_to(REPO)) for ext in ("pyx", "pxd", "pxi")
-                     for p in (REPO / "fastselu").glob(f"*.{ext}"))
+    sources = sorted(
+        str(p.relative_to(REPO))
+        for ext in ("pyx", "pxd", "pxi")
+        for p in (REPO / "fastselu").glob(f"*.{ext}")
+    )
     assert sources, "no Cython sources found"
     run([*tool("cython-lint"), *sources])
 

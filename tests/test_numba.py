@@ -1,5 +1,6 @@
 """The numba backend: bit parity with the compiled (cython) kernels, accuracy, the public API on
 it, environment selection and fallback, fork safety and calls from many threads."""
+
 import importlib
 import os
 import sys
@@ -27,19 +28,24 @@ try:
     K = importlib.import_module("fastselu._kernels")
 except ImportError:  # compiled backend not built: parity tests skip, the rest still run
     K = None
-needs_cython = pytest.mark.skipif(K is None,
-                                  reason="compiled backend (fastselu._kernels) not built")
+needs_cython = pytest.mark.skipif(
+    K is None, reason="compiled backend (fastselu._kernels) not built"
+)
 
 # Enough elements for the parallel path with 2 threads (GRAIN elements per thread at least).
 N_PAR = 3 * NB.GRAIN + 37
 
 DTYPES = [np.float32, np.float64]
 KINDS = ["forward", "backward_x", "backward_y"]
-UINT = {np.dtype(np.float16): np.uint16, np.dtype(np.float32): np.uint32,
-        np.dtype(np.float64): np.uint64}
+UINT = {
+    np.dtype(np.float16): np.uint16,
+    np.dtype(np.float32): np.uint32,
+    np.dtype(np.float64): np.uint64,
+}
 
 
 # ---- inputs -------------------------------------------------------------------------------------
+
 
 def hard_grads(dtype, size, seed=1, specials=True):
     """grad_output values: random over many magnitudes with both signs, and some specials."""
@@ -95,11 +101,14 @@ def first_mismatch(a, b, *inputs):
     if bad.size == 0:
         return "no mismatch"
     i = bad[0]
-    return (f"{bad.size} mismatches; first at inputs {[float(v[i]) for v in inputs]}: "
-            f"{float(a[i])!r} vs {float(b[i])!r}")
+    return (
+        f"{bad.size} mismatches; first at inputs {[float(v[i]) for v in inputs]}: "
+        f"{float(a[i])!r} vs {float(b[i])!r}"
+    )
 
 
 # ---- bit parity with the compiled backend -------------------------------------------------------
+
 
 @needs_cython
 @pytest.mark.parametrize("nthreads", [1, 2])
@@ -137,8 +146,9 @@ def test_bit_parity_parallel_path(dtype, kind, monkeypatch):
     args = args_for(kind, x, g)
     launched = []
     real = NB._call_parallel
-    monkeypatch.setattr(NB, "_call_parallel",
-                        lambda kernel, a, nt: (launched.append(nt), real(kernel, a, nt)))
+    monkeypatch.setattr(
+        NB, "_call_parallel", lambda kernel, a, nt: (launched.append(nt), real(kernel, a, nt))
+    )
     got = call(NB, kind, *args, nthreads=2)
     assert launched == [2] or NB._MAX_THREADS < 2 or NB._in_forked_child
     want = call(K, kind, *args, nthreads=2)
@@ -201,6 +211,7 @@ def test_empty_arrays():
 
 # ---- accuracy against the exact function --------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", oracle_dtypes(*DTYPES))
 def test_accuracy_bounds(dtype):
     """SPEC bounds for every x and finite nonzero grad_output (special g: the next test)."""
@@ -229,8 +240,26 @@ def test_accuracy_bounds(dtype):
 
 
 SPECIAL_G = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-310, 1e300, 3e38]
-SPECIAL_X = [-np.inf, -3000.0, -800.0, -745.2, -100.0, -1.0, -0.1, -1e-320, -0.0, 0.0, 1e-320,
-             1.0, 1e300, np.inf, np.nan, -1.7580993408473768, -1.7580993, -1.0507]
+SPECIAL_X = [
+    -np.inf,
+    -3000.0,
+    -800.0,
+    -745.2,
+    -100.0,
+    -1.0,
+    -0.1,
+    -1e-320,
+    -0.0,
+    0.0,
+    1e-320,
+    1.0,
+    1e300,
+    np.inf,
+    np.nan,
+    -1.7580993408473768,
+    -1.7580993,
+    -1.0507,
+]
 
 
 @pytest.mark.parametrize("kind", ["backward_x", "backward_y"])
@@ -277,6 +306,7 @@ def test_floating_point_flags_untouched():
     if not sys.platform.startswith("linux"):
         pytest.skip("uses glibc's fetestexcept")
     import ctypes
+
     libm = ctypes.CDLL("libm.so.6")
     fe_all = 0x3D if os.uname().machine in ("x86_64", "i686") else 0x1F
     x = np.array([-1e4, 3e38, np.nan, -1e-40, 0.5, -745.5, 1e300] * 1000, dtype=np.float64)
@@ -302,6 +332,7 @@ def test_info():
 
 
 # ---- the public API on this backend -------------------------------------------------------------
+
 
 @pytest.fixture
 def numba_backend():
@@ -360,11 +391,16 @@ def test_public_api_large_parallel(numba_backend, restore_threads):
 
 # ---- selection, fallback and on-disk cache (subprocesses) ---------------------------------------
 
+
 def test_environment_selects_numba(tmp_path):
-    r = run_python("""
+    r = run_python(
+        """
         import sys, numpy as np, fastselu
         print(fastselu.get_backend(), "numba" in sys.modules, fastselu.selu(np.float32(-1.0)))
-    """, cwd=tmp_path, FASTSELU_BACKEND="numba")
+    """,
+        cwd=tmp_path,
+        FASTSELU_BACKEND="numba",
+    )
     assert r.returncode == 0, r.stderr
     want = call(NB, "forward", np.array([-1.0], np.float32))[0]
     assert r.stdout.split() == ["numba", "True", str(want)]
@@ -372,12 +408,17 @@ def test_environment_selects_numba(tmp_path):
 
 def test_environment_numba_results(tmp_path):
     out = tmp_path / "y.npy"
-    r = run_python(f"""
+    r = run_python(
+        f"""
         import numpy as np, fastselu
         x = np.linspace(-30, 30, 200_001)
         np.save({str(out)!r}, fastselu.selu(x))
         print(fastselu.get_backend())
-    """, cwd=tmp_path, FASTSELU_BACKEND="numba", FASTSELU_NUM_THREADS="2")
+    """,
+        cwd=tmp_path,
+        FASTSELU_BACKEND="numba",
+        FASTSELU_NUM_THREADS="2",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "numba"
     x = np.linspace(-30, 30, 200_001)
@@ -396,7 +437,9 @@ sys.meta_path.insert(0, _Block())
 
 
 def test_falls_back_to_numba_with_a_warning(tmp_path):
-    r = run_python(BLOCK_KERNELS + """
+    r = run_python(
+        BLOCK_KERNELS
+        + """
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     import fastselu
@@ -405,7 +448,9 @@ msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)
 print(fastselu.get_backend())
 print(len(msgs) == 1 and "numba" in msgs[0] and "simulated" in msgs[0])
 print(float(fastselu.selu(np.float64(-1.0))))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split()
     assert lines[:2] == ["numba", "True"], r.stdout + r.stderr
@@ -479,15 +524,24 @@ def _hammer(n_threads=16, n=150_000, rounds=3):
     def worker(i):
         try:
             dtype = DTYPES[i % 2]
-            x = (rng.standard_normal(n) * 5).astype(dtype) if i == 0 else \
-                (np.random.default_rng(i).standard_normal(n) * 5).astype(dtype)
+            x = (
+                (rng.standard_normal(n) * 5).astype(dtype)
+                if i == 0
+                else (np.random.default_rng(i).standard_normal(n) * 5).astype(dtype)
+            )
             g = np.random.default_rng(100 + i).standard_normal(n).astype(dtype)
-            want = [call(NB, "forward", x), call(NB, "backward_x", g, x),
-                    call(NB, "backward_y", g, x)]
+            want = [
+                call(NB, "forward", x),
+                call(NB, "backward_x", g, x),
+                call(NB, "backward_y", g, x),
+            ]
             barrier.wait()
             for _ in range(rounds):
-                got = [call(NB, "forward", x, nthreads=2), call(NB, "backward_x", g, x, nthreads=2),
-                       call(NB, "backward_y", g, x, nthreads=2)]
+                got = [
+                    call(NB, "forward", x, nthreads=2),
+                    call(NB, "backward_x", g, x, nthreads=2),
+                    call(NB, "backward_y", g, x, nthreads=2),
+                ]
                 if not all(same_bits(a, b) for a, b in zip(got, want)):
                     errors.append(f"thread {i}: wrong result")
         except Exception as exc:  # noqa: BLE001  # pragma: no cover - reported below
@@ -509,12 +563,17 @@ def test_sixteen_threads_at_once():
 def test_sixteen_threads_per_threading_layer(tmp_path, layer):
     """In a subprocess (a layer that is not thread-safe aborts the whole process)."""
     here = str(Path(__file__).resolve().parent)
-    r = run_python(f"""
+    r = run_python(
+        f"""
         import sys
         sys.path.insert(0, {here!r})
         import test_numba as t
         print(t._hammer(rounds=2), t.NB.threading_layer())
-    """, cwd=tmp_path, timeout=240, NUMBA_THREADING_LAYER=layer)
+    """,
+        cwd=tmp_path,
+        timeout=240,
+        NUMBA_THREADING_LAYER=layer,
+    )
     if r.returncode != 0 and layer == "omp" and "omp" in r.stderr and "ValueError" in r.stderr:
         pytest.skip("numba's omp layer is not available here")
     assert r.returncode == 0, r.stderr
@@ -524,14 +583,19 @@ def test_sixteen_threads_per_threading_layer(tmp_path, layer):
 @pytest.mark.parametrize("layer", ["workqueue", "omp"])
 def test_info_reports_the_threading_layer(tmp_path, layer):
     """info()['openmp'] is true only under numba's OpenMP layer; 'parallel' under any."""
-    r = run_python("""
+    r = run_python(
+        """
         import numpy as np
         from fastselu import _backend_numba as B
         x = np.linspace(-9, 9, 4 * B.GRAIN)
         B.forward(x, np.empty_like(x), 2)
         info = B.info()
         print(info["threading_layer"], info["openmp"], info["parallel"])
-    """, cwd=tmp_path, NUMBA_THREADING_LAYER=layer, FASTSELU_NUM_THREADS="2")
+    """,
+        cwd=tmp_path,
+        NUMBA_THREADING_LAYER=layer,
+        FASTSELU_NUM_THREADS="2",
+    )
     if r.returncode != 0 and layer == "omp" and "omp" in r.stderr:
         pytest.skip("numba's omp layer is not available here")
     assert r.returncode == 0, r.stderr
@@ -540,9 +604,11 @@ def test_info_reports_the_threading_layer(tmp_path, layer):
 
 def test_missing_threading_layer_runs_serially(tmp_path):
     import importlib.util
+
     if importlib.util.find_spec("tbb") is not None:
         pytest.skip("TBB is installed here")
-    r = run_python("""
+    r = run_python(
+        """
         import warnings, numpy as np
         from fastselu import _backend_numba as B
         x = np.linspace(-9, 9, 200_001)
@@ -554,14 +620,18 @@ def test_missing_threading_layer_runs_serially(tmp_path):
         want = np.empty_like(x)
         B.forward(x, want, 1)
         print(len(w), np.array_equal(o, want), B.info()["openmp"])
-    """, cwd=tmp_path, NUMBA_THREADING_LAYER="tbb")
+    """,
+        cwd=tmp_path,
+        NUMBA_THREADING_LAYER="tbb",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1", "True", "False"]
 
 
 def test_works_without_a_writable_cache_directory(tmp_path):
     """numba refuses cache=True when no cache directory is writable: compile without caching."""
-    r = run_python("""
+    r = run_python(
+        """
         import numpy as np
         import numba.core.caching as caching
         impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
@@ -574,7 +644,9 @@ def test_works_without_a_writable_cache_directory(tmp_path):
         o = np.empty_like(x)
         B.forward(x, o, 1)
         print(repr(float(o[0])))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     if r.stdout.strip() == "SKIP":
         pytest.skip("this numba version arranges its cache locators differently")

@@ -26,6 +26,7 @@ from util import LONGDOUBLE_IS_80BIT, needs_80bit, oracle_dtypes
 ULP_BOUND = {"numpy": 1.0}
 ULP_BOUND_GRAD = {"numpy": 1.5}
 
+
 def bound(backend):
     return ULP_BOUND.get(backend, 1.0)
 
@@ -49,8 +50,8 @@ def inputs(dtype, rng, n_random):
     fi = np.finfo(dtype)
     utype = {np.float32: np.uint32, np.float64: np.uint64}[dtype]
     width = 32 if dtype == np.float32 else 64
-    random_bits = rng.integers(0, 2 ** width - 1, n_random, dtype=np.uint64, endpoint=True)
-    sweep = np.arange(0, 2 ** width - 1, (2 ** width - 1) // n_random + 1, dtype=np.uint64)
+    random_bits = rng.integers(0, 2**width - 1, n_random, dtype=np.uint64, endpoint=True)
+    sweep = np.arange(0, 2**width - 1, (2**width - 1) // n_random + 1, dtype=np.uint64)
     parts = [
         random_bits.astype(utype).view(dtype),
         sweep.astype(utype).view(dtype),
@@ -63,8 +64,25 @@ def inputs(dtype, rng, n_random):
         _around(-1.0, dtype, 1000),
         _around(np.float64(fi.smallest_normal), dtype, 1000),
         _around(-np.float64(fi.smallest_normal) / SCALE_ALPHA_F64, dtype, 1000),  # output ~ -tiny
-        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, fi.max, -fi.max, fi.tiny, -fi.tiny,
-                  fi.smallest_subnormal, -fi.smallest_subnormal, 1.0, -1.0, -1e30], dtype=dtype),
+        np.array(
+            [
+                0.0,
+                -0.0,
+                np.inf,
+                -np.inf,
+                np.nan,
+                fi.max,
+                -fi.max,
+                fi.tiny,
+                -fi.tiny,
+                fi.smallest_subnormal,
+                -fi.smallest_subnormal,
+                1.0,
+                -1.0,
+                -1e30,
+            ],
+            dtype=dtype,
+        ),
     ]
     return np.concatenate(parts)
 
@@ -81,7 +99,7 @@ def f64():
 
 def grads(dtype, n, rng):
     g = rng.standard_normal(n) * 10.0 ** rng.uniform(-5, 5, n)
-    g[: n // 16] = rng.integers(0, 2 ** 63, n // 16, dtype=np.uint64).view(np.float64)  # any value
+    g[: n // 16] = rng.integers(0, 2**63, n // 16, dtype=np.uint64).view(np.float64)  # any value
     g[n // 16 : n // 8] *= -1
     with np.errstate(all="ignore"):
         return g.astype(dtype)
@@ -98,19 +116,22 @@ def assert_ulp(result, exact, dtype, limit, x):
 
 # ---- the numpy backend against independent high-precision values -------------------------------
 
+
 @needs_80bit
 def test_numpy_float64_against_mpmath():
     rng = np.random.default_rng(7)
     mags = 2.0 ** rng.uniform(-1074, 1024, 1500)
-    x = np.concatenate([
-        mags * rng.choice([-1.0, 1.0], mags.size),
-        -(2.0 ** rng.uniform(-30, 6, 800)),  # the expm1 branch at every scale
-        rng.uniform(-40, -30, 100),  # near saturation
-        _around(-np.finfo(np.float64).tiny / SCALE_ALPHA_F64, np.float64, 100),
-        _around(0.0, np.float64, 100),
-        _around(np.finfo(np.float64).max / fastselu.SCALE, np.float64, 100),
-        [np.inf, -np.inf, np.nan, 0.0, -0.0],
-    ])
+    x = np.concatenate(
+        [
+            mags * rng.choice([-1.0, 1.0], mags.size),
+            -(2.0 ** rng.uniform(-30, 6, 800)),  # the expm1 branch at every scale
+            rng.uniform(-40, -30, 100),  # near saturation
+            _around(-np.finfo(np.float64).tiny / SCALE_ALPHA_F64, np.float64, 100),
+            _around(0.0, np.float64, 100),
+            _around(np.finfo(np.float64).max / fastselu.SCALE, np.float64, 100),
+            [np.inf, -np.inf, np.nan, 0.0, -0.0],
+        ]
+    )
     out = np.empty_like(x)
     _backend_numpy.forward(x, out, 1)
     assert_ulp(out, mp_selu(x), np.float64, 1.0, x)
@@ -131,6 +152,7 @@ def test_numpy_float32_is_correctly_rounded_nearly(f32):
 
 # ---- every backend against the oracle ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", oracle_dtypes(np.float32, np.float64))
 def test_forward_accuracy(backend, dtype, f32, f64):
     x = f32 if dtype == np.float32 else f64
@@ -141,11 +163,13 @@ def test_forward_accuracy(backend, dtype, f32, f64):
 def test_backward_accuracy(backend, dtype, f32, f64):
     x = f32 if dtype == np.float32 else f64
     one = np.ones_like(x)
-    assert_ulp(fastselu.selu_backward(one, x), exact_selu_backward(one, x), dtype, bound(backend),
-               x)
+    assert_ulp(
+        fastselu.selu_backward(one, x), exact_selu_backward(one, x), dtype, bound(backend), x
+    )
     g = grads(dtype, x.size, np.random.default_rng(3))
-    assert_ulp(fastselu.selu_backward(g, x), exact_selu_backward(g, x), dtype, bound_grad(backend),
-               x)
+    assert_ulp(
+        fastselu.selu_backward(g, x), exact_selu_backward(g, x), dtype, bound_grad(backend), x
+    )
 
 
 @pytest.mark.parametrize("dtype", oracle_dtypes(np.float32, np.float64))
@@ -153,14 +177,30 @@ def test_backward_from_result_accuracy(backend, dtype, f32, f64):
     x = f32 if dtype == np.float32 else f64
     # Real forward outputs, arbitrary values, and the cancellation zone around y = -SCALE*ALPHA.
     with np.errstate(all="ignore"):
-        y = np.concatenate([exact_selu(x).astype(dtype), x,
-                            _around(-SCALE_ALPHA_F64, dtype, 20000), _around(-1.7, dtype, 1000)])
+        y = np.concatenate(
+            [
+                exact_selu(x).astype(dtype),
+                x,
+                _around(-SCALE_ALPHA_F64, dtype, 20000),
+                _around(-1.7, dtype, 1000),
+            ]
+        )
     one = np.ones_like(y)
-    assert_ulp(fastselu.selu_backward(one, y, is_result=True),
-               exact_selu_backward_result(one, y), dtype, bound(backend), y)
+    assert_ulp(
+        fastselu.selu_backward(one, y, is_result=True),
+        exact_selu_backward_result(one, y),
+        dtype,
+        bound(backend),
+        y,
+    )
     g = grads(dtype, y.size, np.random.default_rng(4))
-    assert_ulp(fastselu.selu_backward(g, y, is_result=True),
-               exact_selu_backward_result(g, y), dtype, bound_grad(backend), y)
+    assert_ulp(
+        fastselu.selu_backward(g, y, is_result=True),
+        exact_selu_backward_result(g, y),
+        dtype,
+        bound_grad(backend),
+        y,
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -177,8 +217,9 @@ def test_special_values_exact(backend, dtype):
     assert np.isnan(d[0])  # PyTorch gives SCALE at NaN; the SPEC asks for NaN
     assert d[1] == dtype(fastselu.SCALE) and d[3] == sa and d[4] == sa
     assert d[2] == 0
-    dy = fastselu.selu_backward(np.ones(4, dtype), np.array([np.nan, 0.0, 1.0, -0.0], dtype=dtype),
-                                is_result=True)
+    dy = fastselu.selu_backward(
+        np.ones(4, dtype), np.array([np.nan, 0.0, 1.0, -0.0], dtype=dtype), is_result=True
+    )
     assert np.isnan(dy[0]) and dy[1] == sa and dy[2] == dtype(fastselu.SCALE) and dy[3] == sa
 
 

@@ -79,11 +79,13 @@ def assert_bound(result, exact, inputs, limit, what):
     worst = int(np.argmax(err))
     assert err[worst] <= limit, (
         f"{what}: {err[worst]} ULP at {inputs[worst]!r}: got {result[worst]!r}, exact "
-        f"{mpmath.nstr(exact[worst], 25)}; {int((err > limit).sum())} of {err.size} above {limit}")
+        f"{mpmath.nstr(exact[worst], 25)}; {int((err > limit).sum())} of {err.size} above {limit}"
+    )
     return float(err.max())
 
 
 # ---- inputs --------------------------------------------------------------------------------------
+
 
 def _ulps_around(values, k):
     """Each value and its k neighbours on either side (by bit pattern; values of one sign)."""
@@ -131,8 +133,14 @@ def hard_y(x, seed):
     zone around y = -SCALE*ALPHA (where y + SCALE*ALPHA is as small as ~2^-56)."""
     y = np.empty_like(x)
     NP.forward(x, y, 1)
-    return np.concatenate([y[np.isfinite(y)], x, -_ulps_around(np.array([SA]), 300),
-                           -_ulps_around(np.array([1.7, 1e-300, 1e300]), 5)])
+    return np.concatenate(
+        [
+            y[np.isfinite(y)],
+            x,
+            -_ulps_around(np.array([SA]), 300),
+            -_ulps_around(np.array([1.7, 1e-300, 1e300]), 5),
+        ]
+    )
 
 
 def _run(kind, *args):
@@ -150,14 +158,16 @@ def check_all(n, seed):
     d = _run("backward_x", g, x)
     exact = exact_backward_x(g, x)
     ones = g == 1
-    worst["backward_x g=1"] = assert_bound(d[ones], [e for e, o in zip(exact, ones) if o], x[ones],
-                                           NEARLY_HALF, "backward_x, g = 1")
+    worst["backward_x g=1"] = assert_bound(
+        d[ones], [e for e, o in zip(exact, ones) if o], x[ones], NEARLY_HALF, "backward_x, g = 1"
+    )
     worst["backward_x"] = assert_bound(d, exact, x, NEARLY_HALF, "backward_x")
     y = hard_y(x[: x.size // 2], seed + 2)
     gy = hard_g(y, seed + 3)
     worst["inputs_y"] = y.size
-    worst["backward_y"] = assert_bound(_run("backward_y", gy, y), exact_backward_y(gy, y), y,
-                                       NEARLY_HALF, "backward_y")
+    worst["backward_y"] = assert_bound(
+        _run("backward_y", gy, y), exact_backward_y(gy, y), y, NEARLY_HALF, "backward_y"
+    )
     return worst
 
 
@@ -186,6 +196,7 @@ def test_oracle_agrees_with_ulp_module():
 
 # ---- special values ------------------------------------------------------------------------------
 
+
 def test_special_values():
     x = np.array([np.inf, -np.inf, 0.0, -0.0, -40.0, -1e300, -F64.max, F64.max, np.nan])
     y = _run("forward", x)
@@ -197,8 +208,7 @@ def test_special_values():
 
     nan = np.array([np.nan]).view(np.uint64)[0]  # the positive default quiet NaN
     g = np.array([1.0, np.inf, -np.inf, 0.0, -0.0, 1.0, np.inf, 1.0, -2.0, F64.max, -np.nan])
-    x = np.array([-800.0, -1e4, -800.0, -1.0, 1.0, -np.inf, -np.inf, np.inf, np.inf, -1400.0,
-                  1.0])
+    x = np.array([-800.0, -1e4, -800.0, -1.0, 1.0, -np.inf, -np.inf, np.inf, np.inf, -1400.0, 1.0])
     d = _run("backward_x", g, x)
     assert same_floats(d[:5], np.array([0.0, np.inf, -np.inf, 0.0, -0.0])), d
     assert d[5] == 0 and d[7] == 1.0507009873554805 and d[8] == -2 * 1.0507009873554805
@@ -215,12 +225,15 @@ def test_special_values():
 
 # ---- the double-double building blocks, against exact rationals ---------------------------------
 
+
 def test_error_free_transformations():
     rng = np.random.default_rng(8)
     a = rng.standard_normal(2000) * np.exp2(rng.integers(-400, 400, 2000))
     b = rng.standard_normal(2000) * np.exp2(rng.integers(-400, 400, 2000))
-    for op, (s, e) in ((lambda u, v: u + v, dd.two_sum(a, b)),
-                       (lambda u, v: u * v, dd.two_prod(a, b))):
+    for op, (s, e) in (
+        (lambda u, v: u + v, dd.two_sum(a, b)),
+        (lambda u, v: u * v, dd.two_prod(a, b)),
+    ):
         for ai, bi, si, ei in zip(a, b, s, e):
             assert Fraction(si) + Fraction(ei) == op(Fraction(ai), Fraction(bi))
     hi, lo = dd.split(a)
@@ -241,17 +254,18 @@ def test_round_scaled_rounds_once():
     rng = np.random.default_rng(9)
     n = 4000
     hi = rng.uniform(0.5, 4, n) * rng.choice([-1.0, 1.0], n)
-    lo = hi * rng.uniform(-2.0**-53, 2.0**-53, n)
+    lo = hi * rng.uniform(-(2.0**-53), 2.0**-53, n)
     e = rng.integers(-1140, -1010, n).astype(np.int32)  # subnormal and low normal results
     # Exact ties halfway between two subnormals: hi = (odd/2) * 2^(-1074 - e), lo = 0 or tiny.
     k = rng.integers(1, 1 << 20, n // 4) * 2 + 1
     e_tie = -rng.integers(1050, 1080, n // 4).astype(np.int32)
     hi_tie = np.ldexp(k / 2, -1074 - e_tie)
-    lo_tie = np.where(rng.random(n // 4) < 0.5, 0.0,
-                      hi_tie * 2.0**-60 * rng.choice([-1, 1], n // 4))
+    lo_tie = np.where(
+        rng.random(n // 4) < 0.5, 0.0, hi_tie * 2.0**-60 * rng.choice([-1, 1], n // 4)
+    )
     e_big = rng.integers(1020, 1026, n // 4).astype(np.int32)  # overflow to inf or not
     hi_big = rng.uniform(0.99, 1.0, n // 4)
-    hi_big[: 50] = np.nextafter(1.0, 0)  # 2^1024 (1 - 2^-53): max + ULP/2 with lo > 0 or not
+    hi_big[:50] = np.nextafter(1.0, 0)  # 2^1024 (1 - 2^-53): max + ULP/2 with lo > 0 or not
     lo_big = np.where(np.arange(n // 4) < 25, 2.0**-120, 0.0)
     H = np.concatenate([hi, hi_tie, hi_big])
     L = np.concatenate([lo, lo_tie, lo_big])
@@ -259,13 +273,18 @@ def test_round_scaled_rounds_once():
     E = np.concatenate([e, e_tie, e_big])
     with np.errstate(over="ignore"):
         got = dd.round_scaled((H, L), E)
-    want = np.array([_exact_round((Fraction(h) + Fraction(m)) * Fraction(2) ** int(x))
-                     for h, m, x in zip(H, L, E)])
+    want = np.array(
+        [
+            _exact_round((Fraction(h) + Fraction(m)) * Fraction(2) ** int(x))
+            for h, m, x in zip(H, L, E)
+        ]
+    )
     assert same_floats(got, want), np.flatnonzero(got != want)[:5]
     assert (np.signbit(got) == np.signbit(H)).all()  # zeros keep the sign
 
 
 # ---- no long double ------------------------------------------------------------------------------
+
 
 def test_no_longdouble():
     """The SPEC forbids np.longdouble in the numpy backend, even as an optional fast path: not in

@@ -26,9 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_import_pulls_in_no_optional_framework():
-    r = run_python("import sys, fastselu; fastselu.selu(1.0); "
-                   "print(sorted(m for m in ('torch', 'dask', 'distributed', 'numba', 'mypy') "
-                   "if m in sys.modules))")
+    r = run_python(
+        "import sys, fastselu; fastselu.selu(1.0); "
+        "print(sorted(m for m in ('torch', 'dask', 'distributed', 'numba', 'mypy') "
+        "if m in sys.modules))"
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
 
@@ -50,32 +52,57 @@ def test_single_version_source():
 
 
 SDIST_MUST_HAVE = [
-    "fastselu/_kernels.pyx", "fastselu/_selu_kernels.h", "fastselu/_selu_constants.h",
-    "fastselu/_dispatch.c", "fastselu/_dispatch.h", "fastselu/_simd_avx512.c",
-    "fastselu/_simd_avx2.c", "fastselu/_simd_baseline.c", "fastselu/_simd_neon.c",
-    "fastselu/_simd_sve.c", "fastselu/_targets.py", "tools/test_aarch64.sh", "tools/bitcompare.c",
-    "fastselu/__init__.pyi", "fastselu/py.typed",
-    "fastselu/torch.py", "fastselu/dask.py", "setup.py", "pyproject.toml", "README.md",
-    "tests/conftest.py", "tests/util.py", "examples/typing_example.py",
+    "fastselu/_kernels.pyx",
+    "fastselu/_selu_kernels.h",
+    "fastselu/_selu_constants.h",
+    "fastselu/_dispatch.c",
+    "fastselu/_dispatch.h",
+    "fastselu/_simd_avx512.c",
+    "fastselu/_simd_avx2.c",
+    "fastselu/_simd_baseline.c",
+    "fastselu/_simd_neon.c",
+    "fastselu/_simd_sve.c",
+    "fastselu/_targets.py",
+    "tools/test_aarch64.sh",
+    "tools/bitcompare.c",
+    "fastselu/__init__.pyi",
+    "fastselu/py.typed",
+    "fastselu/torch.py",
+    "fastselu/dask.py",
+    "setup.py",
+    "pyproject.toml",
+    "README.md",
+    "tests/conftest.py",
+    "tests/util.py",
+    "examples/typing_example.py",
 ]
 WHEEL_MUST_HAVE = [
-    "fastselu/__init__.py", "fastselu/__init__.pyi", "fastselu/py.typed", "fastselu/torch.py",
-    "fastselu/dask.py", "fastselu/_threadpool.py", "fastselu/_version.py",
+    "fastselu/__init__.py",
+    "fastselu/__init__.pyi",
+    "fastselu/py.typed",
+    "fastselu/torch.py",
+    "fastselu/dask.py",
+    "fastselu/_threadpool.py",
+    "fastselu/_version.py",
 ]
 
 
 def _run(cmd, cwd, timeout, env=None):
-    r = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True,
-                       timeout=timeout, env=env)
+    r = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     assert r.returncode == 0, f"{cmd}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     return r
 
 
 def _venv_env():
     # Nothing of this checkout or of the calling environment leaks into the venv's Python.
-    return {k: v for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
-            and not k.startswith(("FASTSELU_", "OMP_"))}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+        and not k.startswith(("FASTSELU_", "OMP_"))
+    }
 
 
 @pytest.mark.slow
@@ -124,12 +151,20 @@ def test_build_install_and_test_in_fresh_venv(tmp_path):
     # Run from a directory without the source tree, so the installed copy is what loads.
     work = tmp_path / "work"
     work.mkdir()
-    r = _run([py, "-c", "import fastselu, numpy as np; fastselu.show_config(); "
-              "print(fastselu.__file__); "
-              "x = np.linspace(-5, 5, 100001, dtype=np.float32); "
-              "assert np.allclose(fastselu.selu(x), fastselu.SCALE * np.where("
-              "x > 0, x, fastselu.ALPHA * np.expm1(x)), rtol=1e-6, atol=0)"],
-             work, 120, env)
+    r = _run(
+        [
+            py,
+            "-c",
+            "import fastselu, numpy as np; fastselu.show_config(); "
+            "print(fastselu.__file__); "
+            "x = np.linspace(-5, 5, 100001, dtype=np.float32); "
+            "assert np.allclose(fastselu.selu(x), fastselu.SCALE * np.where("
+            "x > 0, x, fastselu.ALPHA * np.expm1(x)), rtol=1e-6, atol=0)",
+        ],
+        work,
+        120,
+        env,
+    )
     assert "backend: cython" in r.stdout
     assert f"fastselu {version}" in r.stdout
     assert str(venv) in r.stdout and str(REPO) not in r.stdout
@@ -137,8 +172,9 @@ def test_build_install_and_test_in_fresh_venv(tmp_path):
     assert "openmp: on" in r.stdout
 
     # The test suite (default selection: not slow) against the installed wheel.
-    shutil.copytree(REPO / "tests", work / "tests",
-                    ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+    shutil.copytree(
+        REPO / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__", ".hypothesis")
+    )
     shutil.copytree(REPO / "examples", work / "examples")
     shutil.copy(REPO / "pyproject.toml", work / "pyproject.toml")  # markers and addopts
     assert not (work / "fastselu").exists()  # so `import fastselu` in the tests is the wheel's

@@ -42,8 +42,10 @@ def test_longdouble_split():
     assert abs(residual) < Fraction(2) ** -125
 
 
-@pytest.mark.parametrize("dtype, p", [(np.float16, 11), (np.float32, 24),
-                                      pytest.param(np.float64, 53, marks=needs_80bit)])
+@pytest.mark.parametrize(
+    "dtype, p",
+    [(np.float16, 11), (np.float32, 24), pytest.param(np.float64, 53, marks=needs_80bit)],
+)
 def test_ulp_error_basics(dtype, p):
     one = np.array([1.0], dtype=dtype)
     up = np.nextafter(one, dtype(2))
@@ -79,8 +81,9 @@ def test_ulp_error_overflow_threshold(dtype):
     half_ulp = np.ldexp(LD(1), int(fi.maxexp) - 1 - p)
     just_below = LD(fi.max) + half_ulp * LD(0.99)
     at_midpoint = LD(fi.max) + half_ulp  # ties to even: rounds to inf
-    err = ulp_error(np.array([fi.max, fi.max, dtype(np.inf)]),
-                    [just_below, at_midpoint, at_midpoint], dtype)
+    err = ulp_error(
+        np.array([fi.max, fi.max, dtype(np.inf)]), [just_below, at_midpoint, at_midpoint], dtype
+    )
     assert err[0] == pytest.approx(0.495, abs=1e-3) and err[1] == np.inf and err[2] == 0
     assert ulp_error(np.array([dtype(np.inf)]), [just_below], dtype)[0] == np.inf
     assert ulp_error(np.array([-fi.max]), [-at_midpoint], dtype)[0] == np.inf
@@ -94,13 +97,14 @@ def test_ulp_error_accepts_byteswapped_and_shapes():
 @needs_80bit
 def test_exact_matches_mpmath():
     rng = np.random.default_rng(1)
-    x = np.concatenate([rng.uniform(-50, 50, 300), -np.logspace(-300, 2, 100),
-                        [-0.0, 0.0, -np.inf]])
+    x = np.concatenate(
+        [rng.uniform(-50, 50, 300), -np.logspace(-300, 2, 100), [-0.0, 0.0, -np.inf]]
+    )
     e, m = exact_selu(x), mp_selu(x)
     assert ulp_error(e.astype(np.float64), m, np.float64).max() <= 0.5 + 1e-3
     # long double is 11 bits beyond float64: agree to ~2^-10 of a float64 ULP
     rel = np.abs((e - m) / np.where(m == 0, 1, m))
-    assert rel.max() < 2.0 ** -60
+    assert rel.max() < 2.0**-60
     g = rng.standard_normal(x.size)
     eb, mb = exact_selu_backward(g, x), mp_selu_backward(g, x)
     assert (np.abs(eb - mb) <= np.abs(mb) * LD(2.0) ** -60).all()

@@ -13,9 +13,10 @@ import fastselu  # noqa: E402
 from fastselu import _backends, _config  # noqa: E402
 from util import run_python  # noqa: E402
 
-pytestmark = pytest.mark.skipif("cython" not in fastselu.available_backends(),
-                                reason="threadpoolctl finds fastselu through its compiled "
-                                       "extension")
+pytestmark = pytest.mark.skipif(
+    "cython" not in fastselu.available_backends(),
+    reason="threadpoolctl finds fastselu through its compiled extension",
+)
 
 
 def _entries():
@@ -46,11 +47,14 @@ def test_threadpool_limits_caps_and_restores():
     assert _config._threadpool_limit is None  # lifted, not left at 4
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(limits=1, user_api="fastselu"),
-    dict(limits={"fastselu": 1}),
-    dict(limits={"_kernels": 1}),  # by prefix
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(limits=1, user_api="fastselu"),
+        dict(limits={"fastselu": 1}),
+        dict(limits={"_kernels": 1}),  # by prefix
+    ],
+)
 def test_threadpool_limits_forms(kwargs):
     with threadpoolctl.threadpool_limits(**kwargs):
         assert fastselu.get_num_threads() == 1
@@ -102,8 +106,11 @@ def test_no_stale_cap_after_set_num_threads():
 
 def test_thread_limit_scope_probe():
     # threadpool_info(debugging_info=True) sets and restores the count from another thread.
-    [entry] = [i for i in threadpoolctl.threadpool_info(debugging_info=True)
-               if i["internal_api"] == "fastselu"]
+    [entry] = [
+        i
+        for i in threadpoolctl.threadpool_info(debugging_info=True)
+        if i["internal_api"] == "fastselu"
+    ]
     assert entry["thread_limit_scope"] == "process"
     assert fastselu.get_num_threads() == 4 and _config._threadpool_limit is None
 
@@ -155,29 +162,39 @@ def test_generic_path_gets_the_limited_count(monkeypatch):
         fastselu.set_backend(previous)
 
 
-@pytest.mark.parametrize("code", [
-    "import threadpoolctl, fastselu",  # either import order
-    "import fastselu, threadpoolctl",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import threadpoolctl, fastselu",  # either import order
+        "import fastselu, threadpoolctl",
+    ],
+)
 def test_registration_in_fresh_process(code):
-    r = run_python(code + "; import json; print(json.dumps(["
-                   "i['num_threads'] for i in threadpoolctl.threadpool_info() "
-                   "if i['user_api'] == 'fastselu']))", FASTSELU_NUM_THREADS="3")
+    r = run_python(
+        code + "; import json; print(json.dumps(["
+        "i['num_threads'] for i in threadpoolctl.threadpool_info() "
+        "if i['user_api'] == 'fastselu']))",
+        FASTSELU_NUM_THREADS="3",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [3]
 
 
 def test_listed_with_another_backend_active():
-    r = run_python("import fastselu, threadpoolctl; assert fastselu.get_backend() == 'numpy'; "
-                   "print([i['user_api'] for i in threadpoolctl.threadpool_info()])",
-                   FASTSELU_BACKEND="numpy")
+    r = run_python(
+        "import fastselu, threadpoolctl; assert fastselu.get_backend() == 'numpy'; "
+        "print([i['user_api'] for i in threadpoolctl.threadpool_info()])",
+        FASTSELU_BACKEND="numpy",
+    )
     assert r.returncode == 0, r.stderr
     assert "'fastselu'" in r.stdout
 
 
 def test_without_threadpoolctl():
-    r = run_python("import sys; sys.modules['threadpoolctl'] = None; import fastselu; "
-                   "assert not fastselu._threadpool.registered; print(fastselu.selu(1.0))")
+    r = run_python(
+        "import sys; sys.modules['threadpoolctl'] = None; import fastselu; "
+        "assert not fastselu._threadpool.registered; print(fastselu.selu(1.0))"
+    )
     assert r.returncode == 0, r.stderr
 
 

@@ -14,6 +14,7 @@ HAS_CYTHON = "cython" in fastselu.available_backends()
 
 # ---- backends -----------------------------------------------------------------------------------
 
+
 def test_available_backends():
     names = fastselu.available_backends()
     assert isinstance(names, tuple) and "numpy" in names
@@ -48,8 +49,9 @@ def test_set_backend_numba_missing_says_why():
 
 
 def test_env_backend_numpy():
-    r = run_python("import fastselu; print(fastselu.get_backend())", "-W", "error",
-                   FASTSELU_BACKEND="numpy")
+    r = run_python(
+        "import fastselu; print(fastselu.get_backend())", "-W", "error", FASTSELU_BACKEND="numpy"
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "numpy" and "Warning" not in r.stderr
 
@@ -61,12 +63,14 @@ def test_default_backend_prefers_cython():
 
 
 def test_fallback_warns_with_reason():
-    code = ("import sys, warnings; sys.modules['fastselu._kernels'] = None\n"
-            "with warnings.catch_warnings(record=True) as w:\n"
-            "    warnings.simplefilter('always')\n"
-            "    import fastselu\n"
-            "print(fastselu.get_backend()); print([str(x.category.__name__) for x in w]);"
-            "print([str(x.message) for x in w])")
+    code = (
+        "import sys, warnings; sys.modules['fastselu._kernels'] = None\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import fastselu\n"
+        "print(fastselu.get_backend()); print([str(x.category.__name__) for x in w]);"
+        "print([str(x.message) for x in w])"
+    )
     r = run_python(code)
     assert r.returncode == 0, r.stderr
     name, categories, messages = r.stdout.strip().splitlines()
@@ -76,8 +80,10 @@ def test_fallback_warns_with_reason():
 
 
 def test_explicit_backend_that_cannot_load_falls_back_with_warning():
-    code = ("import sys; sys.modules['fastselu._kernels'] = None\n"
-            "import fastselu; print(fastselu.get_backend())")
+    code = (
+        "import sys; sys.modules['fastselu._kernels'] = None\n"
+        "import fastselu; print(fastselu.get_backend())"
+    )
     r = run_python(code, FASTSELU_BACKEND="cython")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() in ("numba", "numpy")
@@ -87,22 +93,27 @@ def test_explicit_backend_that_cannot_load_falls_back_with_warning():
 def test_import_does_not_import_numba():
     if not HAS_CYTHON:
         pytest.skip("only meaningful when the compiled backend loads")
-    r = run_python("import sys, fastselu; fastselu.selu(1.0); "
-                   "print(fastselu.get_backend(), 'numba' in sys.modules)")
+    r = run_python(
+        "import sys, fastselu; fastselu.selu(1.0); "
+        "print(fastselu.get_backend(), 'numba' in sys.modules)"
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["cython", "False"]
 
 
-@pytest.mark.parametrize("var, value, expected", [
-    ("FASTSELU_BACKEND", "nope", ["cython", "numba", "numpy"]),
-    ("FASTSELU_BACKEND", "NUMPY", ["cython", "numba", "numpy"]),
-    ("FASTSELU_SIMD", "sse2", ["avx512", "avx2", "neon", "sve", "baseline"]),
-    ("FASTSELU_SIMD", "AVX2", ["avx512", "avx2", "neon", "sve", "baseline"]),
-    ("FASTSELU_NUM_THREADS", "0", ["positive integer"]),
-    ("FASTSELU_NUM_THREADS", "-2", ["positive integer"]),
-    ("FASTSELU_NUM_THREADS", "two", ["positive integer"]),
-    ("FASTSELU_NUM_THREADS", "1.5", ["positive integer"]),
-])
+@pytest.mark.parametrize(
+    "var, value, expected",
+    [
+        ("FASTSELU_BACKEND", "nope", ["cython", "numba", "numpy"]),
+        ("FASTSELU_BACKEND", "NUMPY", ["cython", "numba", "numpy"]),
+        ("FASTSELU_SIMD", "sse2", ["avx512", "avx2", "neon", "sve", "baseline"]),
+        ("FASTSELU_SIMD", "AVX2", ["avx512", "avx2", "neon", "sve", "baseline"]),
+        ("FASTSELU_NUM_THREADS", "0", ["positive integer"]),
+        ("FASTSELU_NUM_THREADS", "-2", ["positive integer"]),
+        ("FASTSELU_NUM_THREADS", "two", ["positive integer"]),
+        ("FASTSELU_NUM_THREADS", "1.5", ["positive integer"]),
+    ],
+)
 def test_invalid_environment_raises_importerror(var, value, expected):
     r = run_python("import fastselu", **{var: value})
     assert r.returncode != 0
@@ -119,6 +130,7 @@ def test_valid_simd_values_import(value):
 
 # ---- threads ------------------------------------------------------------------------------------
 
+
 def _expected_default_threads():
     n = len(os.sched_getaffinity(0))
     limit = _config.cgroup_cpu_limit()
@@ -134,20 +146,25 @@ def test_default_threads_is_available_cpus():
 def test_default_threads_follow_affinity():
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs 2 CPUs")
-    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-            "import fastselu; print(fastselu.get_num_threads())")
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "import fastselu; print(fastselu.get_num_threads())"
+    )
     r = run_python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "1"
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"FASTSELU_NUM_THREADS": "3"}, 3),
-    ({"OMP_NUM_THREADS": "5"}, 5),
-    ({"OMP_NUM_THREADS": "4,2"}, 4),
-    ({"FASTSELU_NUM_THREADS": "7", "OMP_NUM_THREADS": "5"}, 7),
-    ({"FASTSELU_NUM_THREADS": " 6 "}, 6),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"FASTSELU_NUM_THREADS": "3"}, 3),
+        ({"OMP_NUM_THREADS": "5"}, 5),
+        ({"OMP_NUM_THREADS": "4,2"}, 4),
+        ({"FASTSELU_NUM_THREADS": "7", "OMP_NUM_THREADS": "5"}, 7),
+        ({"FASTSELU_NUM_THREADS": " 6 "}, 6),
+    ],
+)
 def test_thread_environment_overrides(env, expected):
     r = run_python("import fastselu; print(fastselu.get_num_threads())", **env)
     assert r.returncode == 0, r.stderr
@@ -191,8 +208,14 @@ def test_results_identical_for_any_thread_count(backend, restore_threads):
         results = []
         for n in (1, 2, 3, 8):
             fastselu.set_num_threads(n)
-            results.append((fastselu.selu(x), fastselu.selu_backward(x, x),
-                            fastselu.selu(x[::3]), fastselu.selu(x)[::3]))
+            results.append(
+                (
+                    fastselu.selu(x),
+                    fastselu.selu_backward(x, x),
+                    fastselu.selu(x[::3]),
+                    fastselu.selu(x)[::3],
+                )
+            )
         for r in results[1:]:
             assert all(same_floats(a, b) for a, b in zip(r, results[0]))
         assert same_floats(results[0][2], results[0][3])  # strided view == contiguous result
@@ -201,9 +224,19 @@ def test_results_identical_for_any_thread_count(backend, restore_threads):
 def test_kernels_get_the_effective_thread_count(monkeypatch, restore_threads):
     seen = []
     backend = fastselu._backends.active
-    monkeypatch.setattr(fastselu._backends, "active", type("Spy", (), {
-        "forward": staticmethod(lambda x, out, n: (seen.append(n), backend.forward(x, out, n))),
-    }))
+    monkeypatch.setattr(
+        fastselu._backends,
+        "active",
+        type(
+            "Spy",
+            (),
+            {
+                "forward": staticmethod(
+                    lambda x, out, n: (seen.append(n), backend.forward(x, out, n))
+                ),
+            },
+        ),
+    )
     monkeypatch.setattr(fastselu._backends, "fast_forward", lambda *args: NotImplemented)
     fastselu.set_num_threads(3)
     fastselu.selu(np.zeros(10))
@@ -222,7 +255,7 @@ def test_compiled_fast_path_asks_for_threads_only_when_large(monkeypatch, restor
     kernels.set_thread_source(lambda: asked.append(1) or _config.effective_num_threads())
     try:
         fastselu.selu(np.zeros(1000))
-        assert asked == []          # small: one thread, no question asked
+        assert asked == []  # small: one thread, no question asked
         fastselu.selu(np.zeros(1 << 20))
         assert asked == [1]
     finally:
@@ -253,6 +286,7 @@ def test_forked_child_runs_single_threaded_without_hanging(name):
 
 
 # ---- show_config and the command line ------------------------------------------------------------
+
 
 def test_show_config(capsys):
     fastselu.show_config()
@@ -290,8 +324,9 @@ def test_cli_info_matches_show_config():
 
 
 def test_cli_info_with_environment():
-    r = run_python(None, "-m", "fastselu", "info", FASTSELU_BACKEND="numpy",
-                   FASTSELU_NUM_THREADS="3")
+    r = run_python(
+        None, "-m", "fastselu", "info", FASTSELU_BACKEND="numpy", FASTSELU_NUM_THREADS="3"
+    )
     assert r.returncode == 0, r.stderr
     assert "backend: numpy" in r.stdout and "threads: 3" in r.stdout and "openmp: off" in r.stdout
 

@@ -54,13 +54,29 @@ def kernel_calls(monkeypatch):
 
 
 def special(dtype):
-    vals = [0.0, -0.0, 1.0, -1.0, 1e-30, -1e-30, 3.0, -3.0, -20.0, -800.0, 88.0, 1e38,
-            math.inf, -math.inf, math.nan]
+    vals = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        1e-30,
+        -1e-30,
+        3.0,
+        -3.0,
+        -20.0,
+        -800.0,
+        88.0,
+        1e38,
+        math.inf,
+        -math.inf,
+        math.nan,
+    ]
     return torch.tensor(vals, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------
 # Forward.
+
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("shape", [(), (0,), (1,), (7, 5), (3, 0, 2), (1 << 17) + 3])
@@ -150,8 +166,10 @@ def test_fallback_is_torch(make, inplace, kernel_calls):
     assert torch.equal(y, expected)
 
 
-@pytest.mark.skipif(not fst._HALF_KERNELS,
-                    reason="this fastselu has no float16/bfloat16 kernels (PyTorch's SELU runs)")
+@pytest.mark.skipif(
+    not fst._HALF_KERNELS,
+    reason="this fastselu has no float16/bfloat16 kernels (PyTorch's SELU runs)",
+)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_half_precision_on_the_kernels(dtype, kernel_calls):
     gen = torch.Generator().manual_seed(8)
@@ -189,6 +207,7 @@ def test_fastselu_rejects_tensors_pointing_here():
 
 # ---------------------------------------------------------------------------------------------
 # Autograd.
+
 
 def _x64(n=40, seed=1):
     gen = torch.Generator().manual_seed(seed)
@@ -364,6 +383,7 @@ def test_make_fx_and_jit_trace_record_the_op():
 # ---------------------------------------------------------------------------------------------
 # nn.Module drop-in.
 
+
 def test_module_repr_and_attributes():
     for inplace in (False, True):
         ours, theirs = fst.SELU(inplace), torch.nn.SELU(inplace)
@@ -378,8 +398,10 @@ def test_module_repr_and_attributes():
 def _mlp(act_cls, seed, dtype=torch.float64, inplace=False):
     torch.manual_seed(seed)
     return torch.nn.Sequential(
-        torch.nn.Linear(8, 32), act_cls(inplace=inplace),
-        torch.nn.Linear(32, 32), act_cls(inplace=inplace),
+        torch.nn.Linear(8, 32),
+        act_cls(inplace=inplace),
+        torch.nn.Linear(32, 32),
+        act_cls(inplace=inplace),
         torch.nn.Linear(32, 1),
     ).to(dtype)
 
@@ -422,6 +444,7 @@ def test_training_steps_same_losses(dtype, inplace):
 # ---------------------------------------------------------------------------------------------
 # torch.compile (slow: Inductor compiles C++ on first use).
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("inplace", [False, True])
 def test_torch_compile_model_matches(inplace):
@@ -441,5 +464,6 @@ def test_torch_compile_model_matches(inplace):
     # The graph holds fastselu's op.
     explained = torch._dynamo.explain(model)(x)
     assert explained.graph_break_count == 0
-    assert "fastselu.selu" in "".join(g.code for g in explained.graphs) or \
-        "fastselu" in str(explained.graphs[0].graph)
+    assert "fastselu.selu" in "".join(g.code for g in explained.graphs) or "fastselu" in str(
+        explained.graphs[0].graph
+    )

@@ -46,31 +46,45 @@ def numpy_twin(x, p, seed, feature, fused):
 # ---------------------------------------------------------------------------------------------
 # Drop-in surface: signatures, defaults, reprs, errors.
 
+
 def test_signatures_match_pytorch():
-    for ours, theirs in ((fst.alpha_dropout, F.alpha_dropout),
-                         (fst.feature_alpha_dropout, F.feature_alpha_dropout)):
+    for ours, theirs in (
+        (fst.alpha_dropout, F.alpha_dropout),
+        (fst.feature_alpha_dropout, F.feature_alpha_dropout),
+    ):
         params = list(inspect.signature(ours).parameters.values())
         assert params[-1].name == "generator" and params[-1].kind == params[-1].KEYWORD_ONLY
         assert [(q.name, q.default) for q in params[:-1]] == [
-            (q.name, q.default) for q in inspect.signature(theirs).parameters.values()]
+            (q.name, q.default) for q in inspect.signature(theirs).parameters.values()
+        ]
     sig = inspect.signature(fst.selu_alpha_dropout)
     assert [(q.name, q.default) for q in sig.parameters.values()] == [
-        ("input", inspect.Parameter.empty), ("p", 0.5), ("training", False), ("inplace", False),
-        ("feature", False), ("generator", None)]
-    assert [(q.name, q.default) for q in inspect.signature(fst.lecun_normal_).parameters.values()
-            ] == [("tensor", inspect.Parameter.empty), ("generator", None)]
+        ("input", inspect.Parameter.empty),
+        ("p", 0.5),
+        ("training", False),
+        ("inplace", False),
+        ("feature", False),
+        ("generator", None),
+    ]
+    assert [
+        (q.name, q.default) for q in inspect.signature(fst.lecun_normal_).parameters.values()
+    ] == [("tensor", inspect.Parameter.empty), ("generator", None)]
 
 
 def test_module_reprs_and_state_dict():
-    for ours, theirs in ((fst.AlphaDropout, torch.nn.AlphaDropout),
-                         (fst.FeatureAlphaDropout, torch.nn.FeatureAlphaDropout)):
+    for ours, theirs in (
+        (fst.AlphaDropout, torch.nn.AlphaDropout),
+        (fst.FeatureAlphaDropout, torch.nn.FeatureAlphaDropout),
+    ):
         for args in ((), (0.2,), (0.2, True)):
             assert repr(ours(*args)) == repr(theirs(*args))
         assert ours().state_dict() == {} and list(ours().parameters()) == []
         assert ours().p == 0.5 and ours().inplace is False
     assert repr(fst.SELUAlphaDropout()) == "SELUAlphaDropout(p=0.5, inplace=False, feature=False)"
-    assert repr(fst.SELUAlphaDropout(0.1, True, True)) == \
-        "SELUAlphaDropout(p=0.1, inplace=True, feature=True)"
+    assert (
+        repr(fst.SELUAlphaDropout(0.1, True, True))
+        == "SELUAlphaDropout(p=0.1, inplace=True, feature=True)"
+    )
 
 
 @pytest.mark.parametrize("p", [-0.1, 1.5, math.nan if False else 2.0])
@@ -103,6 +117,7 @@ def test_feature_needs_two_dims_when_dropping(name):
 
 # ---------------------------------------------------------------------------------------------
 # Values.
+
 
 @pytest.mark.parametrize("name", list(FUNCS))
 def test_identity_when_not_training_or_p0(name):
@@ -188,6 +203,7 @@ def test_module_train_and_eval():
 # ---------------------------------------------------------------------------------------------
 # Autograd.
 
+
 def _seeded(fn, *args, inplace=False, **kwargs):
     gen = torch.Generator()
 
@@ -258,8 +274,13 @@ def test_mlp_trains_like_torchs_pair():
 
     def run(block, seed):
         torch.manual_seed(seed)
-        model = torch.nn.Sequential(torch.nn.Linear(16, 64), *block(),
-                                    torch.nn.Linear(64, 64), *block(), torch.nn.Linear(64, 1))
+        model = torch.nn.Sequential(
+            torch.nn.Linear(16, 64),
+            *block(),
+            torch.nn.Linear(64, 64),
+            *block(),
+            torch.nn.Linear(64, 1),
+        )
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         losses = []
         for _ in range(60):
@@ -286,6 +307,7 @@ def test_mlp_trains_like_torchs_pair():
 # ---------------------------------------------------------------------------------------------
 # Fallbacks and in-place rules.
 
+
 def test_other_dtypes_fall_back_to_pytorch():
     x = torch.randn(20, 6, dtype=torch.float16)
     torch.manual_seed(4)
@@ -307,8 +329,9 @@ def test_fallback_with_a_generator_is_pytorchs_formula():
     torch.manual_seed(1)  # the same noise as PyTorch's own op on the default generator
     expected = F.alpha_dropout(x, 0.3, True)
     torch.manual_seed(1)
-    assert torch.allclose(fst.alpha_dropout(x, 0.3, True, generator=torch.default_generator),
-                          expected, atol=2e-3)
+    assert torch.allclose(
+        fst.alpha_dropout(x, 0.3, True, generator=torch.default_generator), expected, atol=2e-3
+    )
 
 
 @pytest.mark.parametrize("name", list(FUNCS))
@@ -341,6 +364,7 @@ def test_version_counter_catches_a_saved_input():
 # ---------------------------------------------------------------------------------------------
 # lecun_normal_.
 
+
 def test_lecun_normal_():
     w = torch.empty(256, 400)
     torch.manual_seed(0)
@@ -363,6 +387,7 @@ def test_lecun_normal_():
 # ---------------------------------------------------------------------------------------------
 # torch.compile (slow: Inductor compiles C++ on first use).
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("inplace", [False, True])
 def test_torch_compile_matches_eager(inplace):
@@ -370,8 +395,9 @@ def test_torch_compile_matches_eager(inplace):
 
     torch._dynamo.reset()
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 32), fst.SELUAlphaDropout(0.2, inplace),
-                                torch.nn.Linear(32, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 32), fst.SELUAlphaDropout(0.2, inplace), torch.nn.Linear(32, 1)
+    )
     x = torch.randn(64, 8)
     with inductor_config.patch(fallback_random=True):
         compiled = torch.compile(model, fullgraph=True)

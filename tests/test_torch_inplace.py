@@ -108,8 +108,9 @@ def test_pytorch_itself_writes_an_inference_tensor_before_refusing():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("case", ["leaf", "view_of_leaf", "no_grad_view_of_leaf",
-                                  "multi_output_view"])
+@pytest.mark.parametrize(
+    "case", ["leaf", "view_of_leaf", "no_grad_view_of_leaf", "multi_output_view"]
+)
 def test_allowed_under_no_grad(case, dtype):
     t = REFUSED[case](dtype)
     expected = F.selu(t.detach().clone())

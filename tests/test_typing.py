@@ -24,13 +24,22 @@ STUB = PKG / "__init__.pyi"
 needs_mypy = pytest.mark.skipif(
     importlib.util.find_spec("mypy") is None or int(np.__version__.split(".")[0]) < 2,
     reason="needs mypy, and NumPy >= 2's annotations (NumPy 1.x's np.floating wants a type "
-           "argument under --strict)")
+    "argument under --strict)",
+)
 
 
 def mypy(*args, cwd, cache):
     """Run `mypy --strict` in `cwd`, finding the fastselu under test whether installed or not."""
-    cmd = [sys.executable, "-m", "mypy", "--strict", "--no-color-output", "--cache-dir", str(cache),
-           *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--strict",
+        "--no-color-output",
+        "--cache-dir",
+        str(cache),
+        *map(str, args),
+    ]
     env = dict(os.environ)
     env.pop("MYPYPATH", None)
     installed = {Path(p).resolve() for p in site.getsitepackages() + [site.getusersitepackages()]}
@@ -111,12 +120,15 @@ def _params(fn):
 
 
 def _runtime_params(obj):
-    return [(p.name, p.kind.name, p.default is not inspect.Parameter.empty)
-            for p in inspect.signature(obj).parameters.values()]
+    return [
+        (p.name, p.kind.name, p.default is not inspect.Parameter.empty)
+        for p in inspect.signature(obj).parameters.values()
+    ]
 
 
-@pytest.mark.parametrize("name", sorted(n for n in fastselu.__all__
-                                        if callable(getattr(fastselu, n))))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in fastselu.__all__ if callable(getattr(fastselu, n)))
+)
 def test_stub_signatures_match_runtime(name):
     node = _stub_defs()[name]
     obj = getattr(fastselu, name)
@@ -137,6 +149,15 @@ def test_integration_modules_are_strict_clean(tmp_path):
     # Third-party packages are analyzed for their types but their own errors are not ours.
     # By module name, not file path: a path inside site-packages makes mypy take that folder
     # for a source root, where typing_extensions.py then "shadows" the library.
-    r = mypy("--follow-imports=silent", "-m", "fastselu.torch", "-m", "fastselu.dask",
-             "-m", "fastselu._threadpool", cwd=tmp_path, cache=tmp_path / "cache")
+    r = mypy(
+        "--follow-imports=silent",
+        "-m",
+        "fastselu.torch",
+        "-m",
+        "fastselu.dask",
+        "-m",
+        "fastselu._threadpool",
+        cwd=tmp_path,
+        cache=tmp_path / "cache",
+    )
     assert r.returncode == 0, r.stdout + r.stderr

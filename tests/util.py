@@ -30,8 +30,11 @@ def switched_backend(name):
 def clean_env(**overrides):
     """os.environ without fastselu/numba/OpenMP settings, plus `overrides`, importing this
     fastselu."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FASTSELU_", "NUMBA_")) and k != "OMP_NUM_THREADS"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FASTSELU_", "NUMBA_")) and k != "OMP_NUM_THREADS"
+    }
     env["PYTHONPATH"] = PACKAGE_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.update(overrides)
     return env
@@ -42,16 +45,20 @@ def run_python(code, *args, timeout=120, cwd=PACKAGE_ROOT, **env):
     environment, in `cwd`."""
     script = ["-c", textwrap.dedent(code)] if code is not None else []
     cmd = [sys.executable, *script, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env=clean_env(**env), cwd=str(cwd))
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=clean_env(**env), cwd=str(cwd)
+    )
 
 
 def same_floats(a, b):
     """Bitwise-style equality for float arrays: NaN matches NaN, and zeros must agree in sign."""
     a, b = np.asarray(a), np.asarray(b)
-    return (a.dtype == b.dtype and a.shape == b.shape
-            and np.array_equal(a, b, equal_nan=True)
-            and np.array_equal(np.signbit(a), np.signbit(b)))
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and np.array_equal(a, b, equal_nan=True)
+        and np.array_equal(np.signbit(a), np.signbit(b))
+    )
 
 
 def fast_path_inputs(dtype, n=4096, seed=3):
@@ -60,8 +67,9 @@ def fast_path_inputs(dtype, n=4096, seed=3):
     rng = np.random.default_rng(seed)
     lim, gmax = (79.0, 80) if dtype == np.float32 else (699.0, 700)
     tiny = float(np.finfo(dtype).smallest_subnormal)
-    x = np.concatenate([rng.uniform(-30, 5, n // 2),
-                        -np.exp(rng.uniform(np.log(tiny), np.log(lim), n // 2))])
+    x = np.concatenate(
+        [rng.uniform(-30, 5, n // 2), -np.exp(rng.uniform(np.log(tiny), np.log(lim), n // 2))]
+    )
     g = np.exp(rng.uniform(-gmax, gmax, n)) * rng.choice([-1.0, 1.0], n)
     return g.astype(dtype), x.astype(dtype)
 
@@ -73,7 +81,8 @@ def fast_path_inputs(dtype, n=4096, seed=3):
 # falls back to float64, which is exact enough.
 LONGDOUBLE_IS_80BIT = np.finfo(np.longdouble).nmant == 63
 needs_80bit = pytest.mark.skipif(
-    not LONGDOUBLE_IS_80BIT, reason="float64 oracle (fastselu._ulp) needs x86 80-bit long double")
+    not LONGDOUBLE_IS_80BIT, reason="float64 oracle (fastselu._ulp) needs x86 80-bit long double"
+)
 
 
 def oracle_dtypes(*dtypes):
