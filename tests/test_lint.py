@@ -1,6 +1,6 @@
 """Lint: the source tree passes `ruff check`, `ruff format --check` and `cython-lint` (configured
-in pyproject.toml), and the modules listed under [tool.mypy] pass `mypy --strict`.  The suite may run against an installed
-wheel, without the source tree: then there is nothing to lint."""
+in pyproject.toml), and the modules listed under [tool.mypy] pass `mypy --strict`.  The suite may
+run against an installed wheel, without the source tree: then there is nothing to lint."""
 
 import importlib.util
 import shutil
