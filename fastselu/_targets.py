@@ -16,8 +16,8 @@ flags, so every build has it.  A variant's entry:
   so a compiler that ignores or lacks a flag drops the variant instead of building wrong code);
 - ``features``: what ``_dispatch.c`` must find on the CPU (and OS) at run time, by the names it
   knows (fs_cpu_has).
-The flags name ISA extensions only, never a CPU (nothing host-specific); -march=x86-64-v3/v4 would also
-allow BMI/LZCNT/MOVBE that the run-time check does not test.
+The flags name ISA extensions only, never a CPU (nothing host-specific); -march=x86-64-v3/v4
+would also allow BMI/LZCNT/MOVBE that the run-time check does not test.
 """
 
 # architecture name -> variants, best first
