@@ -377,7 +377,7 @@ def _c_apply(fn: type[torch.autograd.Function]) -> Callable[..., Any]:
     raw = getattr(torch._C, "_FunctionBase", None)
     raw_apply = raw.__dict__.get("apply") if raw is not None else None
     if raw_apply is None or not hasattr(raw_apply, "__get__"):
-        return cast(Callable[..., Any], fn.apply)
+        return fn.apply
     return cast(Callable[..., Any], raw_apply.__get__(None, fn))
 
 
