@@ -200,17 +200,22 @@ def _flat_views(arrays: list[np.ndarray], cdt: np.dtype[Any]) -> Optional[list[n
     return None
 
 
+def _operands(inputs: list[np.ndarray], out: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The arrays a kernel driver walks: 0-d as one-element views (NumPy 1.x's buffered nditer
+    mishandles 0-d operands: a float16 0-d result was never written back, or computed from the
+    wrong buffer), inputs copied where `out` partly overlaps them."""
+    if out.ndim == 0:
+        inputs = [a.reshape(1) for a in inputs]
+        out = out.reshape(1)
+    return [_separate(a, out) for a in inputs], out
+
+
 def _run(
     kernel: Callable[..., None], inputs: list[np.ndarray], out: np.ndarray, cdt: np.dtype[Any]
 ) -> None:
     if out.size == 0:
         return
-    if out.ndim == 0:
-        # One element as shape (1,) views: NumPy 1.x's buffered nditer mishandles 0-d operands
-        # (a float16 0-d result was never written back, or computed from the wrong buffer).
-        inputs = [a.reshape(1) for a in inputs]
-        out = out.reshape(1)
-    inputs = [_separate(a, out) for a in inputs]
+    inputs, out = _operands(inputs, out)
     nthreads = _config.effective_num_threads()
     fmt = _fmt(cdt)
     flat = _flat_views([*inputs, out], cdt)
@@ -406,12 +411,7 @@ def _run_dropout(
     """call(*inputs, out, start, nthreads) on 1-D native `cdt` pieces, in logical C order."""
     if out.size == 0:
         return
-    if out.ndim == 0:
-        # One element as shape (1,) views: NumPy 1.x's buffered nditer mishandles 0-d operands
-        # (a float16 0-d result was never written back, or computed from the wrong buffer).
-        inputs = [a.reshape(1) for a in inputs]
-        out = out.reshape(1)
-    inputs = [_separate(a, out) for a in inputs]
+    inputs, out = _operands(inputs, out)
     nthreads = _config.effective_num_threads()
     run_len, starts = _runs(out.shape, out.size, origin)
 
