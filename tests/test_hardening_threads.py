@@ -151,9 +151,11 @@ def test_dozens_of_threads_every_function_while_thread_count_changes(backend):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
 def test_threads_stress_long(backend):
-    """The same, longer: more rounds, more threads."""
+    """The same, longer: more rounds, more threads.  Not for the numpy reference: it has no
+    threads or native state of its own (the 32-thread version covers it), and it is slow
+    enough that this run alone took over four minutes of CI."""
     r = run_python(STRESS, "48", "12", "400", timeout=500, FASTSELU_BACKEND=backend)
     assert "HUNG []" in r.stdout, "deadlock:\n" + r.stdout[-3000:] + r.stderr[-3000:]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
