@@ -186,25 +186,40 @@ def _dropout_args(
     return pf, _dropout.draw_seed(seed)
 
 
+def _map_dropout(
+    block: Any,
+    arrays: list[da.Array],
+    p: float,
+    seed: int,
+    feature: bool,
+    training: bool,
+    dtype: np.dtype,
+    token: str,
+    **kernel_args: Any,
+) -> da.Array:
+    """map_blocks of one of the dropout block functions, with the arguments they all take."""
+    r = da.map_blocks(  # type: ignore[no-untyped-call]
+        block,
+        *arrays,
+        p=p,
+        seed=seed,
+        feature=bool(feature),
+        training=bool(training),
+        dtype=dtype,
+        meta=_meta(arrays[-1].ndim, dtype),
+        token=token,
+        **kernel_args,
+    )
+    return cast(da.Array, r)
+
+
 def _forward(
     x: Any, p: Any, seed: Any, feature: bool, training: bool, fused: bool, token: str
 ) -> da.Array:
     arr = _as_dask(x, "x")
     rdt = _api._result_dtype(arr.dtype, "x")
     pf, s = _dropout_args(arr, p, seed, feature, training)
-    y = da.map_blocks(  # type: ignore[no-untyped-call]
-        _dropout_block,
-        arr,
-        p=pf,
-        seed=s,
-        feature=bool(feature),
-        training=bool(training),
-        fused=fused,
-        dtype=rdt,
-        meta=_meta(arr.ndim, rdt),
-        token=token,
-    )
-    return cast(da.Array, y)
+    return _map_dropout(_dropout_block, [arr], pf, s, feature, training, rdt, token, fused=fused)
 
 
 def alpha_dropout(
@@ -230,20 +245,18 @@ def alpha_dropout_backward(
     g = _as_dask(grad_output, "grad_output")
     rdt = _api._result_dtype(g.dtype, "grad_output")
     pf, s = _dropout_args(g, p, seed, feature, training)
-    r = da.map_blocks(  # type: ignore[no-untyped-call]
+    return _map_dropout(
         _dropout_backward_block,
-        g,
-        p=pf,
-        seed=s,
-        feature=bool(feature),
-        training=bool(training),
+        [g],
+        pf,
+        s,
+        feature,
+        training,
+        rdt,
+        "fastselu-alpha-dropout-backward",
         is_result=False,
         mode=0,
-        dtype=rdt,
-        meta=_meta(g.ndim, rdt),
-        token="fastselu-alpha-dropout-backward",
     )
-    return cast(da.Array, r)
 
 
 def selu_alpha_dropout_backward(
@@ -270,18 +283,15 @@ def selu_alpha_dropout_backward(
     pf, s = _dropout_args(xa, p, seed, feature, training)
     index = "".join(chr(ord("a") + i) for i in range(xa.ndim))
     _, (g, xa) = da.core.unify_chunks(g, index, xa, index)  # type: ignore[no-untyped-call]
-    r = da.map_blocks(  # type: ignore[no-untyped-call]
+    return _map_dropout(
         _dropout_backward_block,
-        g,
-        xa,
-        p=pf,
-        seed=s,
-        feature=bool(feature),
-        training=bool(training),
+        [g, xa],
+        pf,
+        s,
+        feature,
+        training,
+        rdt,
+        "fastselu-selu-alpha-dropout-backward",
         is_result=bool(is_result),
         mode=1,
-        dtype=rdt,
-        meta=_meta(xa.ndim, rdt),
-        token="fastselu-selu-alpha-dropout-backward",
     )
-    return cast(da.Array, r)
