@@ -23,11 +23,11 @@ Python twins.  The fast-path contract, one for all (tests/test_fastpath.py holds
 to it case by case):
 
 - A call is taken only when every array argument is an exact numpy.ndarray (no subclass),
-  C-contiguous, aligned, native float32 or float64, all of one dtype and shape; ``out`` (or
-  ``x`` with inplace) is writeable; and ``out`` holds either the very same elements as each
-  input (same start address) or no byte of it.  Empty arrays are taken (nothing is computed),
-  and so are 0-d ones whose result goes into an array the caller gave (inplace or ``out``); 0-d
-  calls that return a new NumPy scalar are not.
+  C-contiguous, aligned, native float16, bfloat16 (ml_dtypes'), float32 or float64, all of one
+  dtype and shape; ``out`` (or ``x`` with inplace) is writeable; and ``out`` holds either the
+  very same elements as each input (same start address) or no byte of it.  Empty arrays are
+  taken (nothing is computed), and so are 0-d ones whose result goes into an array the caller
+  gave (inplace or ``out``); 0-d calls that return a new NumPy scalar are not.
 - A taken call returns exactly what the general path in `_api` returns: the same values, the
   same object (``out``, or ``x`` with inplace) and dtype.
 - Any other call returns NotImplemented.  The fast path raises nothing of its own: a call that

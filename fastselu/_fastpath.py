@@ -10,23 +10,40 @@ full checks and error messages.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 from . import _config
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# Native dtype -> the seam's ``fmt`` (None: float32/float64 go as themselves, 16-bit formats as
+# uint16 views of their bits).  Hashing keeps it one lookup: a byte-swapped dtype is not equal,
+# so it is not found.  bfloat16 (a user dtype, no fixed number) is added when first seen.
+_FMT: Dict[np.dtype[Any], Optional[str]] = {
+    np.dtype(np.float32): None,
+    np.dtype(np.float64): None,
+    np.dtype(np.float16): "float16",
+}
 
 
 def _plain(a: Any, writable: bool = False) -> bool:
-    """An exact ndarray, C-contiguous, aligned, native float32/float64 (and writeable)."""
+    """An exact ndarray, C-contiguous, aligned, native float16/bfloat16/float32/float64 (and
+    writeable)."""
     if type(a) is not np.ndarray:
         return False
     flags = a.flags
     if not (flags.c_contiguous and flags.aligned) or (writable and not flags.writeable):
         return False
-    return a.dtype in _FLOATS  # `in` compares with ==, so the other byte order is refused
+    dt = a.dtype
+    if dt in _FMT:
+        return True
+    if dt.kind == "V" and dt.isnative:  # only user dtypes can be bfloat16
+        from ._api import _is_bfloat16  # not at import: _api imports the backends, then us
+
+        if _is_bfloat16(dt):
+            _FMT[dt] = "bfloat16"
+            return True
+    return False
 
 
 def _identical_or_disjoint(a: np.ndarray, b: np.ndarray) -> bool:
@@ -51,6 +68,11 @@ def _destination(x: np.ndarray, out: Any, also: np.ndarray) -> Any:
     return out
 
 
+def _flat(a: np.ndarray, fmt: Optional[str]) -> np.ndarray:
+    """The 1-D view the seam takes: the array itself, or its bits for a 16-bit format."""
+    return a.reshape(-1) if fmt is None else a.reshape(-1).view(np.uint16)
+
+
 def make(backend: ModuleType) -> Tuple[Callable[..., Any], Callable[..., Any]]:
     """(fast_forward, fast_backward) over `backend`'s seam functions."""
     forward, backward_x, backward_y = backend.forward, backend.backward_x, backend.backward_y
@@ -67,7 +89,12 @@ def make(backend: ModuleType) -> Tuple[Callable[..., Any], Callable[..., Any]]:
             if res is None:
                 return NotImplemented
         if x.size:
-            forward(x.reshape(-1), res.reshape(-1), _config.effective_num_threads())
+            fmt = _FMT[x.dtype]
+            nt = _config.effective_num_threads()
+            if fmt is None:
+                forward(_flat(x, fmt), _flat(res, fmt), nt)
+            else:
+                forward(_flat(x, fmt), _flat(res, fmt), nt, fmt=fmt)
         return res
 
     def fast_backward(g: Any, x: Any, is_result: bool, out: Any) -> Any:
@@ -78,7 +105,12 @@ def make(backend: ModuleType) -> Tuple[Callable[..., Any], Callable[..., Any]]:
             return NotImplemented
         kernel = backward_y if is_result else backward_x
         if x.size:
-            kernel(g.reshape(-1), x.reshape(-1), res.reshape(-1), _config.effective_num_threads())
+            fmt = _FMT[x.dtype]
+            args = (_flat(g, fmt), _flat(x, fmt), _flat(res, fmt), _config.effective_num_threads())
+            if fmt is None:
+                kernel(*args)
+            else:
+                kernel(*args, fmt=fmt)
         return res
 
     return fast_forward, fast_backward

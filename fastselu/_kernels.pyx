@@ -53,6 +53,11 @@ cdef extern from "_dispatch.h" nogil:
 cdef extern from "numpy/ndarraytypes.h":
     int NPY_USERDEF   # the first typenum of user dtypes (ml_dtypes' bfloat16 gets one)
 
+cdef extern from "numpy/arrayobject.h":
+    # NULL descr: the prototype's dtype (a new reference; numpy's .pxd does not declare it)
+    object PyArray_NewLikeArray(cnp.ndarray prototype, cnp.NPY_ORDER order, void *descr,
+                                int subok)
+
 cdef extern from "<fenv.h>" nogil:
     ctypedef struct fexcept_t:
         pass
@@ -453,9 +458,8 @@ def set_thread_source(fn):
 
 
 cdef inline int _plain(object a, bint writable):
-    """typenum of a plain, C-contiguous, aligned, native float32/float64 array, else 0.
-    (float16/bfloat16 take the front end's general path, which the fast-path contract in
-    _backends.py leaves them to: it also calls these kernels directly, without scratch.)"""
+    """The driver's dtype code (_kind_of) of a plain, C-contiguous, aligned, native float16,
+    bfloat16, float32 or float64 array, else 0."""
     if type(a) is not cnp.ndarray:
         return 0
     cdef cnp.ndarray arr = <cnp.ndarray>a
@@ -464,8 +468,7 @@ cdef inline int _plain(object a, bint writable):
         need |= cnp.NPY_ARRAY_WRITEABLE
     if (cnp.PyArray_FLAGS(arr) & need) != need or not cnp.PyArray_ISNOTSWAPPED(arr):
         return 0
-    cdef int t = cnp.PyArray_TYPE(arr)
-    return t if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64 else 0
+    return _kind_of(arr)
 
 
 cdef inline bint _same_shape(cnp.ndarray a, cnp.ndarray b):
@@ -499,7 +502,8 @@ cdef object _destination(cnp.ndarray xa, int t, object out, cnp.ndarray also):
     if out is None:
         if cnp.PyArray_NDIM(xa) == 0:          # NumPy scalar result: the general path
             return None
-        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+        # xa's own dtype: bfloat16 is a user dtype with no fixed typenum to ask for
+        return PyArray_NewLikeArray(xa, cnp.NPY_CORDER, NULL, 0)
     if _plain(out, True) != t:
         return None
     cdef cnp.ndarray res = <cnp.ndarray>out
@@ -516,6 +520,7 @@ cdef object _launch(Kind kind, int t, cnp.ndarray a, cnp.ndarray b, cnp.ndarray 
     cdef char *pb = <char *>cnp.PyArray_DATA(b)
     cdef char *po = <char *>cnp.PyArray_DATA(res)
     if n > 0:
+        _prepare(t)
         with nogil:
             _run(kind, t, pa, pb, po, n, nt)
     return res

@@ -13,7 +13,22 @@ import fastselu
 from fastselu import _backends
 from util import same_floats, switched_backend
 
+try:
+    import ml_dtypes
+except ImportError:  # pragma: no cover - ml_dtypes is in the test extra
+    ml_dtypes = None
+
 BACKENDS = fastselu.available_backends()
+DTYPES = [
+    np.float32,
+    np.float64,
+    np.float16,
+    pytest.param(
+        ml_dtypes and ml_dtypes.bfloat16,
+        marks=pytest.mark.skipif(ml_dtypes is None, reason="ml_dtypes is not installed"),
+        id="bfloat16",
+    ),
+]
 
 
 class Case(NamedTuple):
@@ -31,6 +46,7 @@ def cases(dtype):
     rng = np.random.default_rng(0)
     x0 = (rng.standard_normal((7, 5)) * 3).astype(dtype)
     g0 = rng.standard_normal((7, 5)).astype(dtype)
+    other = np.float32 if np.dtype(dtype) == np.float16 else np.float16  # another kernel dtype
 
     # "o" starts as 7s: what a call leaves in it is compared too
     def xo(out=None):
@@ -84,14 +100,14 @@ def cases(dtype):
         Case(
             "byte-swapped", False, xo(), lambda a: selu(a["x"].astype(a["x"].dtype.newbyteorder()))
         ),
-        Case("float16", False, xo(), lambda a: selu(a["x"].astype(np.float16))),
+        Case("other kernel dtype", True, xo(), lambda a: selu(a["x"].astype(other))),
         Case("int", False, xo(), lambda a: selu(a["x"].astype(np.int64))),
         Case("list", False, xo(), lambda a: selu(a["x"].tolist())),
         Case("subclass", False, xo(), lambda a: selu(a["x"].view(Sub))),
         Case("subclass out", False, xo(), lambda a: selu(a["x"], out=a["o"].view(Sub))),
         Case("masked", False, xo(), lambda a: selu(np.ma.array(a["x"]))),
         Case("partial overlap", False, xo(), lambda a: selu(a["x"][1:], out=a["x"][:-1])),
-        Case("out other dtype", False, xo(), lambda a: selu(a["x"], out=a["o"].astype(np.float16))),
+        Case("out other dtype", False, xo(), lambda a: selu(a["x"], out=a["o"].astype(other))),
         Case("out other shape", False, xo(), lambda a: selu(a["x"], out=a["o"][:3])),
         Case(
             "read-only out",
@@ -108,7 +124,7 @@ def cases(dtype):
             xo(),
             lambda a: selu(np.ma.array(a["x"]), inplace=ambiguous),
         ),
-        Case("bwd mixed dtypes", False, gxo, lambda a: backward(a["g"].astype(np.float16), a["x"])),
+        Case("bwd mixed dtypes", False, gxo, lambda a: backward(a["g"].astype(other), a["x"])),
         Case("bwd shapes", False, gxo, lambda a: backward(a["g"], a["x"][:3])),
         Case(
             "bwd out overlaps g",
@@ -144,6 +160,8 @@ def outcome(case):
 
 def same(a, b):
     if isinstance(a, np.ndarray):
+        if a.dtype.itemsize == 2 and a.dtype.kind in "fV":  # float16, bfloat16: the very bits
+            return a.dtype == b.dtype and np.array_equal(a.view(np.uint16), b.view(np.uint16))
         return same_floats(a, b) if a.dtype.kind == "f" else np.array_equal(a, b)
     return a == b
 
@@ -163,7 +181,7 @@ def recording(fast, taken):
     return wrapper
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", BACKENDS)
 def test_fast_path_keeps_the_contract(name, dtype, monkeypatch):
     with switched_backend(name):
@@ -181,4 +199,4 @@ def test_fast_path_keeps_the_contract(name, dtype, monkeypatch):
             assert taken == [case.taken], case.label
             assert len(got) == len(want) and all(map(same, got, want)), (case.label, got, want)
             for k in want_args:  # what the call did to its arguments
-                assert same_floats(got_args[k], want_args[k]), (case.label, k)
+                assert same(got_args[k], want_args[k]), (case.label, k)
