@@ -109,6 +109,30 @@ FS_INLINE float fs_ro32(double v)
     return f;
 }
 
+/* The forward's lookup, four elements per 8-byte load and store where the byte order lets
+ * shifts pick the 16-bit lanes: one 2-byte store per element measured 10-20% slower on Zen 3
+ * (~0.50 -> 0.42 ns per element at 10^6, float16), more where the output streams to memory;
+ * the table loads stay one per element (a gather is not faster there). */
+#if (defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) || defined(_MSC_VER)
+#define FS_LITTLE_ENDIAN 1
+#else
+#define FS_LITTLE_ENDIAN 0
+#endif
+FS_INLINE void fs_lookup16(const uint16_t *t, const uint16_t *x, uint16_t *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+#if FS_LITTLE_ENDIAN
+    for (; i + 4 <= n; i += 4) {
+        uint64_t w, r;
+        memcpy(&w, x + i, sizeof w);  /* read before written: out may be x */
+        r = (uint64_t)t[w & 0xFFFFu] | (uint64_t)t[(w >> 16) & 0xFFFFu] << 16
+            | (uint64_t)t[(w >> 32) & 0xFFFFu] << 32 | (uint64_t)t[w >> 48] << 48;
+        memcpy(out + i, &r, sizeof r);
+    }
+#endif
+    for (; i < n; i++) out[i] = t[x[i]];
+}
+
 /* x > 0 from the bit pattern: +0 < bits <= +inf (NaNs are not > 0). */
 FS_INLINE int fs_f16_pos(uint16_t b) { return (uint16_t)(b - 1u) < FS_F16_INF; }
 FS_INLINE int fs_bf16_pos(uint16_t b) { return (uint16_t)(b - 1u) < FS_BF16_INF; }
@@ -277,8 +301,7 @@ FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint1
 void FS_NAME(fs_forward_##S)(const uint16_t *x, uint16_t *out, ptrdiff_t n)                        \
 {                                                                                                  \
     FS_NAME(fs_half_init)();                                                                       \
-    const uint16_t *t = fs_fwd_tab_##S;                                                            \
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = t[x[i]];                                            \
+    fs_lookup16(fs_fwd_tab_##S, x, out, n);                                                        \
 }                                                                                                  \
 void FS_NAME(fs_backward_x_##S)(const uint16_t *g, const uint16_t *x, uint16_t *out, ptrdiff_t n)  \
 {                                                                                                  \
