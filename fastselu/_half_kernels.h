@@ -229,10 +229,15 @@ FS_INLINE __m256 fs_ro_product8(__m256 gv, __m256 d, __m256 *p_out)
     return _mm256_castsi256_ps(pb);
 }
 
-/* d for 8 lanes: the table entry, or SCALE rounded to odd where x > 0 (+0 < bits <= +inf) */
-FS_INLINE __m256 fs_deriv8(__m256i wx, const float *t, int inf)
+/* d for 8 lanes: the table entry, or SCALE rounded to odd where x > 0 (+0 < bits <= +inf).
+ * Eight scalar loads, not a gather: on Zen 3 _mm256_i32gather_ps alone took 0.63 ns per
+ * element, the loads and inserts 0.33 (bfloat16 backward at 10^6: 0.90 -> 0.65 ns). */
+FS_INLINE __m256 fs_deriv8(const uint16_t *x, __m256i wx, const float *t, int inf)
 {
-    __m256 d = _mm256_i32gather_ps(t, _mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)), 4);
+#define FS_D(j) t[x[j] & 0x7FFFu]
+    __m256 d = _mm256_set_m128(_mm_set_ps(FS_D(7), FS_D(6), FS_D(5), FS_D(4)),
+                               _mm_set_ps(FS_D(3), FS_D(2), FS_D(1), FS_D(0)));
+#undef FS_D
     __m256i tpos = _mm256_and_si256(_mm256_add_epi32(wx, _mm256_set1_epi32(0xFFFF)),
                                     _mm256_set1_epi32(0xFFFF));
     __m256i pos = _mm256_cmpgt_epi32(_mm256_set1_epi32(inf), tpos);
@@ -246,7 +251,7 @@ FS_INLINE ptrdiff_t fs_bwd_f16_avx2(const uint16_t *g, const uint16_t *x, uint16
     for (; i + 8 <= n; i += 8) {
         __m256 gv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + i)));
         __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
-        __m256 p, r = fs_ro_product8(gv, fs_deriv8(wx, t, FS_F16_INF), &p);
+        __m256 p, r = fs_ro_product8(gv, fs_deriv8(x + i, wx, t, FS_F16_INF), &p);
         r = _mm256_blendv_ps(r, _mm256_set1_ps(NAN), _mm256_cmp_ps(p, p, _CMP_UNORD_Q));
         _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT));
     }
@@ -261,7 +266,7 @@ FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint1
         __m256i wg = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(g + i)));
         __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
         __m256 gv = _mm256_castsi256_ps(_mm256_slli_epi32(wg, 16));
-        __m256 p, r = fs_ro_product8(gv, fs_deriv8(wx, t, FS_BF16_INF), &p);
+        __m256 p, r = fs_ro_product8(gv, fs_deriv8(x + i, wx, t, FS_BF16_INF), &p);
         __m256 ap = _mm256_and_ps(p, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
         __m256 tiny = _mm256_and_ps(_mm256_cmp_ps(ap, _mm256_set1_ps(0x1p-100f), _CMP_LT_OQ),
                                     _mm256_cmp_ps(ap, _mm256_setzero_ps(), _CMP_NEQ_OQ));
