@@ -165,9 +165,13 @@ NEG_L4_HI = -L4_HI
 NEG_L4_LO = -L4_LO
 DBL_MAX = float(np.finfo(np.float64).max)
 FLT_MAX = _f32(np.finfo(np.float32).max)
-TWO_P100 = 2.0**100  # scaling for tiny |x| in the float64 forward kernel
-TWO_M100 = 2.0**-100
+TWO_P200 = 2.0**200  # scaling for tiny and huge |x| in the float64 forward kernel
+TWO_M200 = 2.0**-200
+TWO_M600 = 2.0**-600
+TWO_P600 = 2.0**600
 TWO_M900 = 2.0**-900
+TWO_P900 = 2.0**900
+SPLIT = 134217729.0  # 2^27 + 1: Veltkamp's split of a double into two halves
 HARD_F32 = _f32(-80.0)
 ZERO_F = _f32(0.0)  # a float32 0: comparing with the literal 0.0 would widen to double
 # The default quiet NaNs, (double)NAN and (float)NAN: every backward NaN result is one of them.
@@ -315,7 +319,7 @@ def _pow2(n):  # type: ignore[no-untyped-def]
 
 @_inline
 def _reduce(x):  # type: ignore[no-untyped-def]
-    n = _fma(x, LOG2E, MAGIC) - MAGIC
+    n = (x * LOG2E + MAGIC) - MAGIC  # plain operations, as fs_reduce
     r = _fma(n, NEG_LN2_HI, x)
     c = n * LN2_LO
     s = r - c
@@ -357,33 +361,20 @@ def _sa_exp_f32(x):  # type: ignore[no-untyped-def]
 
 @_inline
 def _expm1_small_dd(r, r_lo):  # type: ignore[no-untyped-def]
-    q = _fma(
-        _fma(
-            _fma(
-                _fma(
-                    _fma(
-                        _fma(_fma(_fma(_fma(Q3_C9, r, Q3_C8), r, Q3_C7), r, Q3_C6), r, Q3_C5),
-                        r,
-                        Q3_C4,
-                    ),
-                    r,
-                    Q3_C3,
-                ),
-                r,
-                Q3_C2,
-            ),
-            r,
-            Q3_C1,
-        ),
-        r,
-        Q3_C0,
-    )
-    hr = 0.5 * r
-    h = hr * r
-    h_err = _fma(hr, r, -h)
+    """fs_expm1_small_dd: no fma, Estrin's scheme, r^2/2 split exactly (Veltkamp)."""
+    r2 = r * r
+    r4 = r2 * r2
+    q03 = (Q3_C3 * r + Q3_C2) * r2 + (Q3_C1 * r + Q3_C0)
+    q47 = (Q3_C7 * r + Q3_C6) * r2 + (Q3_C5 * r + Q3_C4)
+    q = ((Q3_C9 * r + Q3_C8) * (r4 * r4) + q47 * r4) + q03
+    g = r * SPLIT
+    rh = g - (g - r)
+    rl = r - rh
+    h = 0.5 * rh * rh
+    h_lo = rl * (rh + 0.5 * rl)
     a = r + h
     a_lo = h - (a - r)
-    tail = _fma(r * r * r, q, h_err) + _fma(r_lo, r, r_lo)
+    tail = (r2 * r * q + h_lo) + (r_lo * r + r_lo)
     return a, a_lo + tail
 
 
@@ -454,6 +445,7 @@ def _bwd_y_f32(gf, yf):  # type: ignore[no-untyped-def]
 
 @_inline
 def _fwd_f64(x):  # type: ignore[no-untyped-def]
+    """fs_fwd_f64: one final fma of the operands the element needs (fs_fma_small)."""
     xc = _clamp_below(x, -128.0)
     n, r_hi, r_lo = _reduce(xc)
     t = _pow2(n)
@@ -462,13 +454,14 @@ def _fwd_f64(x):  # type: ignore[no-untyped-def]
     b, b_lo = _fast2sum(tm1, t * p_hi)
     a_lo = t * p_lo
     e_lo = (b_lo + a_lo) + tm1_lo
-    neg = _fma(SA_HI, b, _fma(SA_HI, e_lo, SA_LO * b))
-    pos = _fma(SCALE_HI, x, SCALE_LO * x)
-    # |x| < 2^-900: c*x scaled by 2^100 around it, so that c_lo*x cannot underflow
-    xs = x * TWO_P100
-    lin = _fma(SCALE_HI if x >= 0.0 else SA_HI, xs, (SCALE_LO if x >= 0.0 else SA_LO) * xs)
-    r = neg if x < 0.0 else pos
-    return lin * TWO_M100 if abs(x) < TWO_M900 else r
+    ax = abs(x)
+    tiny = ax < TWO_M900
+    huge = x > TWO_P900
+    neg = (x < 0.0) & (not tiny)
+    xs = x * (TWO_P200 if tiny else (TWO_M600 if huge else 1.0))
+    c_hi = SA_HI if x < 0.0 else SCALE_HI
+    c = SA_HI * e_lo + SA_LO * b if neg else (SA_LO if x < 0.0 else SCALE_LO) * xs
+    return _fma(c_hi, b if neg else xs, c) * (TWO_M200 if tiny else (TWO_P600 if huge else 1.0))
 
 
 @_inline

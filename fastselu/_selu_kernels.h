@@ -107,9 +107,9 @@ FS_INLINE double fs_add_odd(double a, double b)
     int64_t sb, eb;                          /* integer steps, then a select on doubles: */
     memcpy(&sb, &s, sizeof sb);              /* the forms gcc vectorizes with SSE2 */
     memcpy(&eb, &e, sizeof eb);
-    int64_t even = ~sb & 1;
-    int64_t down = (int64_t)((uint64_t)(sb ^ eb) >> 63);   /* e and s differ in sign */
-    int64_t ob = sb + even - ((even & down) << 1);         /* s's odd neighbour toward e */
+    /* s truncated toward zero (one step down in magnitude where e and s differ in sign), then
+     * its last bit set: the odd one of the two neighbours of a + b */
+    int64_t ob = (sb - (int64_t)((uint64_t)(sb ^ eb) >> 63)) | 1;
     double odd;
     memcpy(&odd, &ob, sizeof odd);
     return fabs(e) > 0.0 ? odd : s;          /* exact (e == 0) or NaN: s itself */
@@ -175,6 +175,33 @@ FS_INLINE double fs_fma_soft(double a, double b, double c)
     return b == 0.0 ? plain : r;
 }
 
+/* fma(a, b, c) for a small addend, |c| <= 2^-49 |a*b|: the final rounding of a result computed
+ * as a*b plus a correction (c = SCALE_LO*x beside SCALE_HI*x, say).  The instruction where there
+ * is one.  Without one (baseline x86-64), in plain SSE2-vectorizable arithmetic and exact (the
+ * same bits), far cheaper than fs_fma_soft: v = RN(a*b), e = a*b - v exactly (Dekker's product,
+ * a's Veltkamp split folding at compile time for a constant a), and the fma is RN(v + RO(e + c)):
+ * |e + c| <= ~5 ulp(v), so every point where RN(v + .) changes its result is a multiple of
+ * ulp(v)/4, even on the grid of e + c, which rounding to odd never reaches or crosses (Boldo and
+ * Melquiond's argument).  For finite nonzero b with 2^-880 <= |a*b| and |a|, |b| <= 2^900, so
+ * that no partial product leaves the normal range (the callers scale b into it); the result is
+ * then exact. */
+#ifdef FS_HW_FMA
+#define fs_fma_small(a, b, c) fma((a), (b), (c))
+#else
+#define fs_fma_small(a, b, c) fs_fma_small_soft((a), (b), (c))
+#endif
+
+FS_INLINE double fs_fma_small_soft(double a, double b, double c)
+{
+    const double split = 0x1.0000002p+27;    /* 2^27 + 1 */
+    double v = a * b;
+    double ga = a * split, gb = b * split;
+    double ah = ga - (ga - a), bh = gb - (gb - b);
+    double al = a - ah, bl = b - bh;
+    double e = ((ah * bh - v) + ah * bl + al * bh) + al * bl;   /* a*b = v + e exactly */
+    return v + fs_add_odd(e, c);
+}
+
 FS_INLINE double fs_clamp_below(double x, double lo) { return x < lo ? lo : x; } /* NaN passes */
 
 /* 2^n from the bits of z = n + MAGIC_BIAS (n integral, in [-1022, 1023]): the magic bias puts
@@ -193,7 +220,9 @@ FS_INLINE double fs_pow2(double n) { return fs_pow2_biased(n + MAGIC_BIAS); }
 /* n = round(x / ln2) and r = x - n*ln2 as r_hi + r_lo (error ~1e-24 absolute). */
 FS_INLINE double fs_reduce(double x, double *r_hi, double *r_lo)
 {
-    double n = fs_fma(x, LOG2E, MAGIC) - MAGIC;
+    /* n: x/ln2 rounded twice (an integer within 2^-45 of a tie may go either way, |r| then
+     * exceeds ln2/2 by < 2^-45): plain operations, the same in every variant, no fma to emulate */
+    double n = (x * LOG2E + MAGIC) - MAGIC;
     double r = fs_fma_exact(n, -LN2_HI, x);   /* exact */
     double c = n * LN2_LO;
     double s = r - c;                      /* TwoSum(r, -c) */
@@ -233,18 +262,24 @@ FS_INLINE double fs_sa_exp_f32(double x)
     return p * t;
 }
 
-/* expm1(r_hi + r_lo) as a double-double *hi + *lo, relative error ~1e-19. */
+/* expm1(r_hi + r_lo) as a double-double *hi + *lo, relative error ~1e-19.  No fma (so nothing
+ * for the baseline to emulate): q's terms are at most r^3/6 <= 0.02 of the result, so plain
+ * steps cost < 2^-58 of it; r^2/2 is split exactly by Veltkamp (r = rh + rl, rh of 26
+ * bits: rh*rh is exact), which holds for any r, tiny ones included. */
 FS_INLINE void fs_expm1_small_dd(double r, double r_lo, double *hi, double *lo)
 {
-    double q = fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(Q3_C9, r, Q3_C8), r,
-                                                                      Q3_C7), r, Q3_C6), r,
-                   Q3_C5), r, Q3_C4), r, Q3_C3), r, Q3_C2), r, Q3_C1), r, Q3_C0);
-    double hr = 0.5 * r;
-    double h = hr * r;                     /* r^2/2, and its exact rounding error: */
-    double h_err = fs_fma(hr, r, -h);
-    double a = r + h;                      /* Fast2Sum: |r| >= |h| */
+    double r2 = r * r, r4 = r2 * r2;         /* Estrin's scheme: a short dependency chain */
+    double q03 = (Q3_C3 * r + Q3_C2) * r2 + (Q3_C1 * r + Q3_C0);
+    double q47 = (Q3_C7 * r + Q3_C6) * r2 + (Q3_C5 * r + Q3_C4);
+    double q = ((Q3_C9 * r + Q3_C8) * (r4 * r4) + q47 * r4) + q03;
+    double g = r * 0x1.0000002p+27;          /* 2^27 + 1 */
+    double rh = g - (g - r);
+    double rl = r - rh;
+    double h = 0.5 * rh * rh;                /* exact */
+    double h_lo = rl * (rh + 0.5 * rl);      /* r^2/2 - h */
+    double a = r + h;                        /* Fast2Sum: |r| >= |h| */
     double a_lo = h - (a - r);
-    double tail = fs_fma(r * r * r, q, h_err) + fs_fma(r_lo, r, r_lo);   /* + r_lo * e^r */
+    double tail = (r2 * r * q + h_lo) + (r_lo * r + r_lo);   /* + r_lo * e^r */
     *hi = a;
     *lo = a_lo + tail;
 }
@@ -347,17 +382,24 @@ FS_INLINE double fs_fwd_f64(double x)
     double b = fs_fast2sum(tm1, t * p_hi, &b_lo);   /* |t - 1| >= |t*p| or t - 1 == 0 */
     a_lo = t * p_lo;
     double e_lo = (b_lo + a_lo) + tm1_lo;
-    double neg = fs_fma(SA_HI, b, fs_fma(SA_HI, e_lo, SA_LO * b));
-    /* SCALE*x with one rounding (so overflow to inf exactly when the exact product rounds
-     * beyond DBL_MAX); SCALE_LO*x only contributes below the last bit. */
-    double pos = fs_fma(SCALE_HI, x, SCALE_LO * x);
-    /* |x| < 2^-900: SELU(x) = c*x (expm1(x) = x to 2^-900 relative), but c_lo*x would
-     * underflow and lose up to 1/4 ULP of a result near the subnormal range: scale by 2^100
-     * around it (exact, and below the normal range only the last rounding counts). */
-    double xs = x * 0x1p100;
-    double lin = fs_fma(x >= 0.0 ? SCALE_HI : SA_HI, xs, (x >= 0.0 ? SCALE_LO : SA_LO) * xs);
-    double r = x < 0.0 ? neg : pos;          /* NaN: see fs_forward_f32 */
-    return fabs(x) < 0x1p-900 ? lin * 0x1p-100 : r;
+    /* The result, rounded once by one fma of whichever operands the element needs:
+     * - x < 0: SA*b plus the rest (whose own rounding is 2^-105 of the result);
+     * - x >= 0, and |x| < 2^-900 (expm1(x) = x to 2^-900 relative): c*x with c = SCALE or SA as
+     *   c_hi + c_lo (so x*SCALE overflows to inf exactly when the exact product rounds beyond
+     *   DBL_MAX), x scaled into [2^-874, 2^900] around it (exact; so c_lo*x cannot underflow,
+     *   and below the normal range only the scaled-back result's rounding counts). */
+    double ax = fabs(x);
+    int tiny = ax < 0x1p-900, huge = x > 0x1p900;
+    int neg = x < 0.0 && !tiny;
+    double xs = x * (tiny ? 0x1p200 : huge ? 0x1p-600 : 1.0);
+    double c_hi = x < 0.0 ? SA_HI : SCALE_HI;
+    double c = neg ? SA_HI * e_lo + SA_LO * b : (x < 0.0 ? SA_LO : SCALE_LO) * xs;
+    double r = fs_fma_small(c_hi, neg ? b : xs, c) * (tiny ? 0x1p-200 : huge ? 0x1p600 : 1.0);
+#ifndef FS_HW_FMA
+    /* +-0, +inf, NaN: the fma's a*b + c is then exact (and NaN keeps x's payload) */
+    r = x == 0.0 || !(ax <= DBL_MAX || x < 0.0) ? SCALE_HI * x + SCALE_LO * x : r;
+#endif
+    return r;                                /* NaN: see fs_forward_f32 */
 }
 
 /* g * d where d = SA*exp(x) (x <= 0) or SCALE, as hi + lo, scaled by 2^n in up to three

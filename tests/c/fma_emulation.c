@@ -18,7 +18,7 @@ static float bits32(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
 static uint64_t of64(double d) { uint64_t b; memcpy(&b, &d, 8); return b; }
 static uint32_t of32(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
-static long bad32, bad64, n32, n64;
+static long bad32, bad64, badsm, n32, n64, nsm;
 
 static void check32(float a, float b, float c)
 {
@@ -40,6 +40,18 @@ static void check64(double a, double b, double c)
     if (want != want ? got == got : of64(want) != of64(got)) {
         if (bad64++ < 40)
             printf("fma(%a, %a, %a): want %a got %a\n", a, b, c, want, got);
+    }
+}
+
+/* fs_fma_small_soft: the fma for a small addend, |c| <= |a*b|/10, inside its range */
+static void check_small(double a, double b, double c)
+{
+    volatile double va = a, vb = b, vc = c;
+    double want = fma(va, vb, vc), got = fs_fma_small_soft(a, b, c);
+    nsm++;
+    if (of64(want) != of64(got)) {
+        if (badsm++ < 20)
+            printf("fma_small(%a, %a, %a): want %a got %a\n", a, b, c, want, got);
     }
 }
 
@@ -113,7 +125,27 @@ int main(void)
         check64(x, y, -q + (double)(int64_t)(rnd() % 2001 - 1000) * 0x1p-1074);
         x = short64(20, -540, -500); y = short64(20, -540, -500);
         check64(x, y, (rnd() & 1 ? 1 : -1) * 0x1p-1074);
+        /* the small-addend fma: constants and random factors, addends up to |a*b|/10 of either
+         * sign (random, a few ulps, exact half-ulps that make ties, near powers of two) */
+        x = rnd64(-800, 800);
+        y = rnd() & 1 ? 0x1.0cfabd6a91132p+0 : rnd() & 1 ? 0x1.c212cc640f031p+0 : rnd64(-40, 40);
+        q = x * y;
+        double u = ldexp(1.0, ilogb(q) - 52);               /* ulp(q) */
+        double sgn = rnd() & 1 ? 1.0 : -1.0;
+        check_small(y, x, sgn * fabs(q) * 0x1.99p-4 * ((rnd() >> 11) * 0x1p-53));
+        check_small(y, x, sgn * fabs(q) * rnd64(-60, -4) * 0.5);
+        check_small(y, x, sgn * u * (double)(rnd() % 64) * 0.25);
+        check_small(y, x, sgn * u * (0.5 + (double)(rnd() % 8)) + rnd64(-60, -40) * u);
+        x = short64(26, -300, 300); y = short64(26, -3, 3);   /* exact products: ties */
+        q = x * y;
+        u = ldexp(1.0, ilogb(q) - 52);
+        check_small(y, x, sgn * u * (0.5 + (double)(rnd() % 4)));
+        check_small(y, x, sgn * u * 0.5 * (1.0 + 0x1p-40 * (double)(int)(rnd() % 3 - 1)));
+        x = ldexp(1.0 + (double)(rnd() % 4) * 0x1p-52, (int)(rnd() % 200) - 100);   /* ~2^k */
+        check_small(1.0, x, sgn * x * rnd64(-56, -4) * 0.5);
+        check_small(-1.0, x, sgn * x * rnd64(-56, -4) * 0.5);
     }
-    printf("fmaf: %ld of %ld differ; fma: %ld of %ld differ\n", bad32, n32, bad64, n64);
-    return bad32 || bad64;
+    printf("fmaf: %ld of %ld differ; fma: %ld of %ld differ; fma_small: %ld of %ld differ\n",
+           bad32, n32, bad64, n64, badsm, nsm);
+    return bad32 || bad64 || badsm;
 }
