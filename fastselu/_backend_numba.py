@@ -160,9 +160,7 @@ NEG_LN2_HI_F = -LN2_HI_F
 NEG_LN2_LO_F = -LN2_LO_F
 CLAMP_F = _f32(-18.0)
 NEG_L4_HI_F = -L4_HI_F
-NEG_L4_LO_F = -L4_LO_F
 NEG_L4_HI = -L4_HI
-NEG_L4_LO = -L4_LO
 DBL_MAX = float(np.finfo(np.float64).max)
 FLT_MAX = _f32(np.finfo(np.float32).max)
 TWO_P200 = 2.0**200  # scaling for tiny and huge |x| in the float64 forward kernel
@@ -511,48 +509,49 @@ def _bwd_x_f64_hard(x):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
-    z = _fma(x, LOG2E4_F, MAGIC_F)
+def _bwd_x_f32_parts(x):  # type: ignore[no-untyped-def]
+    """fs_bwd_x_f32_parts: plain operations, (a, bl)."""
+    z = x * LOG2E4_F + MAGIC_F
     k = z - MAGIC_F
-    s = _fma(k, NEG_L4_LO_F, _fma(k, NEG_L4_HI_F, x))
+    s = _fma(k, NEG_L4_HI_F, x) - k * L4_LO_F
     t, b0, b1 = _pow2_index(z)
     th = _lookup4(T32_HI, b0, b1)
     tl = _lookup4(T32_LO, b0, b1)
-    p = _fma(s * s, _fma(_fma(_fma(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s)
-    lo = _fma(th, p, tl)
+    p = (s * s) * (((s * EXPS_F_C3 + EXPS_F_C2) * s + EXPS_F_C1) * s + EXPS_F_C0) + s
+    lo = th * p + tl
     pos = x > ZERO_F
-    a = SCALE_HI_F if pos else th * t
-    bl = SCALE_LO_F if pos else lo * t
+    return (SCALE_HI_F if pos else th * t), (SCALE_LO_F if pos else lo * t)
+
+
+@_inline
+def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
+    a, bl = _bwd_x_f32_parts(x)
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > ZERO_F) & (ag <= FLT_MAX) else _canon32(g * a)
 
 
 @_inline
-def _bwd_x_f64_fast(g, x):  # type: ignore[no-untyped-def]
-    z = _fma(x, LOG2E4, MAGIC)
+def _bwd_x_f64_parts(x):  # type: ignore[no-untyped-def]
+    """fs_bwd_x_f64_parts: plain operations (Estrin's scheme), (a, bl)."""
+    z = x * LOG2E4 + MAGIC
     k = z - MAGIC
-    s = _fma(k, NEG_L4_LO, _fma(k, NEG_L4_HI, x))
+    s = _fma(k, NEG_L4_HI, x) - k * L4_LO
     t, b0, b1 = _pow2_index(z)
     th = _lookup4(T64_HI, b0, b1)
     tl = _lookup4(T64_LO, b0, b1)
-    q = _fma(
-        _fma(
-            _fma(
-                _fma(_fma(_fma(_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5), s, EXPS_C4), s, EXPS_C3),
-                s,
-                EXPS_C2,
-            ),
-            s,
-            EXPS_C1,
-        ),
-        s,
-        EXPS_C0,
+    s2 = s * s
+    q = ((EXPS_C7 * s + EXPS_C6) * s2 + (EXPS_C5 * s + EXPS_C4)) * (s2 * s2) + (
+        (EXPS_C3 * s + EXPS_C2) * s2 + (EXPS_C1 * s + EXPS_C0)
     )
-    p = _fma(s * s, q, s)
-    lo = _fma(th, p, tl)
+    p = s2 * q + s
+    lo = th * p + tl
     pos = x > 0.0
-    a = SCALE_HI if pos else th * t
-    bl = SCALE_LO if pos else lo * t
+    return (SCALE_HI if pos else th * t), (SCALE_LO if pos else lo * t)
+
+
+@_inline
+def _bwd_x_f64_fast(g, x):  # type: ignore[no-untyped-def]
+    a, bl = _bwd_x_f64_parts(x)
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= DBL_MAX) else _canon64(g * a)
 

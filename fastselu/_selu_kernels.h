@@ -317,14 +317,41 @@ FS_INLINE double fs_fast2sum(double a, double b, double *err)
  * For subnormal x, x*SCALE_UP_F itself rounds on the subnormal grid (up to half an ULP of the
  * result): 0.99996 ULP at worst there (x = 0x1.697d58p-127), 0.85 ULP for the smallest normal x
  * (same cause), ~0.5 ULP above. */
-FS_INLINE float fs_fwd_f32(float x)
+/* fmaf for fs_fwd_f32.  Without an FMA unit, two ways to the same bits: chk = 0, the exact
+ * fs_fmaf_soft; chk = 1, the double sum a*b + c (a*b is exact in double) rounded to float,
+ * which is the fma unless that sum, rounded to double, fell on a float midpoint (its low 29
+ * bits 1 << 28): the two roundings then agree (the double sum is on the same side of every
+ * midpoint as the exact one), and where not, *bad gets its top bit set and the caller redoes
+ * the block with chk = 0.  About a quarter of the operations, and rare (~2^-29 per fma on random data). */
+FS_INLINE float fs_fmaf_k(float a, float b, float c, int chk, uint64_t *bad)
+{
+#ifdef FS_HW_FMA
+    (void)chk;
+    (void)bad;
+    return fmaf(a, b, c);
+#else
+    if (!chk)
+        return fs_fmaf_soft(a, b, c);
+    double d = (double)a * (double)b + (double)c;
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    /* (low 29 bits ^ 1 << 28) - 1 wraps to a value with the top bit set iff those bits are
+     * 1 << 28 (and, xor, sub, or: vectorizable with SSE2, which has no 64-bit compare) */
+    *bad |= ((u & 0x1FFFFFFFu) ^ 0x10000000u) - 1u;
+    return (float)d;
+#endif
+}
+
+#define FS_FMAF_K(a, b, c) fs_fmaf_k((a), (b), (c), chk, bad)
+FS_INLINE float fs_fwd_f32_k(float x, int chk, uint64_t *bad)
 {
 #ifdef FS_HW_FMA
     float xc = x < -18.0f ? -18.0f : x;      /* NaN passes (and takes the positive branch) */
 #else
-    float xc = x;  /* gcc does not vectorize the clamp with the emulated fma: see the end */
+    (void)chk;  /* (below, x < -18 may flag a block spuriously: only slower, never wrong) */
+    float xc = x;  /* gcc does not vectorize the clamp without an FMA unit: see the end */
 #endif
-    float z = fs_fmaf(xc, LOG2E_F, MAGIC_BIAS_F);
+    float z = FS_FMAF_K(xc, LOG2E_F, MAGIC_BIAS_F);
     float n = z - MAGIC_BIAS_F;
     uint32_t zb;
     memcpy(&zb, &z, sizeof zb);
@@ -334,20 +361,27 @@ FS_INLINE float fs_fwd_f32(float x)
     float s_hi = fs_fmaf_exact(n, -LN2_HI_F, xc);
     float s_lo = n * -LN2_LO_F;
     float s = s_hi + s_lo;
-    float q = fs_fmaf(fs_fmaf(fs_fmaf(fs_fmaf(fs_fmaf(EXPM1_F_C5, s, EXPM1_F_C4), s, EXPM1_F_C3),
+    float q = FS_FMAF_K(FS_FMAF_K(FS_FMAF_K(FS_FMAF_K(FS_FMAF_K(EXPM1_F_C5, s, EXPM1_F_C4), s, EXPM1_F_C3),
                                       s, EXPM1_F_C2), s, EXPM1_F_C1), s, EXPM1_F_C0);
-    float p2 = fs_fmaf(s * s, q, s_lo);
+    float p2 = FS_FMAF_K(s * s, q, s_lo);
     float e_hi = SA_HI_F * t;                /* exact */
     float sh = e_hi - SA_HI_F;               /* Fast2Sum: e_hi - SA_HI_F = sh + err exactly */
     float err = e_hi - (sh + SA_HI_F);
     float lo = SA_LO_F * t;
-    float c = fs_fmaf(lo, s_hi, (lo - SA_LO_F) + err);
-    float neg = sh + fs_fmaf(e_hi, s_hi, fs_fmaf(e_hi, p2, c));
-    float pos = fs_fmaf(x, SCALE_DN_F, x * SCALE_UP_F);
+    float c = FS_FMAF_K(lo, s_hi, (lo - SA_LO_F) + err);
+    float neg = sh + FS_FMAF_K(e_hi, s_hi, FS_FMAF_K(e_hi, p2, c));
+    float pos = FS_FMAF_K(x, SCALE_DN_F, x * SCALE_UP_F);
 #ifndef FS_HW_FMA
     neg = x < -18.0f ? -SA_HI_F : neg;       /* what the clamped x gives (tests check it) */
 #endif
     return x < 0.0f ? neg : pos;             /* NaN: see fs_forward_f32 */
+}
+#undef FS_FMAF_K
+
+FS_INLINE float fs_fwd_f32(float x)
+{
+    uint64_t bad = 0;
+    return fs_fwd_f32_k(x, 0, &bad);
 }
 
 /* g * SELU'(x); d(x) = SCALE or SA*exp(x). */
@@ -464,12 +498,29 @@ FS_INLINE double fs_bwd_y_f64(double g, double y)
  * g * T_hi*2^m alone: the split product could give +0 for g = -0 or inf - inf. */
 FS_INLINE int fs_bwd_x_f32_hard(float x) { return !(x >= -80.0f); }
 FS_INLINE int fs_bwd_x_f64_hard(double x) { return !(x > -700.0); }
-
-FS_INLINE float fs_bwd_x_f32_fast(float g, float x)
+/* The baseline's blocked loop also sends a block through fs_bwd_x_*_any where g leaves the range
+ * of its emulated final fma (fs_fma_small_soft: 2^-968 <= |g*a| <= 2^1020, here with
+ * |a| in [2^-563, 3] for x > -390); g = +-0 takes g*a anyway.  Rare: gradients are seldom
+ * beyond 2^+-400.  fs_fmaf_soft is exact everywhere, so float32 needs no such test. */
+FS_INLINE int fs_bwd_x_f32_hard_g(float g, float x) { (void)g; return fs_bwd_x_f32_hard(x); }
+#ifdef FS_HW_FMA
+FS_INLINE int fs_bwd_x_f64_hard_g(double g, double x) { (void)g; return fs_bwd_x_f64_hard(x); }
+#else
+FS_INLINE int fs_bwd_x_f64_hard_g(double g, double x)
 {
-    float z = fs_fmaf(x, LOG2E4_F, MAGIC_F);    /* low bits: k = round(4x/ln2) */
+    double ag = fabs(g);
+    return !(x > -390.0) | !(ag == 0.0 || (ag >= 0x1p-400 && ag <= 0x1p400));
+}
+#endif
+
+/* The derivative's two parts, a + bl (times g: fs_bwd_x_*_fast), with plain operations: only the
+ * final product with g is an fma (so the baseline emulates one fma per element, not eight).
+ * Rounding l = th*p + tl and p = s*s*q + s apart costs < 2^-27 of the result (|p| <= 0.091). */
+FS_INLINE void fs_bwd_x_f32_parts(float x, float *a, float *bl)
+{
+    float z = x * LOG2E4_F + MAGIC_F;        /* low bits: k = round(4x/ln2) (a near-tie either way) */
     float k = z - MAGIC_F;
-    float s = fs_fmaf(k, -L4_LO_F, fs_fmaf_exact(k, -L4_HI_F, x));
+    float s = fs_fmaf_exact(k, -L4_HI_F, x) - k * L4_LO_F;
     uint32_t b;
     memcpy(&b, &z, sizeof b);
     float th = FS_T32_HI[b & 3], tl = FS_T32_LO[b & 3];
@@ -477,37 +528,51 @@ FS_INLINE float fs_bwd_x_f32_fast(float g, float x)
     uint32_t eb = (uint32_t)((int32_t)(b - (MAGIC_F_BITS - 508u)) >> 2) << 23;
     float t;
     memcpy(&t, &eb, sizeof t);
-    float p = fs_fmaf(s * s, fs_fmaf(fs_fmaf(fs_fmaf(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s,
-                                     EXPS_F_C0), s);
-    float l = fs_fmaf(th, p, tl);
+    float p = (s * s) * (((s * EXPS_F_C3 + EXPS_F_C2) * s + EXPS_F_C1) * s + EXPS_F_C0) + s;
+    float l = th * p + tl;
     int pos = x > 0.0f;
-    float a = pos ? SCALE_HI_F : th * t;
-    float bl = pos ? SCALE_LO_F : l * t;
+    *a = pos ? SCALE_HI_F : th * t;
+    *bl = pos ? SCALE_LO_F : l * t;
+}
+
+FS_INLINE float fs_bwd_x_f32_fast(float g, float x)
+{
+    float a, bl;
+    fs_bwd_x_f32_parts(x, &a, &bl);
     float ag = fabsf(g);
     return ag > 0.0f && ag <= FLT_MAX ? fs_fmaf(g, a, g * bl) : fs_canon32(g * a);
 }
 
-FS_INLINE double fs_bwd_x_f64_fast(double g, double x)
+FS_INLINE void fs_bwd_x_f64_parts(double x, double *a, double *bl)
 {
-    double z = fs_fma(x, LOG2E4, MAGIC);
+    double z = x * LOG2E4 + MAGIC;
     double k = z - MAGIC;
-    double s = fs_fma(k, -L4_LO, fs_fma_exact(k, -L4_HI, x));
+    double s = fs_fma_exact(k, -L4_HI, x) - k * L4_LO;
     uint64_t b;
     memcpy(&b, &z, sizeof b);
     double th = FS_T64_HI[b & 3], tl = FS_T64_LO[b & 3];
     uint64_t eb = (uint64_t)((int64_t)(b - (MAGIC_BITS - 4092u)) >> 2) << 52;
     double t;
     memcpy(&t, &eb, sizeof t);
-    double q = fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5),
-                                                 s, EXPS_C4), s,
-                   EXPS_C3), s, EXPS_C2), s, EXPS_C1), s, EXPS_C0);
-    double p = fs_fma(s * s, q, s);
-    double l = fs_fma(th, p, tl);
+    double s2 = s * s;                       /* Estrin's scheme: a short dependency chain */
+    double q = ((EXPS_C7 * s + EXPS_C6) * s2 + (EXPS_C5 * s + EXPS_C4)) * (s2 * s2)
+               + ((EXPS_C3 * s + EXPS_C2) * s2 + (EXPS_C1 * s + EXPS_C0));
+    double p = s2 * q + s;
+    double l = th * p + tl;
     int pos = x > 0.0;
-    double a = pos ? SCALE_HI : th * t;
-    double bl = pos ? SCALE_LO : l * t;
+    *a = pos ? SCALE_HI : th * t;
+    *bl = pos ? SCALE_LO : l * t;
+}
+
+/* g*(a + bl) rounded once: |g*bl| <= 0.091 |g*a|, so fs_fma_small applies where its range holds
+ * (fs_bwd_x_f64_hard says where not, for the baseline's emulation: the caller then takes
+ * fs_bwd_x_f64_any, whose general fs_fma gives the same bits) */
+FS_INLINE double fs_bwd_x_f64_fast(double g, double x)
+{
+    double a, bl;
+    fs_bwd_x_f64_parts(x, &a, &bl);
     double ag = fabs(g);
-    return ag > 0.0 && ag <= DBL_MAX ? fs_fma(g, a, g * bl) : fs_canon64(g * a);
+    return ag > 0.0 && ag <= DBL_MAX ? fs_fma_small(g, a, g * bl) : fs_canon64(g * a);
 }
 
 /* Any element: the full kernel where hard, else the fast one (bit for bit what the fast loops
@@ -519,13 +584,23 @@ FS_INLINE float fs_bwd_x_f32_any(float g, float x)
 
 FS_INLINE double fs_bwd_x_f64_any(double g, double x)
 {
-    return fs_bwd_x_f64_hard(x) ? fs_canon64(fs_bwd_x_f64(g, x)) : fs_bwd_x_f64_fast(g, x);
+    if (fs_bwd_x_f64_hard(x))
+        return fs_canon64(fs_bwd_x_f64(g, x));
+    double a, bl;
+    fs_bwd_x_f64_parts(x, &a, &bl);
+    double ag = fabs(g);
+    return ag > 0.0 && ag <= DBL_MAX ? fs_fma(g, a, g * bl) : fs_canon64(g * a);
 }
+
+/* (c3*s + c2)*s2 + (c1*s + c0) in mul + add, as fs_bwd_x_f64_parts (P: _mm256 or _mm512) */
+#define FS_EST_PD(P, c3, c2, s, s2, c1, c0)                                                       \
+    P##_add_pd(P##_mul_pd(P##_add_pd(P##_mul_pd(P##_set1_pd(c3), s), P##_set1_pd(c2)), s2),      \
+               P##_add_pd(P##_mul_pd(P##_set1_pd(c1), s), P##_set1_pd(c0)))
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #include <immintrin.h>
 /* The fast kernels above, 16 / 8 lanes at a time: the same operations (fnmadd(k, c, x) is
- * fs_fma(k, -c, x)), with the tables in registers (a permute, not a gather).  A vector with a hard
+ * fs_fma_exact(k, -c, x)), with the tables in registers (a permute, not a gather).  A vector with a hard
  * lane (rare) is done element by element instead. */
 void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrdiff_t n)
 {
@@ -540,19 +615,21 @@ void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrd
             for (ptrdiff_t j = i; j < i + 16; j++) out[j] = fs_bwd_x_f32_any(g[j], x[j]);
             continue;
         }
-        __m512 z = _mm512_fmadd_ps(xv, _mm512_set1_ps(LOG2E4_F), _mm512_set1_ps(MAGIC_F));
+        __m512 z = _mm512_add_ps(_mm512_mul_ps(xv, _mm512_set1_ps(LOG2E4_F)),
+                                 _mm512_set1_ps(MAGIC_F));
         __m512 k = _mm512_sub_ps(z, _mm512_set1_ps(MAGIC_F));
-        __m512 s = _mm512_fnmadd_ps(k, _mm512_set1_ps(L4_LO_F),
-                                    _mm512_fnmadd_ps(k, _mm512_set1_ps(L4_HI_F), xv));
+        __m512 s = _mm512_sub_ps(_mm512_fnmadd_ps(k, _mm512_set1_ps(L4_HI_F), xv),
+                                 _mm512_mul_ps(k, _mm512_set1_ps(L4_LO_F)));
         __m512i b = _mm512_castps_si512(z);
         __m512 th = _mm512_permutexvar_ps(b, thv), tl = _mm512_permutexvar_ps(b, tlv);
         __m512 t = _mm512_castsi512_ps(
             _mm512_slli_epi32(_mm512_srai_epi32(_mm512_sub_epi32(b, ebias), 2), 23));
-        __m512 q = _mm512_fmadd_ps(s, _mm512_set1_ps(EXPS_F_C3), _mm512_set1_ps(EXPS_F_C2));
-        q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(EXPS_F_C1));
-        q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(EXPS_F_C0));
-        __m512 p = _mm512_fmadd_ps(_mm512_mul_ps(s, s), q, s);
-        __m512 l = _mm512_fmadd_ps(th, p, tl);
+        __m512 q = _mm512_add_ps(_mm512_mul_ps(s, _mm512_set1_ps(EXPS_F_C3)),
+                                 _mm512_set1_ps(EXPS_F_C2));
+        q = _mm512_add_ps(_mm512_mul_ps(q, s), _mm512_set1_ps(EXPS_F_C1));
+        q = _mm512_add_ps(_mm512_mul_ps(q, s), _mm512_set1_ps(EXPS_F_C0));
+        __m512 p = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(s, s), q), s);
+        __m512 l = _mm512_add_ps(_mm512_mul_ps(th, p), tl);
         __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GT_OQ);
         __m512 a = _mm512_mask_mov_ps(_mm512_mul_ps(th, t), pos, _mm512_set1_ps(SCALE_HI_F));
         __m512 bl = _mm512_mask_mov_ps(_mm512_mul_ps(l, t), pos, _mm512_set1_ps(SCALE_LO_F));
@@ -576,24 +653,21 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
             for (ptrdiff_t j = i; j < i + 8; j++) out[j] = fs_bwd_x_f64_any(g[j], x[j]);
             continue;
         }
-        __m512d z = _mm512_fmadd_pd(xv, _mm512_set1_pd(LOG2E4), _mm512_set1_pd(MAGIC));
+        __m512d z = _mm512_add_pd(_mm512_mul_pd(xv, _mm512_set1_pd(LOG2E4)),
+                                  _mm512_set1_pd(MAGIC));
         __m512d k = _mm512_sub_pd(z, _mm512_set1_pd(MAGIC));
-        __m512d s = _mm512_fnmadd_pd(k, _mm512_set1_pd(L4_LO),
-                                     _mm512_fnmadd_pd(k, _mm512_set1_pd(L4_HI), xv));
+        __m512d s = _mm512_sub_pd(_mm512_fnmadd_pd(k, _mm512_set1_pd(L4_HI), xv),
+                                  _mm512_mul_pd(k, _mm512_set1_pd(L4_LO)));
         __m512i b = _mm512_castpd_si512(z);
         __m512d th = _mm512_permutexvar_pd(b, thv), tl = _mm512_permutexvar_pd(b, tlv);
         __m512d t = _mm512_castsi512_pd(
             _mm512_slli_epi64(_mm512_srai_epi64(_mm512_sub_epi64(b, ebias), 2), 52));
-        __m512d q = _mm512_set1_pd(EXPS_C7);
-        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C6));
-        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C5));
-        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C4));
-        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C3));
-        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C2));
-        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C1));
-        q = _mm512_fmadd_pd(q, s, _mm512_set1_pd(EXPS_C0));
-        __m512d p = _mm512_fmadd_pd(_mm512_mul_pd(s, s), q, s);
-        __m512d l = _mm512_fmadd_pd(th, p, tl);
+        __m512d s2 = _mm512_mul_pd(s, s);
+        __m512d q = FS_EST_PD(_mm512, EXPS_C7, EXPS_C6, s, s2, EXPS_C5, EXPS_C4);
+        q = _mm512_add_pd(_mm512_mul_pd(q, _mm512_mul_pd(s2, s2)),
+                          FS_EST_PD(_mm512, EXPS_C3, EXPS_C2, s, s2, EXPS_C1, EXPS_C0));
+        __m512d p = _mm512_add_pd(_mm512_mul_pd(s2, q), s);
+        __m512d l = _mm512_add_pd(_mm512_mul_pd(th, p), tl);
         __mmask8 pos = _mm512_cmp_pd_mask(xv, _mm512_setzero_pd(), _CMP_GT_OQ);
         __m512d a = _mm512_mask_mov_pd(_mm512_mul_pd(th, t), pos, _mm512_set1_pd(SCALE_HI));
         __m512d bl = _mm512_mask_mov_pd(_mm512_mul_pd(l, t), pos, _mm512_set1_pd(SCALE_LO));
@@ -624,19 +698,21 @@ void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrd
             for (ptrdiff_t j = i; j < i + 8; j++) out[j] = fs_bwd_x_f32_any(g[j], x[j]);
             continue;
         }
-        __m256 z = _mm256_fmadd_ps(xv, _mm256_set1_ps(LOG2E4_F), _mm256_set1_ps(MAGIC_F));
+        __m256 z = _mm256_add_ps(_mm256_mul_ps(xv, _mm256_set1_ps(LOG2E4_F)),
+                                 _mm256_set1_ps(MAGIC_F));
         __m256 k = _mm256_sub_ps(z, _mm256_set1_ps(MAGIC_F));
-        __m256 s = _mm256_fnmadd_ps(k, _mm256_set1_ps(L4_LO_F),
-                                    _mm256_fnmadd_ps(k, _mm256_set1_ps(L4_HI_F), xv));
+        __m256 s = _mm256_sub_ps(_mm256_fnmadd_ps(k, _mm256_set1_ps(L4_HI_F), xv),
+                                 _mm256_mul_ps(k, _mm256_set1_ps(L4_LO_F)));
         __m256i b = _mm256_castps_si256(z);
         __m256 th = _mm256_permutevar8x32_ps(thv, b), tl = _mm256_permutevar8x32_ps(tlv, b);
         __m256 t = _mm256_castsi256_ps(
             _mm256_slli_epi32(_mm256_srai_epi32(_mm256_sub_epi32(b, ebias), 2), 23));
-        __m256 q = _mm256_fmadd_ps(s, _mm256_set1_ps(EXPS_F_C3), _mm256_set1_ps(EXPS_F_C2));
-        q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(EXPS_F_C1));
-        q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(EXPS_F_C0));
-        __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(s, s), q, s);
-        __m256 l = _mm256_fmadd_ps(th, p, tl);
+        __m256 q = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(EXPS_F_C3)),
+                                 _mm256_set1_ps(EXPS_F_C2));
+        q = _mm256_add_ps(_mm256_mul_ps(q, s), _mm256_set1_ps(EXPS_F_C1));
+        q = _mm256_add_ps(_mm256_mul_ps(q, s), _mm256_set1_ps(EXPS_F_C0));
+        __m256 p = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(s, s), q), s);
+        __m256 l = _mm256_add_ps(_mm256_mul_ps(th, p), tl);
         __m256 pos = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_GT_OQ);
         __m256 a = _mm256_blendv_ps(_mm256_mul_ps(th, t), _mm256_set1_ps(SCALE_HI_F), pos);
         __m256 bl = _mm256_blendv_ps(_mm256_mul_ps(l, t), _mm256_set1_ps(SCALE_LO_F), pos);
@@ -664,10 +740,11 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
             for (ptrdiff_t j = i; j < i + 4; j++) out[j] = fs_bwd_x_f64_any(g[j], x[j]);
             continue;
         }
-        __m256d z = _mm256_fmadd_pd(xv, _mm256_set1_pd(LOG2E4), _mm256_set1_pd(MAGIC));
+        __m256d z = _mm256_add_pd(_mm256_mul_pd(xv, _mm256_set1_pd(LOG2E4)),
+                                  _mm256_set1_pd(MAGIC));
         __m256d k = _mm256_sub_pd(z, _mm256_set1_pd(MAGIC));
-        __m256d s = _mm256_fnmadd_pd(k, _mm256_set1_pd(L4_LO),
-                                     _mm256_fnmadd_pd(k, _mm256_set1_pd(L4_HI), xv));
+        __m256d s = _mm256_sub_pd(_mm256_fnmadd_pd(k, _mm256_set1_pd(L4_HI), xv),
+                                  _mm256_mul_pd(k, _mm256_set1_pd(L4_LO)));
         __m256i b = _mm256_castpd_si256(z);
         /* j = b & 3 -> 32-bit indices (2j, 2j + 1) of the table's halves */
         __m256i j2 = _mm256_and_si256(_mm256_slli_epi64(b, 1), _mm256_set1_epi64x(6));
@@ -678,16 +755,12 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
         /* k + 4092 >= 0 here (x > -700): a logical shift is the scalar kernel's arithmetic one */
         __m256d t = _mm256_castsi256_pd(
             _mm256_slli_epi64(_mm256_srli_epi64(_mm256_sub_epi64(b, ebias), 2), 52));
-        __m256d q = _mm256_set1_pd(EXPS_C7);
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C6));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C5));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C4));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C3));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C2));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C1));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C0));
-        __m256d p = _mm256_fmadd_pd(_mm256_mul_pd(s, s), q, s);
-        __m256d l = _mm256_fmadd_pd(th, p, tl);
+        __m256d s2 = _mm256_mul_pd(s, s);
+        __m256d q = FS_EST_PD(_mm256, EXPS_C7, EXPS_C6, s, s2, EXPS_C5, EXPS_C4);
+        q = _mm256_add_pd(_mm256_mul_pd(q, _mm256_mul_pd(s2, s2)),
+                          FS_EST_PD(_mm256, EXPS_C3, EXPS_C2, s, s2, EXPS_C1, EXPS_C0));
+        __m256d p = _mm256_add_pd(_mm256_mul_pd(s2, q), s);
+        __m256d l = _mm256_add_pd(_mm256_mul_pd(th, p), tl);
         __m256d pos = _mm256_cmp_pd(xv, _mm256_setzero_pd(), _CMP_GT_OQ);
         __m256d a = _mm256_blendv_pd(_mm256_mul_pd(th, t), _mm256_set1_pd(SCALE_HI), pos);
         __m256d bl = _mm256_blendv_pd(_mm256_mul_pd(l, t), _mm256_set1_pd(SCALE_LO), pos);
@@ -714,7 +787,7 @@ void FS_NAME(fs_backward_x_##BITS)(const T *g, const T *x, T *out, ptrdiff_t n) 
         T *ob = out + b;                                                                          \
         ptrdiff_t m = n - b < FS_BLOCK ? n - b : FS_BLOCK;                                        \
         int hard = 0;                                                                             \
-        for (ptrdiff_t i = 0; i < m; i++) hard |= fs_bwd_x_##BITS##_hard(xb[i]);                  \
+        for (ptrdiff_t i = 0; i < m; i++) hard |= fs_bwd_x_##BITS##_hard_g(gb[i], xb[i]);        \
         if (!hard) {                                                                              \
             FS_IVDEP                                                                              \
             for (ptrdiff_t i = 0; i < m; i++) ob[i] = fs_bwd_x_##BITS##_fast(gb[i], xb[i]);       \
@@ -732,11 +805,35 @@ FS_BLOCKED_BACKWARD(double, f64)
 
 /* The forward kernels need no NaN canonicalisation: a NaN x takes the positive branch, whose
  * only NaN operand is x itself, so every variant passes on x's payload (quieted). */
+#ifdef FS_HW_FMA
 void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
 {
     FS_IVDEP
     for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_fwd_f32(x[i]);
 }
+#else
+/* Without an FMA unit: block by block the cheap checked fmas (fs_fmaf_k) into a scratch block,
+ * and only a block where one of them could differ from the fma again with the exact ones (from
+ * x, which the scratch leaves intact for in-place calls). */
+#define FS_FWD_BLOCK 512  /* elements per block: 2 KB of stack */
+void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
+{
+    float tmp[FS_FWD_BLOCK];
+    for (ptrdiff_t b = 0; b < n; b += FS_FWD_BLOCK) {
+        const float *xb = x + b;
+        float *ob = out + b;
+        ptrdiff_t m = n - b < FS_FWD_BLOCK ? n - b : FS_FWD_BLOCK;
+        uint64_t bad = 0;
+        for (ptrdiff_t i = 0; i < m; i++) tmp[i] = fs_fwd_f32_k(xb[i], 1, &bad);
+        if (bad >> 63) {
+            FS_IVDEP
+            for (ptrdiff_t i = 0; i < m; i++) ob[i] = fs_fwd_f32(xb[i]);
+        } else {
+            memcpy(ob, tmp, (size_t)m * sizeof *ob);
+        }
+    }
+}
+#endif
 
 void FS_NAME(fs_forward_f64)(const double *x, double *out, ptrdiff_t n)
 {
