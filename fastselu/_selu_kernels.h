@@ -420,20 +420,30 @@ FS_INLINE double fs_fwd_f64(double x)
      * - x < 0: SA*b plus the rest (whose own rounding is 2^-105 of the result);
      * - x >= 0, and |x| < 2^-900 (expm1(x) = x to 2^-900 relative): c*x with c = SCALE or SA as
      *   c_hi + c_lo (so x*SCALE overflows to inf exactly when the exact product rounds beyond
-     *   DBL_MAX), x scaled into [2^-874, 2^900] around it (exact; so c_lo*x cannot underflow,
-     *   and below the normal range only the scaled-back result's rounding counts). */
+     *   DBL_MAX), tiny x scaled by 2^200 around it (exact; so c_lo*x cannot underflow, and below
+     *   the normal range only the scaled-back result's rounding counts). */
     double ax = fabs(x);
-    int tiny = ax < 0x1p-900, huge = x > 0x1p900;
+    int tiny = ax < 0x1p-900;
     int neg = x < 0.0 && !tiny;
-    double xs = x * (tiny ? 0x1p200 : huge ? 0x1p-600 : 1.0);
+#ifdef FS_HW_FMA
+    double xs = tiny ? x * 0x1p200 : x;
+#else
+    /* and huge x scaled down for the emulation's split: the same bits (the scaled fma is the
+     * fma's value times 2^-600, in the normal range, and scaling it back overflows to inf
+     * exactly when the fma does) */
+    int huge = x > 0x1p900;
+    double xs = tiny ? x * 0x1p200 : huge ? x * 0x1p-600 : x;
+#endif
     double c_hi = x < 0.0 ? SA_HI : SCALE_HI;
     double c = neg ? SA_HI * e_lo + SA_LO * b : (x < 0.0 ? SA_LO : SCALE_LO) * xs;
-    double r = fs_fma_small(c_hi, neg ? b : xs, c) * (tiny ? 0x1p-200 : huge ? 0x1p600 : 1.0);
-#ifndef FS_HW_FMA
+    double r = fs_fma_small(c_hi, neg ? b : xs, c);
+#ifdef FS_HW_FMA
+    return tiny ? r * 0x1p-200 : r;          /* NaN: see fs_forward_f32 */
+#else
+    r = tiny ? r * 0x1p-200 : huge ? r * 0x1p600 : r;
     /* +-0, +inf, NaN: the fma's a*b + c is then exact (and NaN keeps x's payload) */
-    r = x == 0.0 || !(ax <= DBL_MAX || x < 0.0) ? SCALE_HI * x + SCALE_LO * x : r;
+    return x == 0.0 || !(ax <= DBL_MAX || x < 0.0) ? SCALE_HI * x + SCALE_LO * x : r;
 #endif
-    return r;                                /* NaN: see fs_forward_f32 */
 }
 
 /* g * d where d = SA*exp(x) (x <= 0) or SCALE, as hi + lo, scaled by 2^n in up to three
