@@ -2,9 +2,12 @@
  *
  * Included by _simd_<isa>.c, which defines FS_ISA (the name suffix) and is built with that
  * target's flags.  Every file is built with -ffp-contract=off: the only fused multiply-adds are
- * the explicit fs_fma()/fs_fmaf() calls below, so every variant performs the same IEEE operations
+ * the explicit fs_fma*() calls below, so every variant performs the same IEEE operations
  * in the same order and produces the same bits (with an FMA unit they are instructions, without
- * one an exact emulation in plain arithmetic: no libm call, see there).
+ * one an exact emulation in plain arithmetic: no libm call, see there).  As that emulation costs
+ * tens of SSE2 operations per fma, the hot loops keep an fma only where it is the result's final
+ * rounding (one per element in the float64 forward and in both backward fast paths) and use
+ * plain mul + add wherever a rounding more costs nothing measurable (polynomial terms, tails).
  *
  * Accuracy design (ULP bounds are the SPEC's; fastselu.check measures them, exhaustively for
  * float32), and speed: each kernel is as cheap as its bound allows, as operations per element
@@ -12,7 +15,7 @@
  * - float32 forward: in float32 arithmetic, with the Cody-Waite reduction exact and the one
  *   cancelling sum split exactly (Fast2Sum), <= 0.94 ULP (exhaustive; see fs_fwd_f32).
  * - float64 forward: expm1 as a double-double (hi + lo) through range reduction, polynomial and
- *   reconstruction, SCALE*ALPHA (itself hi + lo) folded in with a final fma (~0.5 ULP, 0.75 at
+ *   reconstruction, SCALE*ALPHA (itself hi + lo) folded in with one final fma (~0.5 ULP, 0.75 at
  *   subnormal results).
  * - backward from x: a table-driven fast path (see there) in the dtype's own arithmetic, <= 0.7
  *   ULP; the full kernels (float32 in double, float64 in double-double, with 2^n applied in
@@ -322,7 +325,8 @@ FS_INLINE double fs_fast2sum(double a, double b, double *err)
  * which is the fma unless that sum, rounded to double, fell on a float midpoint (its low 29
  * bits 1 << 28): the two roundings then agree (the double sum is on the same side of every
  * midpoint as the exact one), and where not, *bad gets its top bit set and the caller redoes
- * the block with chk = 0.  About a quarter of the operations, and rare (~2^-29 per fma on random data). */
+ * the block with chk = 0.  Far fewer operations; flagged on random data: ~2e-5 of the elements
+ * (~1% of the blocks). */
 FS_INLINE float fs_fmaf_k(float a, float b, float c, int chk, uint64_t *bad)
 {
 #ifdef FS_HW_FMA
@@ -361,8 +365,11 @@ FS_INLINE float fs_fwd_f32_k(float x, int chk, uint64_t *bad)
     float s_hi = fs_fmaf_exact(n, -LN2_HI_F, xc);
     float s_lo = n * -LN2_LO_F;
     float s = s_hi + s_lo;
-    float q = FS_FMAF_K(FS_FMAF_K(FS_FMAF_K(FS_FMAF_K(FS_FMAF_K(EXPM1_F_C5, s, EXPM1_F_C4), s, EXPM1_F_C3),
-                                      s, EXPM1_F_C2), s, EXPM1_F_C1), s, EXPM1_F_C0);
+    float q = FS_FMAF_K(EXPM1_F_C5, s, EXPM1_F_C4);
+    q = FS_FMAF_K(q, s, EXPM1_F_C3);
+    q = FS_FMAF_K(q, s, EXPM1_F_C2);
+    q = FS_FMAF_K(q, s, EXPM1_F_C1);
+    q = FS_FMAF_K(q, s, EXPM1_F_C0);
     float p2 = FS_FMAF_K(s * s, q, s_lo);
     float e_hi = SA_HI_F * t;                /* exact */
     float sh = e_hi - SA_HI_F;               /* Fast2Sum: e_hi - SA_HI_F = sh + err exactly */
@@ -528,7 +535,7 @@ FS_INLINE int fs_bwd_x_f64_hard_g(double g, double x)
  * Rounding l = th*p + tl and p = s*s*q + s apart costs < 2^-27 of the result (|p| <= 0.091). */
 FS_INLINE void fs_bwd_x_f32_parts(float x, float *a, float *bl)
 {
-    float z = x * LOG2E4_F + MAGIC_F;        /* low bits: k = round(4x/ln2) (a near-tie either way) */
+    float z = x * LOG2E4_F + MAGIC_F;        /* low bits: k = round(4x/ln2), near ties either way */
     float k = z - MAGIC_F;
     float s = fs_fmaf_exact(k, -L4_HI_F, x) - k * L4_LO_F;
     uint32_t b;
@@ -610,8 +617,8 @@ FS_INLINE double fs_bwd_x_f64_any(double g, double x)
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #include <immintrin.h>
 /* The fast kernels above, 16 / 8 lanes at a time: the same operations (fnmadd(k, c, x) is
- * fs_fma_exact(k, -c, x)), with the tables in registers (a permute, not a gather).  A vector with a hard
- * lane (rare) is done element by element instead. */
+ * fs_fma_exact(k, -c, x)), with the tables in registers (a permute, not a gather).  A vector with a
+ * hard lane (rare) is done element by element instead. */
 void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrdiff_t n)
 {
     /* the table four times over: a permute by the index's low 4 bits picks T[b & 3] */
