@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as _F
 
-from . import _api, _backends, _dropout
+from . import _api, _backends, _config, _dropout
 from ._constants import SCALE, SCALE_ALPHA_F64
 
 __all__ = [
@@ -93,6 +93,32 @@ def _nd(t: torch.Tensor) -> np.ndarray:
     if t.dtype is _BF16:
         return t.detach().view(torch.int16).numpy()
     return t.numpy(force=True)
+
+
+def _advise_none(a: np.ndarray) -> None:
+    return None
+
+
+def _load_advise() -> Callable[[np.ndarray], None]:
+    try:
+        from . import _kernels  # type: ignore[attr-defined]
+    except ImportError:  # no compiled backend: small pages it is
+        return _advise_none
+    return cast(Callable[[np.ndarray], None], getattr(_kernels, "advise_hugepages", _advise_none))
+
+
+_advise_hugepages = _load_advise()
+_HUGE = 1 << 22  # bytes: NumPy's own threshold for asking for huge pages
+
+
+def _empty_like(t: torch.Tensor) -> torch.Tensor:
+    """A new contiguous tensor like `t` for a kernel to fill.  A large one asks for transparent
+    huge pages first (`_kernels.advise_hugepages`): PyTorch's CPU allocator does not, and
+    faulting 40 MB in 4 KiB pages costs more than the kernel that writes it."""
+    out = torch.empty_like(t, memory_format=torch.contiguous_format)
+    if out.nbytes >= _HUGE:
+        _advise_hugepages(_nd(out))
+    return out
 
 
 def _graph_capture() -> bool:
@@ -277,7 +303,7 @@ class _Kernels:
             return self.backward_op(grad, saved)
         if not grad.is_contiguous():
             grad = grad.contiguous()  # e.g. the expanded gradient of a sum()
-        out = torch.empty_like(grad)
+        out = _empty_like(grad)
         self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
         return out
 
@@ -333,7 +359,7 @@ class _Eager(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, kernels: _Kernels, x: torch.Tensor) -> torch.Tensor:
-        out = torch.empty_like(x)  # x is contiguous, so out is too
+        out = _empty_like(x)
         kernels.forward(_nd(x), _nd(out))
         ctx.kernels = kernels
         if kernels.saves_result:
@@ -402,7 +428,7 @@ def _run(kernels: _Kernels, input: torch.Tensor, inplace: bool) -> torch.Tensor:
         kernels.forward(xn, None)
         torch.autograd.graph.increment_version(input)  # as every PyTorch in-place op does
         return input
-    out = torch.empty_like(input)
+    out = _empty_like(input)
     kernels.forward(xn, _nd(out))
     return out
 
@@ -648,7 +674,11 @@ _dropout_backward_op.register_autograd(_bwd_backward, setup_context=_bwd_setup_c
 
 
 class _DropoutKernels(_Kernels):
-    """One training call's AlphaDropout (of SELU if `fused`): p, seed and layout on the instance."""
+    """One training call's AlphaDropout (of SELU if `fused`): p, seed and layout on the instance.
+
+    The eager calls run the backend's dropout kernels directly on the flat views (the front
+    end's checks hold by construction: `_eager_fast` tensors, one dtype, the result allocated
+    here); other cases go through `_api`."""
 
     def __init__(
         self, p: float, seed: torch.Tensor, feature: bool, fused: bool, inplace: bool
@@ -659,13 +689,38 @@ class _DropoutKernels(_Kernels):
         self.saves_result = False
         self.saves_input = fused  # AlphaDropout alone needs only the seed
 
+    def _direct(self, a: np.ndarray) -> Optional[tuple[Any, np.ndarray, tuple[int, int], int]]:
+        """(backend, prm, key, inner) for a kernel call on `a`'s flat view, or None when the
+        front end must decide (feature mode on < 2 dimensions, say)."""
+        if self.feature and a.ndim < 2:
+            return None
+        inner = int(np.prod(a.shape[2:], dtype=np.int64)) if self.feature else 1
+        prm = _dropout.params(self.p, "float32" if a.dtype == np.float32 else "float64")
+        return _api._dropout_backend(), prm, _dropout.key_of(self.seed), inner
+
     def forward(self, x: np.ndarray, out: Optional[np.ndarray]) -> None:
-        _np_dropout(self.fused, x, self.p, self.seed, self.feature, out)
+        d = self._direct(x)
+        if d is None:
+            _np_dropout(self.fused, x, self.p, self.seed, self.feature, out)
+            return
+        backend, prm, key, inner = d
+        o = x if out is None else out
+        nt = _config.effective_num_threads()
+        backend.dropout(x.reshape(-1), o.reshape(-1), prm, key, 0, inner, self.fused, nt)
 
     def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
-        _np_dropout_backward(
-            self.fused, grad, saved, self.p, self.seed, self.feature, self.is_result, out
-        )
+        d = self._direct(grad)
+        if d is None or (saved is not None and saved.dtype != grad.dtype):
+            _np_dropout_backward(
+                self.fused, grad, saved, self.p, self.seed, self.feature, self.is_result, out
+            )
+            return
+        backend, prm, key, inner = d
+        mode = (2 if self.is_result else 1) if self.fused else 0
+        g = grad.reshape(-1)
+        x = g if saved is None else saved.reshape(-1)
+        nt = _config.effective_num_threads()
+        backend.dropout_backward(g, x, out.reshape(-1), prm, key, 0, inner, mode, nt)
 
     def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         return cast(
