@@ -485,6 +485,114 @@ void FS_NAME(fs_dropout_f64)(const double *x, double *out, ptrdiff_t n, const do
         })
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+/* The fast tiles of the fused backward with AVX2 intrinsics, as fs_backward_x_f32/f64 (the
+ * four-entry tables in registers, read by _mm256_permutevar8x32_ps, where the compiler emits
+ * blends of selects): the same operations as fs_dbwd_fused_*_fast, so the same bits.  Kept
+ * lanes: w >= thr as unsigned (the sign bit flipped, then a signed compare). */
+#define FS_DBWD_TILE_INTRINSICS 1
+FS_INLINE ptrdiff_t fs_tile_bwd_fused_f32_avx2(const float *gs, const float *xs, float *os,
+                                               const uint32_t *wk, ptrdiff_t m, uint32_t thr,
+                                               int drop_all, fs_table_f32 ft)
+{
+    const __m256 thv = _mm256_setr_ps(ft.h0, ft.h1, ft.h2, ft.h3, ft.h0, ft.h1, ft.h2, ft.h3);
+    const __m256 tlv = _mm256_setr_ps(ft.l0, ft.l1, ft.l2, ft.l3, ft.l0, ft.l1, ft.l2, ft.l3);
+    const __m256i ebias = _mm256_set1_epi32((int)(MAGIC_F_BITS - 508u));
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
+    /* drop_all: no lane kept (thr - 1 as the largest signed value below every flipped word) */
+    const __m256i thrm1 = drop_all ? _mm256_set1_epi32(0x7FFFFFFF)
+                                   : _mm256_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
+    ptrdiff_t k = 0;
+    if (thr == 0 && !drop_all) return 0;  /* thr - 1 wraps: the scalar loop takes the tile */
+    for (; k + 8 <= m; k += 8) {
+        __m256 xv = _mm256_loadu_ps(xs + k), gv = _mm256_loadu_ps(gs + k);
+        __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wk + k)), flip);
+        __m256 kept = _mm256_castsi256_ps(_mm256_cmpgt_epi32(wv, thrm1));
+        __m256 z = _mm256_fmadd_ps(xv, _mm256_set1_ps(LOG2E4_F), _mm256_set1_ps(MAGIC_F));
+        __m256 kk = _mm256_sub_ps(z, _mm256_set1_ps(MAGIC_F));
+        __m256 s = _mm256_fnmadd_ps(kk, _mm256_set1_ps(L4_LO_F),
+                                    _mm256_fnmadd_ps(kk, _mm256_set1_ps(L4_HI_F), xv));
+        __m256i b = _mm256_castps_si256(z);
+        __m256 th = _mm256_permutevar8x32_ps(thv, b), tl = _mm256_permutevar8x32_ps(tlv, b);
+        __m256 t = _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_srai_epi32(_mm256_sub_epi32(b, ebias), 2), 23));
+        __m256 q = _mm256_fmadd_ps(s, _mm256_set1_ps(EXPS_F_C3), _mm256_set1_ps(EXPS_F_C2));
+        q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(EXPS_F_C1));
+        q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(EXPS_F_C0));
+        __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(s, s), q, s);
+        __m256 l = _mm256_fmadd_ps(th, p, tl);
+        __m256 pos = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_GT_OQ);
+        __m256 a = _mm256_blendv_ps(_mm256_mul_ps(th, t), _mm256_set1_ps(ft.as_hi), pos);
+        __m256 bl = _mm256_blendv_ps(_mm256_mul_ps(l, t), _mm256_set1_ps(ft.as_lo), pos);
+        __m256 ag = _mm256_and_ps(gv, absmask);
+        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(ag, _mm256_setzero_ps(), _CMP_GT_OQ),
+                                  _mm256_cmp_ps(ag, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ));
+        __m256 v = _mm256_blendv_ps(_mm256_mul_ps(gv, a),
+                                    _mm256_fmadd_ps(gv, a, _mm256_mul_ps(gv, bl)), ok);
+        v = _mm256_blendv_ps(_mm256_mul_ps(gv, _mm256_setzero_ps()), v, kept);
+        v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        _mm256_storeu_ps(os + k, v);
+    }
+    return k;
+}
+
+FS_INLINE ptrdiff_t fs_tile_bwd_fused_f64_avx2(const double *gs, const double *xs, double *os,
+                                               const uint32_t *wk, ptrdiff_t m, uint32_t thr,
+                                               int drop_all, fs_table_f64 dt)
+{
+    const __m256 thv = _mm256_castpd_ps(_mm256_setr_pd(dt.h0, dt.h1, dt.h2, dt.h3));
+    const __m256 tlv = _mm256_castpd_ps(_mm256_setr_pd(dt.l0, dt.l1, dt.l2, dt.l3));
+    const __m256i ebias = _mm256_set1_epi64x((long long)(MAGIC_BITS - 4092u));
+    const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+    const __m128i flip = _mm_set1_epi32((int)0x80000000u);
+    const __m128i thrm1 = drop_all ? _mm_set1_epi32(0x7FFFFFFF)
+                                   : _mm_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
+    ptrdiff_t k = 0;
+    if (thr == 0 && !drop_all) return 0;
+    for (; k + 4 <= m; k += 4) {
+        __m256d xv = _mm256_loadu_pd(xs + k), gv = _mm256_loadu_pd(gs + k);
+        __m128i wv = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(wk + k)), flip);
+        __m256d kept = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_cmpgt_epi32(wv, thrm1)));
+        __m256d z = _mm256_fmadd_pd(xv, _mm256_set1_pd(LOG2E4), _mm256_set1_pd(MAGIC));
+        __m256d kk = _mm256_sub_pd(z, _mm256_set1_pd(MAGIC));
+        __m256d s = _mm256_fnmadd_pd(kk, _mm256_set1_pd(L4_LO),
+                                     _mm256_fnmadd_pd(kk, _mm256_set1_pd(L4_HI), xv));
+        __m256i b = _mm256_castpd_si256(z);
+        __m256i j2 = _mm256_and_si256(_mm256_slli_epi64(b, 1), _mm256_set1_epi64x(6));
+        __m256i idx = _mm256_or_si256(j2, _mm256_slli_epi64(_mm256_add_epi64(j2,
+                                                            _mm256_set1_epi64x(1)), 32));
+        __m256d th = _mm256_castps_pd(_mm256_permutevar8x32_ps(thv, idx));
+        __m256d tl = _mm256_castps_pd(_mm256_permutevar8x32_ps(tlv, idx));
+        /* k + 4092 >= 0 here (x > -700): a logical shift is the scalar kernel's arithmetic one */
+        __m256d t = _mm256_castsi256_pd(
+            _mm256_slli_epi64(_mm256_srli_epi64(_mm256_sub_epi64(b, ebias), 2), 52));
+        __m256d q = _mm256_set1_pd(EXPS_C7);
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C6));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C5));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C4));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C3));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C2));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C1));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C0));
+        __m256d p = _mm256_fmadd_pd(_mm256_mul_pd(s, s), q, s);
+        __m256d l = _mm256_fmadd_pd(th, p, tl);
+        __m256d pos = _mm256_cmp_pd(xv, _mm256_setzero_pd(), _CMP_GT_OQ);
+        __m256d a = _mm256_blendv_pd(_mm256_mul_pd(th, t), _mm256_set1_pd(dt.as_hi), pos);
+        __m256d bl = _mm256_blendv_pd(_mm256_mul_pd(l, t), _mm256_set1_pd(dt.as_lo), pos);
+        __m256d ag = _mm256_and_pd(gv, absmask);
+        __m256d ok = _mm256_and_pd(_mm256_cmp_pd(ag, _mm256_setzero_pd(), _CMP_GT_OQ),
+                                   _mm256_cmp_pd(ag, _mm256_set1_pd(DBL_MAX), _CMP_LE_OQ));
+        __m256d v = _mm256_blendv_pd(_mm256_mul_pd(gv, a),
+                                     _mm256_fmadd_pd(gv, a, _mm256_mul_pd(gv, bl)), ok);
+        v = _mm256_blendv_pd(_mm256_mul_pd(gv, _mm256_setzero_pd()), v, kept);
+        v = _mm256_blendv_pd(v, _mm256_set1_pd(NAN), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+        _mm256_storeu_pd(os + k, v);
+    }
+    return k;
+}
+#endif
+
 FS_INLINE void fs_tile_bwd_fused_f32(const float *gs, const float *xs, float *os,
                                      const uint32_t *wk, ptrdiff_t m, uint32_t thr, int drop_all,
                                      const double *prm, fs_table_f32 ft)
@@ -493,8 +601,12 @@ FS_INLINE void fs_tile_bwd_fused_f32(const float *gs, const float *xs, float *os
     int hard = 0;
     for (ptrdiff_t k = 0; k < m; k++) hard |= fs_bwd_x_f32_hard(xs[k]);
     if (!hard) {
+        ptrdiff_t k0 = 0;
+#ifdef FS_DBWD_TILE_INTRINSICS
+        k0 = fs_tile_bwd_fused_f32_avx2(gs, xs, os, wk, m, thr, drop_all, ft);
+#endif
         FS_IVDEP
-        for (ptrdiff_t k = 0; k < m; k++) {
+        for (ptrdiff_t k = k0; k < m; k++) {
             float gv = gs[k];
             float r = fs_dbwd_fused_f32_fast(gv, xs[k], ft);
             os[k] = fs_canon32((wk[k] >= thr) & !drop_all ? r : gv * 0.0f);
@@ -539,8 +651,12 @@ FS_INLINE void fs_tile_bwd_fused_f64(const double *gs, const double *xs, double 
     int hard = 0;
     for (ptrdiff_t k = 0; k < m; k++) hard |= fs_bwd_x_f64_hard(xs[k]);
     if (!hard) {
+        ptrdiff_t k0 = 0;
+#ifdef FS_DBWD_TILE_INTRINSICS
+        k0 = fs_tile_bwd_fused_f64_avx2(gs, xs, os, wk, m, thr, drop_all, dt);
+#endif
         FS_IVDEP
-        for (ptrdiff_t k = 0; k < m; k++) {
+        for (ptrdiff_t k = k0; k < m; k++) {
             double gv = gs[k];
             double r = fs_dbwd_fused_f64_fast(gv, xs[k], dt);
             os[k] = fs_canon64((wk[k] >= thr) & !drop_all ? r : gv * 0.0);
