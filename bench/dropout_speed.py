@@ -32,7 +32,6 @@ import torch.nn.functional as F
 import fastselu
 import fastselu.torch as fst
 
-
 CLOCK = time.perf_counter
 
 

@@ -99,15 +99,19 @@ def _advise_none(a: np.ndarray) -> None:
     return None
 
 
-def _load_advise() -> Callable[[np.ndarray], None]:
+def _compiled() -> Any:
     try:
         from . import _kernels  # type: ignore[attr-defined]
-    except ImportError:  # no compiled backend: small pages it is
-        return _advise_none
-    return cast(Callable[[np.ndarray], None], getattr(_kernels, "advise_hugepages", _advise_none))
+    except ImportError:  # no compiled backend
+        return None
+    return _kernels
 
 
-_advise_hugepages = _load_advise()
+_KERNELS = _compiled()
+_advise_hugepages: Callable[[np.ndarray], None] = getattr(
+    _KERNELS, "advise_hugepages", _advise_none
+)  # without the compiled backend: small pages it is
+_selu_at: Optional[Callable[..., None]] = getattr(_KERNELS, "selu_at", None)
 _HUGE = 1 << 22  # bytes: NumPy's own threshold for asking for huge pages
 
 
@@ -297,6 +301,16 @@ class _Kernels:
     def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
+    def forward_t(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """`forward` on tensors (`_eager_fast` ones, `out` new and like `x`)."""
+        self.forward(_nd(x), _nd(out))
+
+    def backward_t(
+        self, grad: torch.Tensor, saved: Optional[torch.Tensor], out: torch.Tensor
+    ) -> None:
+        """`backward` on tensors (contiguous, `out` new and like `grad`)."""
+        self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
+
     def grad_input(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         """The gradient w.r.t. the input: kernels when plain, the differentiable op otherwise."""
         if torch.is_grad_enabled():  # create_graph=True: the backward must itself be recorded
@@ -304,7 +318,7 @@ class _Kernels:
         if not grad.is_contiguous():
             grad = grad.contiguous()  # e.g. the expanded gradient of a sum()
         out = _empty_like(grad)
-        self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
+        self.backward_t(grad, saved, out)
         return out
 
 
@@ -329,6 +343,29 @@ class _SeluKernels(_Kernels):
     def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         return cast(torch.Tensor, _selu_backward_op(grad, saved))
 
+    # float32/float64 with the compiled backend active: the kernels on the tensors' addresses.
+    def forward_t(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        if _selu_at is not None and x.dtype in _FULL_DTYPES and _backends.active is _KERNELS:
+            _selu_at(0, x.dtype is torch.float64, x.data_ptr(), 0, out.data_ptr(), x.numel())
+        else:
+            self.forward(_nd(x), _nd(out))
+
+    def backward_t(
+        self, grad: torch.Tensor, saved: Optional[torch.Tensor], out: torch.Tensor
+    ) -> None:
+        if (
+            _selu_at is not None
+            and saved is not None
+            and grad.dtype in _FULL_DTYPES
+            and saved.dtype is grad.dtype
+            and saved.shape == grad.shape
+            and _backends.active is _KERNELS
+        ):
+            f64 = grad.dtype is torch.float64
+            _selu_at(2, f64, grad.data_ptr(), saved.data_ptr(), out.data_ptr(), grad.numel())
+        else:
+            self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
+
 
 class _SeluFromInputKernels(_SeluKernels):
     """SELU saving its input: float16/bfloat16, out of place.  The gradient from a result rounded
@@ -336,6 +373,11 @@ class _SeluFromInputKernels(_SeluKernels):
     ULP, as PyTorch's (whose out-of-place SELU saves x too)."""
 
     saves_result, saves_input = False, True
+
+    def backward_t(
+        self, grad: torch.Tensor, saved: Optional[torch.Tensor], out: torch.Tensor
+    ) -> None:
+        self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
 
     def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
         assert saved is not None
@@ -360,7 +402,7 @@ class _Eager(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, kernels: _Kernels, x: torch.Tensor) -> torch.Tensor:
         out = _empty_like(x)
-        kernels.forward(_nd(x), _nd(out))
+        kernels.forward_t(x, out)
         ctx.kernels = kernels
         if kernels.saves_result:
             ctx.save_for_backward(out)
