@@ -3,8 +3,8 @@
  *
  * Included by every _simd_<isa>.c after _selu_kernels.h (whose helpers it uses: fs_reduce,
  * fs_expm1_small_dd, fs_expm1_f32, fs_sa_exp_f32, fs_pow2, fs_fast2sum, fs_canon*), so each SIMD
- * variant compiles it with its own flags; plain C that gcc vectorizes (Philox's 32x32->64-bit
- * products become vpmuludq).  Mirrored operation for operation by fastselu/_backend_numba.py.
+ * variant compiles it with its own flags; plain C that gcc vectorizes, and AVX2 intrinsics for
+ * Philox (eight counters per register, vpmuludq) and the fused backward's fast tiles.  Mirrored operation for operation by fastselu/_backend_numba.py.
  *
  * The mask: element with logical index i (the flat C-order index in the whole array; with
  * feature=True, i // inner) is kept iff word i % 4 of Philox4x32-10(counter (i/4 mod 2^32,
@@ -30,8 +30,11 @@
  *   SA*p, times a; fused: x - ln q against a triple-double ln q, then expm1 in double-double.
  *   At x ~ ln q (or v ~ -SA*p) the result is ~2^-53 of the constants, which is why their
  *   third words are needed there.
- * Every element takes the same path (no branch on the data): the float64 extra precision costs
- * a few more FMAs per element, well under the cost of the memory traffic at 1e7.
+ * The forwards take every element down the same path (no branch on the data).  The fused
+ * backward from x has a fast path as selu_backward's (a four-entry table, here a*SA*2^(j/4) per
+ * p, ~0.7 ULP), taken by tiles whose x are all above -80 (float32) / -700 (float64); a tile with
+ * any other x picks per element, so an element's bits never depend on its neighbours.  AVX2
+ * builds write its fast tiles with intrinsics (the table in registers), the rest is plain C.
  */
 #include <stdint.h>
 #include <string.h>
