@@ -475,6 +475,25 @@ def selu_at(int kind, bint f64, size_t a, size_t b, size_t o, Py_ssize_t n):
             _run(k, t, <char *>a, <char *>b, <char *>o, n, nt)
 
 
+def dropout_at(int bwd, bint f64, size_t g, size_t x, size_t o, Py_ssize_t n,
+               cnp.ndarray prm not None, uint32_t k0, uint32_t k1, int64_t inner, int flag,
+               int nthreads):
+    """dropout (bwd = 0; x the input, g unused) or dropout_backward (bwd = 1; flag the mode) on
+    raw addresses, for fastselu.torch's eager calls, which have checked their tensors (CPU,
+    C-contiguous, float64 if `f64` else float32, n elements each, `o` new or exactly x) and
+    the parameters (`prm` from _dropout.params, inner >= 1, mode in 0..2): no NumPy views."""
+    if (cnp.PyArray_TYPE(prm) != cnp.NPY_FLOAT64 or not cnp.PyArray_IS_C_CONTIGUOUS(prm)
+            or cnp.PyArray_SIZE(prm) != N_DROPOUT_PARAMS):
+        raise ValueError(f"prm must be a contiguous float64 array of {N_DROPOUT_PARAMS} values")
+    cdef int t = cnp.NPY_FLOAT64 if f64 else cnp.NPY_FLOAT32
+    cdef Py_ssize_t nt = _threads_for(n, nthreads) if FS_OPENMP else 1
+    cdef const double *pp = <const double *>cnp.PyArray_DATA(prm)
+    if n > 0:
+        with nogil:
+            _run_dropout(bwd, t, <char *>g, <char *>x, <char *>o, n, pp, k0, k1, 0, inner, flag,
+                         nt)
+
+
 def dropout(cnp.ndarray x not None, cnp.ndarray out not None, cnp.ndarray prm not None, key,
             int64_t start, int64_t inner, bint fused, int nthreads):
     """out = AlphaDropout(x) (of SELU(x) if fused) for logical indices start, start + 1, ..."""

@@ -112,6 +112,7 @@ _advise_hugepages: Callable[[np.ndarray], None] = getattr(
     _KERNELS, "advise_hugepages", _advise_none
 )  # without the compiled backend: small pages it is
 _selu_at: Optional[Callable[..., None]] = getattr(_KERNELS, "selu_at", None)
+_dropout_at: Optional[Callable[..., None]] = getattr(_KERNELS, "dropout_at", None)
 _HUGE = 1 << 22  # bytes: NumPy's own threshold for asking for huge pages
 
 
@@ -739,6 +740,67 @@ class _DropoutKernels(_Kernels):
         inner = int(np.prod(a.shape[2:], dtype=np.int64)) if self.feature else 1
         prm = _dropout.params(self.p, "float32" if a.dtype == np.float32 else "float64")
         return _api._dropout_backend(), prm, _dropout.key_of(self.seed), inner
+
+    def _at(self, t: torch.Tensor) -> Optional[tuple[np.ndarray, int, int, int]]:
+        """(prm, k0, k1, inner) for the compiled kernels on `t`'s address, or None when they
+        are not the active backend (or `t` needs the front end)."""
+        if _dropout_at is None or _backends.active is not _KERNELS:
+            return None
+        if self.feature and t.dim() < 2:
+            return None
+        inner = math.prod(t.shape[2:]) if self.feature else 1
+        prm = _dropout.params(self.p, "float64" if t.dtype is torch.float64 else "float32")
+        return prm, self.seed & 0xFFFFFFFF, self.seed >> 32, inner
+
+    def forward_t(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        at = self._at(x)
+        if at is None:
+            self.forward(_nd(x), _nd(out))
+            return
+        prm, k0, k1, inner = at
+        nt = _config.effective_num_threads()
+        assert _dropout_at is not None
+        _dropout_at(
+            0,
+            x.dtype is torch.float64,
+            0,
+            x.data_ptr(),
+            out.data_ptr(),
+            x.numel(),
+            prm,
+            k0,
+            k1,
+            inner,
+            self.fused,
+            nt,
+        )
+
+    def backward_t(
+        self, grad: torch.Tensor, saved: Optional[torch.Tensor], out: torch.Tensor
+    ) -> None:
+        at = self._at(grad)
+        if at is None or (saved is not None and saved.dtype is not grad.dtype):
+            self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
+            return
+        prm, k0, k1, inner = at
+        mode = (2 if self.is_result else 1) if self.fused else 0
+        x = grad if saved is None else saved
+        nt = _config.effective_num_threads()
+        assert _dropout_at is not None
+        _dropout_at(
+            1,
+            grad.dtype is torch.float64,
+            grad.data_ptr(),
+            x.data_ptr(),
+            out.data_ptr(),
+            grad.numel(),
+            prm,
+            k0,
+            k1,
+            inner,
+            mode,
+            nt,
+        )
 
     def forward(self, x: np.ndarray, out: Optional[np.ndarray]) -> None:
         d = self._direct(x)
