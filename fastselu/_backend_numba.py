@@ -1089,8 +1089,11 @@ DROPOUT_TILE = 2048
     _P_B_LO2,
     _P_L_LO2,
     _P_C_LO2,
-) = range(_dp.N_PARAMS)
-assert _P_ZMIN == _dp.P_ZMIN and _P_C_LO2 == _dp.P_C_LO2
+) = range(20)
+_P_FAS_HI, _P_FAS_LO = 20, 21
+_P_FT_HI, _P_FT_LO, _P_DT_HI, _P_DT_LO = 22, 26, 30, 34
+assert _P_ZMIN == _dp.P_ZMIN and _P_C_LO2 == _dp.P_C_LO2 and _dp.N_PARAMS == 38
+assert (_P_FAS_HI, _P_FT_LO, _P_DT_LO) == (_dp.P_FAS_HI, _dp.P_FT_LO, _dp.P_DT_LO)
 
 
 @njit(cache=False)
@@ -1228,6 +1231,87 @@ def _do_bwd_f32(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
 
 
 @_inline
+def _dbwd_fused_f32_fast(g, x, prm):  # type: ignore[no-untyped-def]
+    """fs_dbwd_fused_f32_fast: _bwd_x_f32_fast with the table a*SA*2^(j/4) from prm."""
+    z = _fma(x, LOG2E4_F, MAGIC_F)
+    k = z - MAGIC_F
+    s = _fma(k, NEG_L4_LO_F, _fma(k, NEG_L4_HI_F, x))
+    t, b0, b1 = _pow2_index(z)
+    th = _f32(
+        (prm[_P_FT_HI + 3] if b0 else prm[_P_FT_HI + 2])
+        if b1
+        else (prm[_P_FT_HI + 1] if b0 else prm[_P_FT_HI])
+    )
+    tl = _f32(
+        (prm[_P_FT_LO + 3] if b0 else prm[_P_FT_LO + 2])
+        if b1
+        else (prm[_P_FT_LO + 1] if b0 else prm[_P_FT_LO])
+    )
+    p = _fma(s * s, _fma(_fma(_fma(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s)
+    lo = _fma(th, p, tl)
+    pos = x > ZERO_F
+    a = _f32(prm[_P_FAS_HI]) if pos else th * t
+    bl = _f32(prm[_P_FAS_LO]) if pos else lo * t
+    ag = abs(g)
+    return _fma(g, a, g * bl) if (ag > ZERO_F) & (ag <= FLT_MAX) else _canon32(g * a)
+
+
+@_inline
+def _dbwd_fused_f64_fast(g, x, prm):  # type: ignore[no-untyped-def]
+    """fs_dbwd_fused_f64_fast: _bwd_x_f64_fast with the table a*SA*2^(j/4) from prm."""
+    z = _fma(x, LOG2E4, MAGIC)
+    k = z - MAGIC
+    s = _fma(k, NEG_L4_LO, _fma(k, NEG_L4_HI, x))
+    t, b0, b1 = _pow2_index(z)
+    th = (
+        (prm[_P_DT_HI + 3] if b0 else prm[_P_DT_HI + 2])
+        if b1
+        else (prm[_P_DT_HI + 1] if b0 else prm[_P_DT_HI])
+    )
+    tl = (
+        (prm[_P_DT_LO + 3] if b0 else prm[_P_DT_LO + 2])
+        if b1
+        else (prm[_P_DT_LO + 1] if b0 else prm[_P_DT_LO])
+    )
+    q = _fma(
+        _fma(
+            _fma(
+                _fma(_fma(_fma(_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5), s, EXPS_C4), s, EXPS_C3),
+                s,
+                EXPS_C2,
+            ),
+            s,
+            EXPS_C1,
+        ),
+        s,
+        EXPS_C0,
+    )
+    p = _fma(s * s, q, s)
+    lo = _fma(th, p, tl)
+    pos = x > 0.0
+    a = prm[_P_AS_HI] if pos else th * t
+    bl = prm[_P_AS_LO] if pos else lo * t
+    ag = abs(g)
+    return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= DBL_MAX) else _canon64(g * a)
+
+
+@_inline
+def _do_bwd_f32_fast(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
+    """One element of fs_dropout_bwd_f32's tile loops (mode 1: the fast path for x >= -80)."""
+    if mode == 1 and keep and not _bwd_x_f32_hard(v):
+        return _canon32(_dbwd_fused_f32_fast(gv, v, prm))
+    return _do_bwd_f32(gv, v, keep, prm, mode)
+
+
+@_inline
+def _do_bwd_f64_fast(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
+    """One element of fs_dropout_bwd_f64's tile loops (mode 1: the fast path for x > -700)."""
+    if mode == 1 and keep and not _bwd_x_f64_hard(v):
+        return _canon64(_dbwd_fused_f64_fast(gv, v, prm))
+    return _do_bwd_f64(gv, v, keep, prm, mode)
+
+
+@_inline
 def _dd_times(g, dh, dl):  # type: ignore[no-untyped-def]
     """g * (dh + dl) rounded once where that is safe, else one plain product (as _bwd_y_f64)."""
     v = _fma(g, dh, g * dl)
@@ -1291,7 +1375,7 @@ def _do_fwd_typed(v, keep, prm, fused):  # type: ignore[no-untyped-def]
 
 @overload(_do_bwd, inline="always")
 def _do_bwd_typed(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
-    return (_do_bwd_f32 if gv == types.float32 else _do_bwd_f64).py_func
+    return (_do_bwd_f32_fast if gv == types.float32 else _do_bwd_f64_fast).py_func
 
 
 @njit(cache=False)

@@ -51,7 +51,12 @@ P_ZMIN = 16  # least value of the compute dtype above a*SA*p: fused z >= it mean
 # Third words of SA*p, ln q and a*SA*q: where float64 sums cancel (v = -SA*p, x = ln q,
 # z = -a*SA*q) the result is ~2^-53 of the constant, so a double-double's 2^-106 would be ~1 ULP.
 P_B_LO2, P_L_LO2, P_C_LO2 = 17, 18, 19
-N_PARAMS = 20
+# The fused backward's fast path (for x above -80 in float32, -700 in float64): a*SCALE as a
+# float32 pair (hi + lo, each a float32 value), and the table a*SA*2^(j/4), j = 0..3, as float32
+# pairs (hi at P_FT_HI + j, lo at P_FT_LO + j) and as double-double pairs (P_DT_HI + j, ...).
+P_FAS_HI, P_FAS_LO = 20, 21
+P_FT_HI, P_FT_LO, P_DT_HI, P_DT_LO = 22, 26, 30, 34
+N_PARAMS = 38
 
 _THIRD = {P_B_HI: P_B_LO2, P_L_HI: P_L_LO2, P_C_HI: P_C_LO2}
 _FORMATS = {  # dtype name -> (significand bits, minimum exponent)
@@ -174,6 +179,14 @@ def params(p: float, fmt: str) -> np.ndarray:
             if i in _THIRD:
                 prm[_THIRD[i]] = lo2
         prm[P_CST] = _round_to(-c, fmt)
+        fas = a * Decimal(SCALE_STR)
+        prm[P_FAS_HI] = _round_to(fas, "float32")
+        prm[P_FAS_LO] = _round_to(fas - Decimal(prm[P_FAS_HI]), "float32")
+        for j in range(4):
+            t = a * sa * Decimal(2) ** (Decimal(j) / 4)
+            prm[P_FT_HI + j] = _round_to(t, "float32")
+            prm[P_FT_LO + j] = _round_to(t - Decimal(prm[P_FT_HI + j]), "float32")
+            prm[P_DT_HI + j], prm[P_DT_LO + j], _ = _dd.from_decimal(t, 3)
         z = _round_to(a * b, cfmt)
         if Decimal(z) <= a * b:  # never equal: a*SA*p is irrational
             dt = np.float64 if cfmt == "float64" else np.float32

@@ -3,8 +3,8 @@
  *
  * Included by every _simd_<isa>.c after _selu_kernels.h (whose helpers it uses: fs_reduce,
  * fs_expm1_small_dd, fs_expm1_f32, fs_sa_exp_f32, fs_pow2, fs_fast2sum, fs_canon*), so each SIMD
- * variant compiles it with its own flags; plain C that gcc vectorizes (Philox's 32x32->64-bit
- * products become vpmuludq).  Mirrored operation for operation by fastselu/_backend_numba.py.
+ * variant compiles it with its own flags; plain C that gcc vectorizes, and AVX2 intrinsics for
+ * Philox (eight counters per register, vpmuludq) and the fused backward's fast tiles.  Mirrored operation for operation by fastselu/_backend_numba.py.
  *
  * The mask: element with logical index i (the flat C-order index in the whole array; with
  * feature=True, i // inner) is kept iff word i % 4 of Philox4x32-10(counter (i/4 mod 2^32,
@@ -21,12 +21,20 @@
  * Accuracy (kept elements <= 1 ULP of a*(v + SA*p), also where it cancels):
  * - float32 in double: a*((v + B_hi) + B_lo); fused, x <= 0: C*expm1(x - ln q) (C = a*SA*q, the
  *   factored form, so no cancellation is left), x > 0: a*SCALE*x + a*SA*p; rounded once.
+ *   (A float32 evaluation with the precise path only for elements near the cancellation was
+ *   measured: on AVX2 it is no faster, 2.07 against 2.04 ns per element fused and 1.20 against
+ *   1.06 alone, one thread, as its float32 expm1 needs the split reconstruction of fs_fwd_f32 on
+ *   top of a TwoSum, where the double path's short polynomial has room to spare; Philox is
+ *   0.67 ns of either.)
  * - float64 in double-double: v + SA*p as an exact TwoSum chain against the triple-double
  *   SA*p, times a; fused: x - ln q against a triple-double ln q, then expm1 in double-double.
  *   At x ~ ln q (or v ~ -SA*p) the result is ~2^-53 of the constants, which is why their
  *   third words are needed there.
- * Every element takes the same path (no branch on the data): the float64 extra precision costs
- * a few more FMAs per element, well under the cost of the memory traffic at 1e7.
+ * The forwards take every element down the same path (no branch on the data).  The fused
+ * backward from x has a fast path as selu_backward's (a four-entry table, here a*SA*2^(j/4) per
+ * p, ~0.7 ULP), taken by tiles whose x are all above -80 (float32) / -700 (float64); a tile with
+ * any other x picks per element, so an element's bits never depend on its neighbours.  AVX2
+ * builds write its fast tiles with intrinsics (the table in registers), the rest is plain C.
  */
 #include <stdint.h>
 #include <string.h>
@@ -64,7 +72,15 @@
 #define FS_P_B_LO2 17
 #define FS_P_L_LO2 18
 #define FS_P_C_LO2 19
-#define FS_N_PARAMS 20
+/* The fused backward's fast path: a*SCALE and the table a*SA*2^(j/4), j = 0..3, as float32
+ * pairs (hi + lo, each a float32 value) and as double-double pairs */
+#define FS_P_FAS_HI 20
+#define FS_P_FAS_LO 21
+#define FS_P_FT_HI 22
+#define FS_P_FT_LO 26
+#define FS_P_DT_HI 30
+#define FS_P_DT_LO 34
+#define FS_N_PARAMS 38
 
 /* tmp[4t + r] = word r of Philox4x32-10(counter b0 + t) for t < nb: plain C. */
 FS_INLINE void fs_philox_fill_scalar(uint32_t *restrict tmp, uint64_t b0, ptrdiff_t nb,
@@ -207,6 +223,84 @@ FS_INLINE double fs_dd_times(double g, double dh, double dl)
 {
     double v = fma(g, dh, g * dl);
     return g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * (dh + dl);
+}
+
+/* ---------------- the fused backward's fast path ---------------- */
+
+/* g * a*SA*exp(x) (x <= 0) or g * a*SCALE (x > 0) in float32, as fs_bwd_x_f32_fast with the
+ * table T[j] = a*SA*2^(j/4) (hi + lo, per p in prm) and a*SCALE for SCALE: the same analysis
+ * (~0.7 ULP), valid for x >= -80 (fs_bwd_x_f32_hard flags the rest).  The four-entry lookup is
+ * selects, which compilers vectorize. */
+/* The backward's table, by value (scalars after inlining: loads through a pointer would keep the
+ * loop from vectorizing). */
+typedef struct { float h0, h1, h2, h3, l0, l1, l2, l3, as_hi, as_lo; } fs_table_f32;
+typedef struct { double h0, h1, h2, h3, l0, l1, l2, l3, as_hi, as_lo; } fs_table_f64;
+
+FS_INLINE fs_table_f32 fs_table_f32_of(const double *prm)
+{
+    fs_table_f32 t = {
+        (float)prm[FS_P_FT_HI], (float)prm[FS_P_FT_HI + 1], (float)prm[FS_P_FT_HI + 2],
+        (float)prm[FS_P_FT_HI + 3], (float)prm[FS_P_FT_LO], (float)prm[FS_P_FT_LO + 1],
+        (float)prm[FS_P_FT_LO + 2], (float)prm[FS_P_FT_LO + 3], (float)prm[FS_P_FAS_HI],
+        (float)prm[FS_P_FAS_LO]};
+    return t;
+}
+
+FS_INLINE fs_table_f64 fs_table_f64_of(const double *prm)
+{
+    fs_table_f64 t = {prm[FS_P_DT_HI], prm[FS_P_DT_HI + 1], prm[FS_P_DT_HI + 2],
+                      prm[FS_P_DT_HI + 3], prm[FS_P_DT_LO], prm[FS_P_DT_LO + 1],
+                      prm[FS_P_DT_LO + 2], prm[FS_P_DT_LO + 3], prm[FS_P_AS_HI], prm[FS_P_AS_LO]};
+    return t;
+}
+
+FS_INLINE float fs_dbwd_fused_f32_fast(float g, float x, fs_table_f32 ft)
+{
+    float z = fs_fmaf(x, LOG2E4_F, MAGIC_F);
+    float k = z - MAGIC_F;
+    float s = fs_fmaf(k, -L4_LO_F, fs_fmaf_exact(k, -L4_HI_F, x));
+    uint32_t b;
+    memcpy(&b, &z, sizeof b);
+    uint32_t j = b & 3u;
+    float th = j == 0 ? ft.h0 : j == 1 ? ft.h1 : j == 2 ? ft.h2 : ft.h3;
+    float tl = j == 0 ? ft.l0 : j == 1 ? ft.l1 : j == 2 ? ft.l2 : ft.l3;
+    uint32_t eb = (uint32_t)((int32_t)(b - (MAGIC_F_BITS - 508u)) >> 2) << 23;
+    float t;
+    memcpy(&t, &eb, sizeof t);
+    float p = fs_fmaf(s * s, fs_fmaf(fs_fmaf(fs_fmaf(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s,
+                                     EXPS_F_C0), s);
+    float l = fs_fmaf(th, p, tl);
+    int pos = x > 0.0f;
+    float a = pos ? ft.as_hi : th * t;
+    float bl = pos ? ft.as_lo : l * t;
+    float ag = fabsf(g);
+    return ag > 0.0f && ag <= FLT_MAX ? fs_fmaf(g, a, g * bl) : fs_canon32(g * a);
+}
+
+/* The same in float64 (fs_bwd_x_f64_fast with the a*SA table): ~0.6 ULP for x > -700. */
+FS_INLINE double fs_dbwd_fused_f64_fast(double g, double x, fs_table_f64 dt)
+{
+    double z = fs_fma(x, LOG2E4, MAGIC);
+    double k = z - MAGIC;
+    double s = fs_fma(k, -L4_LO, fs_fma_exact(k, -L4_HI, x));
+    uint64_t b;
+    memcpy(&b, &z, sizeof b);
+    uint64_t j = b & 3u;
+    double th = j == 0 ? dt.h0 : j == 1 ? dt.h1 : j == 2 ? dt.h2 : dt.h3;
+    double tl = j == 0 ? dt.l0 : j == 1 ? dt.l1 : j == 2 ? dt.l2 : dt.l3;
+    uint64_t eb = (uint64_t)((int64_t)(b - (MAGIC_BITS - 4092u)) >> 2) << 52;
+    double t;
+    memcpy(&t, &eb, sizeof t);
+    double q = fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5),
+                                                 s, EXPS_C4), s,
+                   EXPS_C3), s, EXPS_C2), s, EXPS_C1), s, EXPS_C0);
+    double p = fs_fma(s * s, q, s);
+    double l = fs_fma(th, p, tl);
+    int pos = x > 0.0;
+    double a = pos ? dt.as_hi : th * t;
+    double bl = pos ? dt.as_lo : l * t;
+    double ag = fabs(g);
+    return ag > 0.0 && ag <= DBL_MAX ? fs_fma(g, a, g * bl) : fs_canon64(g * a);
 }
 
 /* ---------------- float32: evaluated in double, rounded once ---------------- */
@@ -394,10 +488,147 @@ void FS_NAME(fs_dropout_f64)(const double *x, double *out, ptrdiff_t n, const do
         })
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+/* The fast tiles of the fused backward with AVX2 intrinsics, as fs_backward_x_f32/f64 (the
+ * four-entry tables in registers, read by _mm256_permutevar8x32_ps, where the compiler emits
+ * blends of selects): the same operations as fs_dbwd_fused_*_fast, so the same bits.  Kept
+ * lanes: w >= thr as unsigned (the sign bit flipped, then a signed compare). */
+#define FS_DBWD_TILE_INTRINSICS 1
+FS_INLINE ptrdiff_t fs_tile_bwd_fused_f32_avx2(const float *gs, const float *xs, float *os,
+                                               const uint32_t *wk, ptrdiff_t m, uint32_t thr,
+                                               int drop_all, fs_table_f32 ft)
+{
+    const __m256 thv = _mm256_setr_ps(ft.h0, ft.h1, ft.h2, ft.h3, ft.h0, ft.h1, ft.h2, ft.h3);
+    const __m256 tlv = _mm256_setr_ps(ft.l0, ft.l1, ft.l2, ft.l3, ft.l0, ft.l1, ft.l2, ft.l3);
+    const __m256i ebias = _mm256_set1_epi32((int)(MAGIC_F_BITS - 508u));
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
+    /* drop_all: no lane kept (thr - 1 as the largest signed value below every flipped word) */
+    const __m256i thrm1 = drop_all ? _mm256_set1_epi32(0x7FFFFFFF)
+                                   : _mm256_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
+    ptrdiff_t k = 0;
+    if (thr == 0 && !drop_all) return 0;  /* thr - 1 wraps: the scalar loop takes the tile */
+    for (; k + 8 <= m; k += 8) {
+        __m256 xv = _mm256_loadu_ps(xs + k), gv = _mm256_loadu_ps(gs + k);
+        __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wk + k)), flip);
+        __m256 kept = _mm256_castsi256_ps(_mm256_cmpgt_epi32(wv, thrm1));
+        __m256 z = _mm256_fmadd_ps(xv, _mm256_set1_ps(LOG2E4_F), _mm256_set1_ps(MAGIC_F));
+        __m256 kk = _mm256_sub_ps(z, _mm256_set1_ps(MAGIC_F));
+        __m256 s = _mm256_fnmadd_ps(kk, _mm256_set1_ps(L4_LO_F),
+                                    _mm256_fnmadd_ps(kk, _mm256_set1_ps(L4_HI_F), xv));
+        __m256i b = _mm256_castps_si256(z);
+        __m256 th = _mm256_permutevar8x32_ps(thv, b), tl = _mm256_permutevar8x32_ps(tlv, b);
+        __m256 t = _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_srai_epi32(_mm256_sub_epi32(b, ebias), 2), 23));
+        __m256 q = _mm256_fmadd_ps(s, _mm256_set1_ps(EXPS_F_C3), _mm256_set1_ps(EXPS_F_C2));
+        q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(EXPS_F_C1));
+        q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(EXPS_F_C0));
+        __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(s, s), q, s);
+        __m256 l = _mm256_fmadd_ps(th, p, tl);
+        __m256 pos = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_GT_OQ);
+        __m256 a = _mm256_blendv_ps(_mm256_mul_ps(th, t), _mm256_set1_ps(ft.as_hi), pos);
+        __m256 bl = _mm256_blendv_ps(_mm256_mul_ps(l, t), _mm256_set1_ps(ft.as_lo), pos);
+        __m256 ag = _mm256_and_ps(gv, absmask);
+        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(ag, _mm256_setzero_ps(), _CMP_GT_OQ),
+                                  _mm256_cmp_ps(ag, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ));
+        __m256 v = _mm256_blendv_ps(_mm256_mul_ps(gv, a),
+                                    _mm256_fmadd_ps(gv, a, _mm256_mul_ps(gv, bl)), ok);
+        v = _mm256_blendv_ps(_mm256_mul_ps(gv, _mm256_setzero_ps()), v, kept);
+        v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        _mm256_storeu_ps(os + k, v);
+    }
+    return k;
+}
+
+FS_INLINE ptrdiff_t fs_tile_bwd_fused_f64_avx2(const double *gs, const double *xs, double *os,
+                                               const uint32_t *wk, ptrdiff_t m, uint32_t thr,
+                                               int drop_all, fs_table_f64 dt)
+{
+    const __m256 thv = _mm256_castpd_ps(_mm256_setr_pd(dt.h0, dt.h1, dt.h2, dt.h3));
+    const __m256 tlv = _mm256_castpd_ps(_mm256_setr_pd(dt.l0, dt.l1, dt.l2, dt.l3));
+    const __m256i ebias = _mm256_set1_epi64x((long long)(MAGIC_BITS - 4092u));
+    const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+    const __m128i flip = _mm_set1_epi32((int)0x80000000u);
+    const __m128i thrm1 = drop_all ? _mm_set1_epi32(0x7FFFFFFF)
+                                   : _mm_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
+    ptrdiff_t k = 0;
+    if (thr == 0 && !drop_all) return 0;
+    for (; k + 4 <= m; k += 4) {
+        __m256d xv = _mm256_loadu_pd(xs + k), gv = _mm256_loadu_pd(gs + k);
+        __m128i wv = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(wk + k)), flip);
+        __m256d kept = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_cmpgt_epi32(wv, thrm1)));
+        __m256d z = _mm256_fmadd_pd(xv, _mm256_set1_pd(LOG2E4), _mm256_set1_pd(MAGIC));
+        __m256d kk = _mm256_sub_pd(z, _mm256_set1_pd(MAGIC));
+        __m256d s = _mm256_fnmadd_pd(kk, _mm256_set1_pd(L4_LO),
+                                     _mm256_fnmadd_pd(kk, _mm256_set1_pd(L4_HI), xv));
+        __m256i b = _mm256_castpd_si256(z);
+        __m256i j2 = _mm256_and_si256(_mm256_slli_epi64(b, 1), _mm256_set1_epi64x(6));
+        __m256i idx = _mm256_or_si256(j2, _mm256_slli_epi64(_mm256_add_epi64(j2,
+                                                            _mm256_set1_epi64x(1)), 32));
+        __m256d th = _mm256_castps_pd(_mm256_permutevar8x32_ps(thv, idx));
+        __m256d tl = _mm256_castps_pd(_mm256_permutevar8x32_ps(tlv, idx));
+        /* k + 4092 >= 0 here (x > -700): a logical shift is the scalar kernel's arithmetic one */
+        __m256d t = _mm256_castsi256_pd(
+            _mm256_slli_epi64(_mm256_srli_epi64(_mm256_sub_epi64(b, ebias), 2), 52));
+        __m256d q = _mm256_set1_pd(EXPS_C7);
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C6));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C5));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C4));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C3));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C2));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C1));
+        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C0));
+        __m256d p = _mm256_fmadd_pd(_mm256_mul_pd(s, s), q, s);
+        __m256d l = _mm256_fmadd_pd(th, p, tl);
+        __m256d pos = _mm256_cmp_pd(xv, _mm256_setzero_pd(), _CMP_GT_OQ);
+        __m256d a = _mm256_blendv_pd(_mm256_mul_pd(th, t), _mm256_set1_pd(dt.as_hi), pos);
+        __m256d bl = _mm256_blendv_pd(_mm256_mul_pd(l, t), _mm256_set1_pd(dt.as_lo), pos);
+        __m256d ag = _mm256_and_pd(gv, absmask);
+        __m256d ok = _mm256_and_pd(_mm256_cmp_pd(ag, _mm256_setzero_pd(), _CMP_GT_OQ),
+                                   _mm256_cmp_pd(ag, _mm256_set1_pd(DBL_MAX), _CMP_LE_OQ));
+        __m256d v = _mm256_blendv_pd(_mm256_mul_pd(gv, a),
+                                     _mm256_fmadd_pd(gv, a, _mm256_mul_pd(gv, bl)), ok);
+        v = _mm256_blendv_pd(_mm256_mul_pd(gv, _mm256_setzero_pd()), v, kept);
+        v = _mm256_blendv_pd(v, _mm256_set1_pd(NAN), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+        _mm256_storeu_pd(os + k, v);
+    }
+    return k;
+}
+#endif
+
+FS_INLINE void fs_tile_bwd_fused_f32(const float *gs, const float *xs, float *os,
+                                     const uint32_t *wk, ptrdiff_t m, uint32_t thr, int drop_all,
+                                     const double *prm, fs_table_f32 ft)
+{
+    /* the fast path where no x of the tile is below -80 (or NaN) */
+    int hard = 0;
+    for (ptrdiff_t k = 0; k < m; k++) hard |= fs_bwd_x_f32_hard(xs[k]);
+    if (!hard) {
+        ptrdiff_t k0 = 0;
+#ifdef FS_DBWD_TILE_INTRINSICS
+        k0 = fs_tile_bwd_fused_f32_avx2(gs, xs, os, wk, m, thr, drop_all, ft);
+#endif
+        FS_IVDEP
+        for (ptrdiff_t k = k0; k < m; k++) {
+            float gv = gs[k];
+            float r = fs_dbwd_fused_f32_fast(gv, xs[k], ft);
+            os[k] = fs_canon32((wk[k] >= thr) & !drop_all ? r : gv * 0.0f);
+        }
+        return;
+    }
+    for (ptrdiff_t k = 0; k < m; k++) {
+        int keep = (wk[k] >= thr) & !drop_all;
+        float gv = gs[k], xv = xs[k];
+        os[k] = keep && !fs_bwd_x_f32_hard(xv) ? fs_canon32(fs_dbwd_fused_f32_fast(gv, xv, ft))
+                                               : fs_do_bwd_f32(gv, xv, keep, prm, 1);
+    }
+}
+
 void FS_NAME(fs_dropout_bwd_f32)(const float *g, const float *x, float *out, ptrdiff_t n,
                                  const double *params, uint32_t k0, uint32_t k1, int64_t start,
                                  int64_t inner, int mode)
 {
+    fs_table_f32 ft = fs_table_f32_of(params);
     FS_DROPOUT_BODY(
         const float *gs = g + t0;
         const float *xs = x + t0;
@@ -407,9 +638,7 @@ void FS_NAME(fs_dropout_bwd_f32)(const float *g, const float *x, float *out, ptr
             for (ptrdiff_t k = 0; k < m; k++)
                 os[k] = fs_do_bwd_f32(gs[k], gs[k], (wk[k] >= thr) & !drop_all, prm, 0);
         } else if (mode == 1) {
-            FS_IVDEP
-            for (ptrdiff_t k = 0; k < m; k++)
-                os[k] = fs_do_bwd_f32(gs[k], xs[k], (wk[k] >= thr) & !drop_all, prm, 1);
+            fs_tile_bwd_fused_f32(gs, xs, os, wk, m, thr, drop_all, prm, ft);
         } else {
             FS_IVDEP
             for (ptrdiff_t k = 0; k < m; k++)
@@ -417,10 +646,39 @@ void FS_NAME(fs_dropout_bwd_f32)(const float *g, const float *x, float *out, ptr
         })
 }
 
+FS_INLINE void fs_tile_bwd_fused_f64(const double *gs, const double *xs, double *os,
+                                     const uint32_t *wk, ptrdiff_t m, uint32_t thr, int drop_all,
+                                     const double *prm, fs_table_f64 dt)
+{
+    /* the fast path where no x of the tile is at or below -700 (or NaN) */
+    int hard = 0;
+    for (ptrdiff_t k = 0; k < m; k++) hard |= fs_bwd_x_f64_hard(xs[k]);
+    if (!hard) {
+        ptrdiff_t k0 = 0;
+#ifdef FS_DBWD_TILE_INTRINSICS
+        k0 = fs_tile_bwd_fused_f64_avx2(gs, xs, os, wk, m, thr, drop_all, dt);
+#endif
+        FS_IVDEP
+        for (ptrdiff_t k = k0; k < m; k++) {
+            double gv = gs[k];
+            double r = fs_dbwd_fused_f64_fast(gv, xs[k], dt);
+            os[k] = fs_canon64((wk[k] >= thr) & !drop_all ? r : gv * 0.0);
+        }
+        return;
+    }
+    for (ptrdiff_t k = 0; k < m; k++) {
+        int keep = (wk[k] >= thr) & !drop_all;
+        double gv = gs[k], xv = xs[k];
+        os[k] = keep && !fs_bwd_x_f64_hard(xv) ? fs_canon64(fs_dbwd_fused_f64_fast(gv, xv, dt))
+                                               : fs_do_bwd_f64(gv, xv, keep, prm, 1);
+    }
+}
+
 void FS_NAME(fs_dropout_bwd_f64)(const double *g, const double *x, double *out, ptrdiff_t n,
                                  const double *params, uint32_t k0, uint32_t k1, int64_t start,
                                  int64_t inner, int mode)
 {
+    fs_table_f64 dt = fs_table_f64_of(params);
     FS_DROPOUT_BODY(
         const double *gs = g + t0;
         const double *xs = x + t0;
@@ -430,9 +688,7 @@ void FS_NAME(fs_dropout_bwd_f64)(const double *g, const double *x, double *out, 
             for (ptrdiff_t k = 0; k < m; k++)
                 os[k] = fs_do_bwd_f64(gs[k], gs[k], (wk[k] >= thr) & !drop_all, prm, 0);
         } else if (mode == 1) {
-            FS_IVDEP
-            for (ptrdiff_t k = 0; k < m; k++)
-                os[k] = fs_do_bwd_f64(gs[k], xs[k], (wk[k] >= thr) & !drop_all, prm, 1);
+            fs_tile_bwd_fused_f64(gs, xs, os, wk, m, thr, drop_all, prm, dt);
         } else {
             FS_IVDEP
             for (ptrdiff_t k = 0; k < m; k++)

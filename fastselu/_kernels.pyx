@@ -362,7 +362,7 @@ def add(cnp.ndarray a not None, cnp.ndarray b not None, cnp.ndarray out not None
 # passes its own logical start index, so any split gives the same mask.
 
 cdef enum:
-    N_DROPOUT_PARAMS = 20   # FS_N_PARAMS, fastselu/_dropout.py's N_PARAMS
+    N_DROPOUT_PARAMS = 38   # FS_N_PARAMS, fastselu/_dropout.py's N_PARAMS
 
 
 cdef void _run_dropout(int bwd, int typenum, char *g, char *x, char *o, Py_ssize_t n,
@@ -424,6 +424,74 @@ cdef _dropout_call(int bwd, cnp.ndarray g, cnp.ndarray x, cnp.ndarray out, cnp.n
         return
     with nogil:
         _run_dropout(bwd, t, pg, px, po, n, pp, k0, k1, start, inner, flag, nt)
+
+
+cdef extern from *:
+    """
+    /* Transparent huge pages for a fresh output buffer (Linux; THP in `madvise` mode, the
+       common default, gives them only to ranges that ask).  NumPy asks for every array of
+       4 MiB and more; PyTorch's CPU allocator does not, so a kernel writing a new tensor
+       faults it in 4 KiB at a time: about 25 ms per 40 MB here, more than the kernel itself.
+       Only the 2 MiB-aligned interior is advised; a range that cannot take the advice (not
+       anonymous memory, say) keeps its small pages: the result is ignored. */
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    #include <stdint.h>
+    static void fs_advise_hugepages(char *p, Py_ssize_t nbytes)
+    {
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        uintptr_t lo = ((uintptr_t)p + 0x1FFFFF) & ~(uintptr_t)0x1FFFFF;
+        uintptr_t hi = ((uintptr_t)p + (uintptr_t)nbytes) & ~(uintptr_t)0x1FFFFF;
+        if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+    #else
+        (void)p; (void)nbytes;
+    #endif
+    }
+    """
+    void fs_advise_hugepages(char *p, Py_ssize_t nbytes) noexcept nogil
+
+
+def advise_hugepages(cnp.ndarray a not None):
+    """Ask for transparent huge pages under a contiguous array that is about to be written
+    for the first time (an output PyTorch allocated): page faults cost more than the kernels.
+    Arrays below 4 MiB (NumPy's own threshold), other layouts and other platforms: nothing."""
+    cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(a)
+    if nbytes >= (4 << 20) and cnp.PyArray_IS_C_CONTIGUOUS(a):
+        fs_advise_hugepages(<char *>cnp.PyArray_DATA(a), nbytes)
+
+
+def selu_at(int kind, bint f64, size_t a, size_t b, size_t o, Py_ssize_t n):
+    """The SELU kernels on raw addresses, for fastselu.torch's eager autograd path, which has
+    checked its tensors (CPU, C-contiguous, float32 or float64 as `f64` says, n elements each;
+    `o` either new or exactly an input) and so skips a NumPy view per tensor (~2 us each, most of
+    a small training step's overhead).  kind 0: o = SELU(a); 1: o = a * SELU'(b) from x = b;
+    2: the same from the result y = b.  Threads as the fast path's."""
+    cdef Kind k = KIND_FORWARD if kind == 0 else (KIND_BACKWARD_X if kind == 1 else KIND_BACKWARD_Y)
+    cdef int t = cnp.NPY_FLOAT64 if f64 else cnp.NPY_FLOAT32
+    cdef Py_ssize_t nt = _nthreads(n)
+    if n > 0:
+        with nogil:
+            _run(k, t, <char *>a, <char *>b, <char *>o, n, nt)
+
+
+def dropout_at(int bwd, bint f64, size_t g, size_t x, size_t o, Py_ssize_t n,
+               cnp.ndarray prm not None, uint32_t k0, uint32_t k1, int64_t inner, int flag,
+               int nthreads):
+    """dropout (bwd = 0; x the input, g unused) or dropout_backward (bwd = 1; flag the mode) on
+    raw addresses, for fastselu.torch's eager calls, which have checked their tensors (CPU,
+    C-contiguous, float64 if `f64` else float32, n elements each, `o` new or exactly x) and
+    the parameters (`prm` from _dropout.params, inner >= 1, mode in 0..2): no NumPy views."""
+    if (cnp.PyArray_TYPE(prm) != cnp.NPY_FLOAT64 or not cnp.PyArray_IS_C_CONTIGUOUS(prm)
+            or cnp.PyArray_SIZE(prm) != N_DROPOUT_PARAMS):
+        raise ValueError(f"prm must be a contiguous float64 array of {N_DROPOUT_PARAMS} values")
+    cdef int t = cnp.NPY_FLOAT64 if f64 else cnp.NPY_FLOAT32
+    cdef Py_ssize_t nt = _threads_for(n, nthreads) if FS_OPENMP else 1
+    cdef const double *pp = <const double *>cnp.PyArray_DATA(prm)
+    if n > 0:
+        with nogil:
+            _run_dropout(bwd, t, <char *>g, <char *>x, <char *>o, n, pp, k0, k1, 0, inner, flag,
+                         nt)
 
 
 def dropout(cnp.ndarray x not None, cnp.ndarray out not None, cnp.ndarray prm not None, key,

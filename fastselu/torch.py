@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as _F
 
-from . import _api, _backends, _dropout
+from . import _api, _backends, _config, _dropout
 from ._constants import SCALE, SCALE_ALPHA_F64
 
 __all__ = [
@@ -93,6 +93,37 @@ def _nd(t: torch.Tensor) -> np.ndarray:
     if t.dtype is _BF16:
         return t.detach().view(torch.int16).numpy()
     return t.numpy(force=True)
+
+
+def _advise_none(a: np.ndarray) -> None:
+    return None
+
+
+def _compiled() -> Any:
+    try:
+        from . import _kernels  # type: ignore[attr-defined]
+    except ImportError:  # no compiled backend
+        return None
+    return _kernels
+
+
+_KERNELS = _compiled()
+_advise_hugepages: Callable[[np.ndarray], None] = getattr(
+    _KERNELS, "advise_hugepages", _advise_none
+)  # without the compiled backend: small pages it is
+_selu_at: Optional[Callable[..., None]] = getattr(_KERNELS, "selu_at", None)
+_dropout_at: Optional[Callable[..., None]] = getattr(_KERNELS, "dropout_at", None)
+_HUGE = 1 << 22  # bytes: NumPy's own threshold for asking for huge pages
+
+
+def _empty_like(t: torch.Tensor) -> torch.Tensor:
+    """A new contiguous tensor like `t` for a kernel to fill.  A large one asks for transparent
+    huge pages first (`_kernels.advise_hugepages`): PyTorch's CPU allocator does not, and
+    faulting 40 MB in 4 KiB pages costs more than the kernel that writes it."""
+    out = torch.empty_like(t, memory_format=torch.contiguous_format)
+    if out.nbytes >= _HUGE:
+        _advise_hugepages(_nd(out))
+    return out
 
 
 def _graph_capture() -> bool:
@@ -271,14 +302,24 @@ class _Kernels:
     def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
+    def forward_t(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """`forward` on tensors (`_eager_fast` ones, `out` new and like `x`)."""
+        self.forward(_nd(x), _nd(out))
+
+    def backward_t(
+        self, grad: torch.Tensor, saved: Optional[torch.Tensor], out: torch.Tensor
+    ) -> None:
+        """`backward` on tensors (contiguous, `out` new and like `grad`)."""
+        self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
+
     def grad_input(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         """The gradient w.r.t. the input: kernels when plain, the differentiable op otherwise."""
         if torch.is_grad_enabled():  # create_graph=True: the backward must itself be recorded
             return self.backward_op(grad, saved)
         if not grad.is_contiguous():
             grad = grad.contiguous()  # e.g. the expanded gradient of a sum()
-        out = torch.empty_like(grad)
-        self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
+        out = _empty_like(grad)
+        self.backward_t(grad, saved, out)
         return out
 
 
@@ -303,6 +344,29 @@ class _SeluKernels(_Kernels):
     def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         return cast(torch.Tensor, _selu_backward_op(grad, saved))
 
+    # float32/float64 with the compiled backend active: the kernels on the tensors' addresses.
+    def forward_t(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        if _selu_at is not None and x.dtype in _FULL_DTYPES and _backends.active is _KERNELS:
+            _selu_at(0, x.dtype is torch.float64, x.data_ptr(), 0, out.data_ptr(), x.numel())
+        else:
+            self.forward(_nd(x), _nd(out))
+
+    def backward_t(
+        self, grad: torch.Tensor, saved: Optional[torch.Tensor], out: torch.Tensor
+    ) -> None:
+        if (
+            _selu_at is not None
+            and saved is not None
+            and grad.dtype in _FULL_DTYPES
+            and saved.dtype is grad.dtype
+            and saved.shape == grad.shape
+            and _backends.active is _KERNELS
+        ):
+            f64 = grad.dtype is torch.float64
+            _selu_at(2, f64, grad.data_ptr(), saved.data_ptr(), out.data_ptr(), grad.numel())
+        else:
+            self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
+
 
 class _SeluFromInputKernels(_SeluKernels):
     """SELU saving its input: float16/bfloat16, out of place.  The gradient from a result rounded
@@ -310,6 +374,11 @@ class _SeluFromInputKernels(_SeluKernels):
     ULP, as PyTorch's (whose out-of-place SELU saves x too)."""
 
     saves_result, saves_input = False, True
+
+    def backward_t(
+        self, grad: torch.Tensor, saved: Optional[torch.Tensor], out: torch.Tensor
+    ) -> None:
+        self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
 
     def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
         assert saved is not None
@@ -333,8 +402,8 @@ class _Eager(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, kernels: _Kernels, x: torch.Tensor) -> torch.Tensor:
-        out = torch.empty_like(x)  # x is contiguous, so out is too
-        kernels.forward(_nd(x), _nd(out))
+        out = _empty_like(x)
+        kernels.forward_t(x, out)
         ctx.kernels = kernels
         if kernels.saves_result:
             ctx.save_for_backward(out)
@@ -402,7 +471,7 @@ def _run(kernels: _Kernels, input: torch.Tensor, inplace: bool) -> torch.Tensor:
         kernels.forward(xn, None)
         torch.autograd.graph.increment_version(input)  # as every PyTorch in-place op does
         return input
-    out = torch.empty_like(input)
+    out = _empty_like(input)
     kernels.forward(xn, _nd(out))
     return out
 
@@ -648,7 +717,11 @@ _dropout_backward_op.register_autograd(_bwd_backward, setup_context=_bwd_setup_c
 
 
 class _DropoutKernels(_Kernels):
-    """One training call's AlphaDropout (of SELU if `fused`): p, seed and layout on the instance."""
+    """One training call's AlphaDropout (of SELU if `fused`): p, seed and layout on the instance.
+
+    The eager calls run the backend's dropout kernels directly on the flat views (the front
+    end's checks hold by construction: `_eager_fast` tensors, one dtype, the result allocated
+    here); other cases go through `_api`."""
 
     def __init__(
         self, p: float, seed: torch.Tensor, feature: bool, fused: bool, inplace: bool
@@ -659,13 +732,99 @@ class _DropoutKernels(_Kernels):
         self.saves_result = False
         self.saves_input = fused  # AlphaDropout alone needs only the seed
 
+    def _direct(self, a: np.ndarray) -> Optional[tuple[Any, np.ndarray, tuple[int, int], int]]:
+        """(backend, prm, key, inner) for a kernel call on `a`'s flat view, or None when the
+        front end must decide (feature mode on < 2 dimensions, say)."""
+        if self.feature and a.ndim < 2:
+            return None
+        inner = int(np.prod(a.shape[2:], dtype=np.int64)) if self.feature else 1
+        prm = _dropout.params(self.p, "float32" if a.dtype == np.float32 else "float64")
+        return _api._dropout_backend(), prm, _dropout.key_of(self.seed), inner
+
+    def _at(self, t: torch.Tensor) -> Optional[tuple[np.ndarray, int, int, int]]:
+        """(prm, k0, k1, inner) for the compiled kernels on `t`'s address, or None when they
+        are not the active backend (or `t` needs the front end)."""
+        if _dropout_at is None or _backends.active is not _KERNELS:
+            return None
+        if self.feature and t.dim() < 2:
+            return None
+        inner = math.prod(t.shape[2:]) if self.feature else 1
+        prm = _dropout.params(self.p, "float64" if t.dtype is torch.float64 else "float32")
+        return prm, self.seed & 0xFFFFFFFF, self.seed >> 32, inner
+
+    def forward_t(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        at = self._at(x)
+        if at is None:
+            self.forward(_nd(x), _nd(out))
+            return
+        prm, k0, k1, inner = at
+        nt = _config.effective_num_threads()
+        assert _dropout_at is not None
+        _dropout_at(
+            0,
+            x.dtype is torch.float64,
+            0,
+            x.data_ptr(),
+            out.data_ptr(),
+            x.numel(),
+            prm,
+            k0,
+            k1,
+            inner,
+            self.fused,
+            nt,
+        )
+
+    def backward_t(
+        self, grad: torch.Tensor, saved: Optional[torch.Tensor], out: torch.Tensor
+    ) -> None:
+        at = self._at(grad)
+        if at is None or (saved is not None and saved.dtype is not grad.dtype):
+            self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
+            return
+        prm, k0, k1, inner = at
+        mode = (2 if self.is_result else 1) if self.fused else 0
+        x = grad if saved is None else saved
+        nt = _config.effective_num_threads()
+        assert _dropout_at is not None
+        _dropout_at(
+            1,
+            grad.dtype is torch.float64,
+            grad.data_ptr(),
+            x.data_ptr(),
+            out.data_ptr(),
+            grad.numel(),
+            prm,
+            k0,
+            k1,
+            inner,
+            mode,
+            nt,
+        )
+
     def forward(self, x: np.ndarray, out: Optional[np.ndarray]) -> None:
-        _np_dropout(self.fused, x, self.p, self.seed, self.feature, out)
+        d = self._direct(x)
+        if d is None:
+            _np_dropout(self.fused, x, self.p, self.seed, self.feature, out)
+            return
+        backend, prm, key, inner = d
+        o = x if out is None else out
+        nt = _config.effective_num_threads()
+        backend.dropout(x.reshape(-1), o.reshape(-1), prm, key, 0, inner, self.fused, nt)
 
     def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
-        _np_dropout_backward(
-            self.fused, grad, saved, self.p, self.seed, self.feature, self.is_result, out
-        )
+        d = self._direct(grad)
+        if d is None or (saved is not None and saved.dtype != grad.dtype):
+            _np_dropout_backward(
+                self.fused, grad, saved, self.p, self.seed, self.feature, self.is_result, out
+            )
+            return
+        backend, prm, key, inner = d
+        mode = (2 if self.is_result else 1) if self.fused else 0
+        g = grad.reshape(-1)
+        x = g if saved is None else saved.reshape(-1)
+        nt = _config.effective_num_threads()
+        backend.dropout_backward(g, x, out.reshape(-1), prm, key, 0, inner, mode, nt)
 
     def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         return cast(

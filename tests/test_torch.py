@@ -1,6 +1,7 @@
 """fastselu.torch: the drop-in for torch.nn.SELU (outputs, autograd, in place, Module, compile)."""
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -50,7 +51,25 @@ def kernel_calls(monkeypatch):
 
     monkeypatch.setattr(_backends, "fast_forward", spy_fwd)
     monkeypatch.setattr(_backends, "fast_backward", spy_bwd)
+    real_at = fst._selu_at
+    if real_at is not None:  # the compiled kernels on the tensors' addresses (autograd path)
+
+        def spy_at(kind, f64, a, b, o, n):
+            if kind == 0:
+                calls.append(("selu", _At(a), _At(o), False))
+            else:
+                calls.append(("selu_backward", _At(a), _At(b), _At(o)))
+            return real_at(kind, f64, a, b, o, n)
+
+        monkeypatch.setattr(fst, "_selu_at", spy_at)
     return calls
+
+
+class _At:
+    """An address that fastselu.torch passed to the kernels, read like ndarray.ctypes.data."""
+
+    def __init__(self, addr):
+        self.ctypes = types.SimpleNamespace(data=addr)
 
 
 def special(dtype):

@@ -414,3 +414,40 @@ def test_torch_compile_matches_eager(inplace):
         torch.testing.assert_close(a, p.grad, rtol=1e-5, atol=1e-6)
     explained = torch._dynamo.explain(model)(x)
     assert explained.graph_break_count == 0
+
+
+def _vm_flags(addr):
+    """The VmFlags of this process's mapping that holds `addr` (Linux /proc/self/smaps)."""
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and all(c in "0123456789abcdef-" for c in head):
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and line.startswith("VmFlags:"):
+                return line.split()[1:]
+    return None
+
+
+@pytest.mark.parametrize("name", ["selu", "selu_alpha_dropout"])
+def test_large_new_outputs_ask_for_huge_pages(name):
+    """Outputs of 4 MiB and more that fastselu.torch allocates (forward and backward) carry
+    MADV_HUGEPAGE ('hg'): PyTorch's allocator does not ask, and 4 KiB page faults on a fresh
+    40 MB tensor cost more than the kernel (Linux with transparent huge pages only)."""
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or not os.path.exists(
+        "/sys/kernel/mm/transparent_hugepage/enabled"
+    ):
+        pytest.skip("transparent huge pages are Linux's")
+    if fastselu.get_backend() != "cython":
+        pytest.skip("the advice comes with the compiled backend")
+    t = torch.randn(1 << 21).requires_grad_(True)  # 8 MiB
+    fn = getattr(fst, name)
+    y = fn(t) if name == "selu" else fn(t, 0.1, True)
+    y.backward(torch.ones_like(y))
+    for r in (y, t.grad):
+        mid = r.data_ptr() + r.nbytes // 2  # inside the 2 MiB-aligned interior
+        assert "hg" in (_vm_flags(mid) or []), name
