@@ -221,7 +221,7 @@ FS_INLINE double fs_two_sum(double a, double b, double *err)
  * plain product (as fs_bwd_y_f64). */
 FS_INLINE double fs_dd_times(double g, double dh, double dl)
 {
-    double v = fma(g, dh, g * dl);
+    double v = fs_fma(g, dh, g * dl);
     return g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * (dh + dl);
 }
 
@@ -314,9 +314,9 @@ FS_INLINE float fs_do_fwd_f32(float xf, int keep, const double *prm, int fused)
         double t;
         double d = (x - prm[FS_P_L_HI]) - prm[FS_P_L_LO];
         double pp = fs_expm1_f32(fs_clamp_below(d, -128.0), &t);
-        double e = fma(t, pp, t - 1.0);
+        double e = fs_fma(t, pp, t - 1.0);
         double neg = prm[FS_P_C_HI] * e;
-        double pos = fma(x, prm[FS_P_AS_HI], prm[FS_P_AB_HI]);
+        double pos = fs_fma(x, prm[FS_P_AS_HI], prm[FS_P_AB_HI]);
         kept = x > 0.0 ? pos : neg;
         zero = xf == -INFINITY ? -0.0f : xf * 0.0f;  /* SELU(-inf) = -SA is finite */
     } else {
@@ -366,11 +366,11 @@ FS_INLINE double fs_do_fwd_f64(double x, int keep, const double *prm, int fused)
         double tm1 = fs_fast2sum(-1.0, t, &tm1_lo);   /* t - 1 is exact for n <= 53 */
         double b = fs_fast2sum(tm1, t * p_hi, &b_lo);
         double e_lo = (b_lo + t * p_lo) + tm1_lo;
-        double neg = fma(prm[FS_P_C_HI], b, fma(prm[FS_P_C_HI], e_lo, prm[FS_P_C_LO] * b));
+        double neg = fs_fma(prm[FS_P_C_HI], b, fs_fma(prm[FS_P_C_HI], e_lo, prm[FS_P_C_LO] * b));
         /* x > 0: a*SCALE*x + a*SA*p, both positive */
         double se;
         double h = prm[FS_P_AS_HI] * x;
-        double hl = fma(prm[FS_P_AS_HI], x, -h) + fma(prm[FS_P_AS_LO], x, prm[FS_P_AB_LO]);
+        double hl = fs_fma(prm[FS_P_AS_HI], x, -h) + fs_fma(prm[FS_P_AS_LO], x, prm[FS_P_AB_LO]);
         double s = fs_two_sum(h, prm[FS_P_AB_HI], &se);
         double pos = s + (se + hl);
         pos = h - h == 0.0 ? pos : h;          /* overflow: inf */
@@ -382,7 +382,7 @@ FS_INLINE double fs_do_fwd_f64(double x, int keep, const double *prm, int fused)
         double s1 = fs_two_sum(x, prm[FS_P_B_HI], &e1);
         double s = fs_two_sum(s1, prm[FS_P_B_LO], &e2);
         double e = (e1 + e2) + prm[FS_P_B_LO2];
-        double r = fma(prm[FS_P_A_HI], s, fma(prm[FS_P_A_HI], e, prm[FS_P_A_LO] * s));
+        double r = fs_fma(prm[FS_P_A_HI], s, fs_fma(prm[FS_P_A_HI], e, prm[FS_P_A_LO] * s));
         kept = s - s == 0.0 ? r : prm[FS_P_A_HI] * s;  /* +-inf, NaN */
         zero = x * 0.0;
     }
@@ -400,7 +400,7 @@ FS_INLINE double fs_dropout_bwd_exp_f64(double g, double x, double k_hi, double 
     double s = fs_fast2sum(1.0, p_hi, &s_lo);
     s_lo = s_lo + p_lo;
     double d_hi = k_hi * s;
-    double d_lo = fma(k_hi, s, -d_hi) + fma(k_hi, s_lo, k_lo * s);
+    double d_lo = fs_fma(k_hi, s, -d_hi) + fs_fma(k_hi, s_lo, k_lo * s);
     double n1 = n < -1000.0 ? -1000.0 : n;
     double n23 = n - n1;
     double n2 = n23 < -1000.0 ? -1000.0 : n23;
@@ -428,7 +428,7 @@ FS_INLINE double fs_do_bwd_f64(double g, double x, int keep, const double *prm, 
         double dh = pos ? prm[FS_P_AS_HI] : s;
         double dl = pos ? prm[FS_P_AS_LO] : s_lo;
         double dl2 = pos ? 0.0 : prm[FS_P_C_LO2];
-        double v = fma(g, dh, fma(g, dl, g * dl2));
+        double v = fs_fma(g, dh, fs_fma(g, dl, g * dl2));
         kept = g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * ((dh + dl) + dl2);
     }
     return fs_canon64(keep ? kept : g * 0.0);

@@ -1,6 +1,9 @@
 """The compiled kernels: accuracy (sampled here, exhaustive in the slow test), bit-identity
 across SIMD variants, thread counts and strided views."""
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +261,18 @@ def test_exhaustive_float32_and_float64_check():
     print(p.stdout)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "OK" in p.stdout
+
+
+def test_no_libm_math_in_the_extension():
+    """The kernels' results must not depend on the C library: no libm fma (glibc's is exact but
+    slow without FMA3, UCRT's is not correctly rounded there), exp, expm1 or log is imported.
+    (The baseline's fused multiply-adds are emulated, the others are the instruction.)"""
+    nm = shutil.which("nm")
+    if nm is None or sys.platform != "linux":
+        pytest.skip("needs binutils' nm on Linux")
+    out = subprocess.run(
+        [nm, "-D", "--undefined-only", K.__file__], capture_output=True, text=True, check=True
+    ).stdout
+    names = {line.split()[-1].split("@")[0] for line in out.splitlines() if line.strip()}
+    libm = {"fma", "fmaf", "exp", "expf", "expm1", "expm1f", "log", "log1p", "pow", "ldexp"}
+    assert not names & libm, sorted(names & libm)
