@@ -102,6 +102,22 @@ def _result_dtype(dt: np.dtype[Any], name: str) -> np.dtype[Any]:
     )
 
 
+def _pair_result_dtype(a: np.dtype[Any], b: np.dtype[Any], name: str) -> np.dtype[Any]:
+    """Native result dtype for two inputs (grad_output and x): NumPy's promotion, as ml_dtypes
+    defines it under NumPy >= 2 for bfloat16 (float16 with bfloat16 gives float32, as JAX's; with
+    integers bfloat16 promotes as float16 does).  Under NumPy 1.x ml_dtypes defines no common type
+    for bfloat16 with float16 or wide integers, and np.result_type raises: the same rule here."""
+    try:
+        return _result_dtype(np.result_type(a, b), name)
+    except TypeError:
+        if not (_is_bfloat16(a) or _is_bfloat16(b)):
+            raise
+    r = np.result_type(*(_F16 if _is_bfloat16(d) else d for d in (a, b)))
+    if r == _F16:  # float16 stood in for bfloat16
+        r = _F32 if _F16 in (a, b) else (a if _is_bfloat16(a) else b)
+    return _result_dtype(r, name)
+
+
 def _as_input(x: Any, name: str) -> np.ndarray:
     _check_foreign(x, name)
     # asarray of an ndarray subclass (np.memmap, np.matrix) is a plain view of the same memory.
@@ -300,8 +316,7 @@ def selu_backward(
         raise ValueError(
             f"grad_output has shape {g.shape} but x has shape {xa.shape}; expected equal shapes"
         )
-    # float16 with bfloat16 gives float32 (ml_dtypes' promotion, as JAX's)
-    rdt = _result_dtype(np.result_type(g.dtype, xa.dtype), "grad_output and x")
+    rdt = _pair_result_dtype(g.dtype, xa.dtype, "grad_output and x")
     if out is None:
         res = np.empty_like(xa, dtype=rdt, subok=False)
         _run(kernel, [g, xa], res, rdt)
@@ -580,7 +595,7 @@ def _dropout_backward(
                 f"grad_output has shape {ga.shape} but x has shape {xa.shape}; expected equal "
                 "shapes"
             )
-        rdt = _result_dtype(np.result_type(ga.dtype, xa.dtype), "grad_output and x")
+        rdt = _pair_result_dtype(ga.dtype, xa.dtype, "grad_output and x")
         inputs = [ga, xa]
         if is_result:
             mode = 2

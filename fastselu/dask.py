@@ -105,7 +105,7 @@ def selu_backward(grad_output: Any, x: Any, *, is_result: bool = False) -> da.Ar
         raise ValueError(
             f"grad_output has shape {g.shape} but x has shape {xa.shape}; expected equal shapes"
         )
-    rdt = _api._result_dtype(np.result_type(g.dtype, xa.dtype), "grad_output and x")
+    rdt = _api._pair_result_dtype(g.dtype, xa.dtype, "grad_output and x")
     index = tuple(range(xa.ndim))
     r = da.blockwise(  # type: ignore[no-untyped-call]
         _selu_backward_block,
@@ -279,7 +279,7 @@ def selu_alpha_dropout_backward(
         raise ValueError(
             f"grad_output has shape {g.shape} but x has shape {xa.shape}; expected equal shapes"
         )
-    rdt = _api._result_dtype(np.result_type(g.dtype, xa.dtype), "grad_output and x")
+    rdt = _api._pair_result_dtype(g.dtype, xa.dtype, "grad_output and x")
     pf, s = _dropout_args(xa, p, seed, feature, training)
     index = "".join(chr(ord("a") + i) for i in range(xa.ndim))
     _, (g, xa) = da.core.unify_chunks(g, index, xa, index)  # type: ignore[no-untyped-call]

@@ -293,8 +293,15 @@ def test_dtype_rules():
         (bf, np.float32, np.float32),
         (bf, np.float64, np.float64),
         (f16, np.float32, np.float32),
+        # bfloat16 with integers promotes as float16 does (ml_dtypes under NumPy 2; the front
+        # end keeps this rule under NumPy 1.x, where np.result_type raises for these pairs)
+        (bf, np.int8, bf),
+        (np.uint16, bf, np.float32),
+        (bf, np.int64, np.float64),
     ]:
         r = fastselu.selu_backward(one.astype(a), one.astype(b))
+        assert r.dtype == want, (a, b)
+        r = fastselu.selu_alpha_dropout_backward(one.astype(a), one.astype(b), p=0.5, seed=1)
         assert r.dtype == want, (a, b)
     assert fastselu.selu(one.astype(bf)).dtype == bf
     assert fastselu.selu(np.asarray(-1.0, bf)).dtype == bf

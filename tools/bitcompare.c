@@ -7,10 +7,17 @@
  *   bitcompare f32 VARIANT...        every float32 input (2^32), forward and backward from x at
  *                                    grad_output = 1: one line per block of 2^24 inputs with a
  *                                    64-bit hash of the outputs' bits (BITCOMPARE_STRIDE=k: every
- *                                    k-th block only, a sample for slow emulated variants)
+ *                                    k-th block only, a sample for slow emulated variants).
+ *                                    Each step of the hash is a bijection of its state for a
+ *                                    given word, so outputs differing in one word always give
+ *                                    different hashes; several differences collide with
+ *                                    probability about 2^-64.
  *   bitcompare f64 IN OUT VARIANT... float64 inputs from file IN (x, then g, each n doubles):
  *                                    writes forward(x), backward_x(1, x), backward_x(g, x) and
  *                                    backward_y(g, forward(x)) to OUT.VARIANT (raw bits)
+ *   bitcompare h16 OUT VARIANT...    every float16 and every bfloat16 input (2^16 each): writes
+ *                                    forward(x), backward_x(1, x) and backward_y(1, forward(x))
+ *                                    per format to OUT.VARIANT (raw bits)
  *   bitcompare f32dump BLOCK VARIANT OUT  one block's raw outputs (to find a mismatch)
  *
  * A VARIANT the CPU lacks is reported as "skip" (fs_variant_supported).
@@ -44,6 +51,13 @@ static uint64_t hash32(const float *v, size_t n)
     return h;
 }
 
+static size_t bitrev(size_t i)  /* over the 32 - BLOCK_BITS bits of a block number */
+{
+    size_t r = 0;
+    for (int b = 0; b < 32 - BLOCK_BITS; b++) r |= ((i >> b) & 1u) << (32 - BLOCK_BITS - 1 - b);
+    return r;
+}
+
 static void f32_block(const fs_kernels *k, size_t blk, float *x, float *g, float *o1, float *o2)
 {
     for (size_t i = 0; i < BLOCK; i++) {
@@ -64,24 +78,29 @@ static int run_f32(int argc, char **argv)
             continue;
         }
         const fs_kernels *k = fs_variant(vi);
-        uint64_t hf[NBLOCKS], hb[NBLOCKS];
         const char *st = getenv("BITCOMPARE_STRIDE");
         long stride = st && atol(st) > 0 ? atol(st) : 1;
+        /* Blocks in bit-reversed order, each line printed (and flushed) as its block finishes:
+         * a run stopped early has compared a sample spread over signs and exponents, and says
+         * which blocks.  Lines come out of order; the caller compares them as sets. */
         #pragma omp parallel
         {
             float *x = malloc(BLOCK * 4), *g = malloc(BLOCK * 4);
             float *o1 = malloc(BLOCK * 4), *o2 = malloc(BLOCK * 4);
             #pragma omp for schedule(dynamic)
-            for (long blk = 0; blk < (long)NBLOCKS; blk += stride) {
-                f32_block(k, (size_t)blk, x, g, o1, o2);
-                hf[blk] = hash32(o1, BLOCK);
-                hb[blk] = hash32(o2, BLOCK);
+            for (long i = 0; i < (long)NBLOCKS; i++) {
+                size_t blk = bitrev((size_t)i);
+                if (blk % (size_t)stride) continue;
+                f32_block(k, blk, x, g, o1, o2);
+                unsigned long long hf = hash32(o1, BLOCK), hb = hash32(o2, BLOCK);
+                #pragma omp critical
+                {
+                    printf("f32 %zu fwd %016llx bwd %016llx\n", blk, hf, hb);
+                    fflush(stdout);
+                }
             }
             free(x); free(g); free(o1); free(o2);
         }
-        for (size_t blk = 0; blk < NBLOCKS; blk += (size_t)stride)
-            printf("f32 %zu fwd %016llx bwd %016llx\n", blk,
-                   (unsigned long long)hf[blk], (unsigned long long)hb[blk]);
         fprintf(stderr, "bitcompare: %s float32 done\n", argv[a]);
     }
     return 0;
@@ -135,10 +154,43 @@ static int run_f64(const char *in, const char *out, int argc, char **argv)
     return 0;
 }
 
+static int run_h16(const char *out, int argc, char **argv)
+{
+    enum { N = 1 << 16 };
+    static uint16_t x[N], one[N], r[6 * N];
+    for (size_t i = 0; i < N; i++) x[i] = (uint16_t)i;
+    for (int a = 0; a < argc; a++) {
+        int vi = find(argv[a]);
+        if (vi < 0) {
+            printf("%s %s\n", argv[a], vi == -1 ? "not-built" : "skip");
+            continue;
+        }
+        const fs_kernels *k = fs_variant(vi);
+        k->half_init();
+        for (size_t i = 0; i < N; i++) one[i] = 0x3C00; /* float16 1.0 */
+        k->forward_f16(x, r, N);
+        k->backward_x_f16(one, x, r + N, N);
+        k->backward_y_f16(one, r, r + 2 * N, N);
+        for (size_t i = 0; i < N; i++) one[i] = 0x3F80; /* bfloat16 1.0 */
+        k->forward_bf16(x, r + 3 * N, N);
+        k->backward_x_bf16(one, x, r + 4 * N, N);
+        k->backward_y_bf16(one, r + 3 * N, r + 5 * N, N);
+        char path[4096];
+        snprintf(path, sizeof path, "%s.%s", out, argv[a]);
+        FILE *o = fopen(path, "wb");
+        if (!o) return perror(path), 2;
+        fwrite(r, 2, 6 * N, o);
+        fclose(o);
+        printf("%s h16 %d inputs x 2 formats -> %s\n", argv[a], N, path);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "f32") == 0) return run_f32(argc - 2, argv + 2);
     if (argc >= 5 && strcmp(argv[1], "f64") == 0) return run_f64(argv[2], argv[3], argc - 4, argv + 4);
+    if (argc >= 4 && strcmp(argv[1], "h16") == 0) return run_h16(argv[2], argc - 3, argv + 3);
     if (argc == 5 && strcmp(argv[1], "f32dump") == 0) return run_f32dump(argv[2], argv[3], argv[4]);
     fprintf(stderr, "usage: see the comment at the top of tools/bitcompare.c\n");
     return 2;
