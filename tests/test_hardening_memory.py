@@ -364,6 +364,12 @@ elif scenario == "result":
     # The result (16 MB, or 200 MB for the broadcast float16 input) cannot be allocated.
     original = x[:4096].copy()
     limit_address_space(4 << 20)
+    try:  # qemu-user does not apply RLIMIT_AS to the guest (it would limit the emulator too)
+        np.ones(64 << 20, dtype=np.uint8)
+        print("RESULT limit not enforced")
+        sys.exit(0)
+    except MemoryError:
+        pass
     calls = {
         "selu": lambda: fastselu.selu(x),
         "strided": lambda: fastselu.selu(x[::2]),
@@ -398,6 +404,8 @@ def test_thread_creation_failure_is_not_fatal(backend_name):
 def test_failing_result_allocation_raises_memoryerror(backend_name):
     r = run_python(LIMITED, "result", timeout=60, FASTSELU_BACKEND=backend_name)
     assert r.returncode == 0, r.stderr[-2000:]
+    if "RESULT limit not enforced" in r.stdout:
+        pytest.skip("the address-space limit is not enforced here (qemu-user ignores RLIMIT_AS)")
     for name in ("selu", "strided", "backward", "float16"):
         assert f"{name} MemoryError" in r.stdout, r.stdout
     assert "RESULT unchanged" in r.stdout
