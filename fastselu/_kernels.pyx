@@ -452,13 +452,12 @@ cdef extern from *:
     void fs_advise_hugepages(char *p, Py_ssize_t nbytes) noexcept nogil
 
 
-def advise_hugepages(cnp.ndarray a not None):
-    """Ask for transparent huge pages under a contiguous array that is about to be written
-    for the first time (an output PyTorch allocated): page faults cost more than the kernels.
-    Arrays below 4 MiB (NumPy's own threshold), other layouts and other platforms: nothing."""
-    cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(a)
-    if nbytes >= (4 << 20) and cnp.PyArray_IS_C_CONTIGUOUS(a):
-        fs_advise_hugepages(<char *>cnp.PyArray_DATA(a), nbytes)
+def advise_hugepages(size_t address, Py_ssize_t nbytes):
+    """Ask for transparent huge pages under nbytes of contiguous memory at `address` that is
+    about to be written for the first time (an output PyTorch allocated): page faults cost more
+    than the kernels.  Below 4 MiB (NumPy's own threshold) and on other platforms: nothing."""
+    if nbytes >= (4 << 20):
+        fs_advise_hugepages(<char *>address, nbytes)
 
 
 def selu_at(int kind, bint f64, size_t a, size_t b, size_t o, Py_ssize_t n):

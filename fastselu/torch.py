@@ -95,7 +95,7 @@ def _nd(t: torch.Tensor) -> np.ndarray:
     return t.numpy(force=True)
 
 
-def _advise_none(a: np.ndarray) -> None:
+def _advise_none(address: int, nbytes: int) -> None:
     return None
 
 
@@ -108,12 +108,11 @@ def _compiled() -> Any:
 
 
 _KERNELS = _compiled()
-_advise_hugepages: Callable[[np.ndarray], None] = getattr(
+_advise_hugepages: Callable[[int, int], None] = getattr(
     _KERNELS, "advise_hugepages", _advise_none
 )  # without the compiled backend: small pages it is
 _selu_at: Optional[Callable[..., None]] = getattr(_KERNELS, "selu_at", None)
 _dropout_at: Optional[Callable[..., None]] = getattr(_KERNELS, "dropout_at", None)
-_HUGE = 1 << 22  # bytes: NumPy's own threshold for asking for huge pages
 
 
 def _empty_like(t: torch.Tensor) -> torch.Tensor:
@@ -121,8 +120,7 @@ def _empty_like(t: torch.Tensor) -> torch.Tensor:
     huge pages first (`_kernels.advise_hugepages`): PyTorch's CPU allocator does not, and
     faulting 40 MB in 4 KiB pages costs more than the kernel that writes it."""
     out = torch.empty_like(t, memory_format=torch.contiguous_format)
-    if out.nbytes >= _HUGE:
-        _advise_hugepages(_nd(out))
+    _advise_hugepages(out.data_ptr(), out.nbytes)
     return out
 
 
