@@ -730,32 +730,32 @@ class _DropoutKernels(_Kernels):
         self.saves_result = False
         self.saves_input = fused  # AlphaDropout alone needs only the seed
 
-    def _direct(self, a: np.ndarray) -> Optional[tuple[Any, np.ndarray, tuple[int, int], int]]:
-        """(backend, prm, key, inner) for a kernel call on `a`'s flat view, or None when the
-        front end must decide (feature mode on < 2 dimensions, say)."""
-        if self.feature and a.ndim < 2:
+    def _plan(self, shape: Any, fmt: str) -> Optional[tuple[np.ndarray, tuple[int, int], int]]:
+        """(prm, key, inner) for a kernel call on the flat elements of an array of `shape`, or
+        None when the front end must decide (feature mode on < 2 dimensions, say)."""
+        if self.feature and len(shape) < 2:
             return None
-        inner = int(np.prod(a.shape[2:], dtype=np.int64)) if self.feature else 1
-        prm = _dropout.params(self.p, "float32" if a.dtype == np.float32 else "float64")
-        return _api._dropout_backend(), prm, _dropout.key_of(self.seed), inner
+        inner = math.prod(shape[2:]) if self.feature else 1
+        return _dropout.params(self.p, fmt), _dropout.key_of(self.seed), inner
 
-    def _at(self, t: torch.Tensor) -> Optional[tuple[np.ndarray, int, int, int]]:
-        """(prm, k0, k1, inner) for the compiled kernels on `t`'s address, or None when they
-        are not the active backend (or `t` needs the front end)."""
+    def _direct(self, a: np.ndarray) -> Optional[tuple[Any, np.ndarray, tuple[int, int], int]]:
+        """(backend, prm, key, inner) for a kernel call on `a`'s flat view, or None."""
+        plan = self._plan(a.shape, "float32" if a.dtype == np.float32 else "float64")
+        return None if plan is None else (_api._dropout_backend(), *plan)
+
+    def _at(self, t: torch.Tensor) -> Optional[tuple[np.ndarray, tuple[int, int], int]]:
+        """(prm, key, inner) for the compiled kernels on `t`'s address, or None when they are
+        not the active backend (or `t` needs the front end)."""
         if _dropout_at is None or _backends.active is not _KERNELS:
             return None
-        if self.feature and t.dim() < 2:
-            return None
-        inner = math.prod(t.shape[2:]) if self.feature else 1
-        prm = _dropout.params(self.p, "float64" if t.dtype is torch.float64 else "float32")
-        return prm, self.seed & 0xFFFFFFFF, self.seed >> 32, inner
+        return self._plan(t.shape, "float64" if t.dtype is torch.float64 else "float32")
 
     def forward_t(self, x: torch.Tensor, out: torch.Tensor) -> None:
         at = self._at(x)
         if at is None:
             self.forward(_nd(x), _nd(out))
             return
-        prm, k0, k1, inner = at
+        prm, (k0, k1), inner = at
         nt = _config.effective_num_threads()
         assert _dropout_at is not None
         _dropout_at(
@@ -780,7 +780,7 @@ class _DropoutKernels(_Kernels):
         if at is None or (saved is not None and saved.dtype is not grad.dtype):
             self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
             return
-        prm, k0, k1, inner = at
+        prm, (k0, k1), inner = at
         mode = (2 if self.is_result else 1) if self.fused else 0
         x = grad if saved is None else saved
         nt = _config.effective_num_threads()
