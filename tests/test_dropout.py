@@ -647,26 +647,34 @@ def f32_reference(x, p, fused):
         return np.where(x64 > 0, g["AS_HI"] * x64 + g["AB_HI"], g["C_HI"] * np.expm1(d))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["alpha", "fused"])
-def test_float32_exhaustive(kind):
-    """Every float32 input, kept (p = 0.1): <= 1 ULP.  Minutes: the 256 blocks run on a
-    one-thread kernel each, spread over the CPUs (the NumPy reference, which dominates,
-    releases the GIL)."""
-    p, fused = 0.1, kind == "fused"
-    prm = _kept_everywhere(p, "float32")
-    kernel = _api._dropout_backend().dropout
+def _worst_over_float32(error_of, every=1):
+    """max of error_of(x) over the finite float32 inputs, in blocks of 2^24 bit patterns (every
+    `every`-th block), spread over the CPUs: the kernels run on one thread per block and the
+    NumPy reference, which dominates, releases the GIL."""
     step = 1 << 24
 
     def block(lo):
         x = (np.arange(step, dtype=np.uint32) + np.uint32(lo)).view(np.float32)
-        x = x[np.isfinite(x)]
+        return error_of(x[np.isfinite(x)])
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return max(pool.map(block, range(0, 1 << 32, step * every)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["alpha", "fused"])
+def test_float32_exhaustive(kind):
+    """Every float32 input, kept (p = 0.1): <= 1 ULP.  Minutes."""
+    p, fused = 0.1, kind == "fused"
+    prm = _kept_everywhere(p, "float32")
+    kernel = _api._dropout_backend().dropout
+
+    def error_of(x):
         o = np.empty_like(x)
         kernel(x, o, prm, (1, 2), 0, 1, fused, 1)
         return float(ulp_error(o, f32_reference(x, p, fused), np.float32).max())
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        worst = max(pool.map(block, range(0, 1 << 32, step)))
+    worst = _worst_over_float32(error_of)
     assert worst <= 1.0, worst
 
 
@@ -674,17 +682,14 @@ def test_float32_exhaustive(kind):
 @pytest.mark.parametrize(("p", "every"), [(0.1, 1), (0.9, 8)])
 def test_float32_backward_exhaustive(p, every):
     """Every float32 x, kept, grad_output = 1, the fused backward from x (its float32 fast path
-    above x = -80, the precise one below): <= 1.5 ULP of a*SELU'(x) (SPEC).  Minutes, spread
-    over the CPUs as test_float32_exhaustive.  The second p (another table, the same code) takes
-    every 8th block of 2^24 inputs, to keep CI's slow suite within its time."""
+    above x = -80, the precise one below): <= 1.5 ULP of a*SELU'(x) (SPEC).  Minutes.  The
+    second p (another table, the same code) takes every 8th block of 2^24 inputs, to keep CI's
+    slow suite within its time."""
     prm = _kept_everywhere(p, "float32")
     ref = _dropout.params(p, "float64")
     kernel = _api._dropout_backend().dropout_backward
-    step = 1 << 24
 
-    def block(lo):
-        x = (np.arange(step, dtype=np.uint32) + np.uint32(lo)).view(np.float32)
-        x = x[np.isfinite(x)]
+    def error_of(x):
         o = np.empty_like(x)
         kernel(np.ones_like(x), x, o, prm, (1, 2), 0, 1, 1, 1)
         x64 = x.astype(np.float64)
@@ -692,6 +697,5 @@ def test_float32_backward_exhaustive(p, every):
             exact = np.where(x64 > 0, ref[_dropout.P_AS_HI], ref[_dropout.P_ASA_HI] * np.exp(x64))
         return float(ulp_error(o, exact, np.float32).max())
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        worst = max(pool.map(block, range(0, 1 << 32, step * every)))
+    worst = _worst_over_float32(error_of, every)
     assert worst <= 1.5, worst
