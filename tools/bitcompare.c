@@ -121,6 +121,18 @@ static int run_f32dump(const char *blks, const char *name, const char *out)
     return 0;
 }
 
+/* out.VARIANT <- count items of size bytes from r; 0 or 2 (the message printed) */
+static int save(const char *out, const char *variant, const void *r, size_t size, size_t count)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s.%s", out, variant);
+    FILE *o = fopen(path, "wb");
+    if (!o) return perror(path), 2;
+    fwrite(r, size, count, o);
+    fclose(o);
+    return 0;
+}
+
 static int run_f64(const char *in, const char *out, int argc, char **argv)
 {
     FILE *f = fopen(in, "rb");
@@ -143,13 +155,8 @@ static int run_f64(const char *in, const char *out, int argc, char **argv)
         k->backward_x_f64(one, x, r + n, (ptrdiff_t)n);
         k->backward_x_f64(g, x, r + 2 * n, (ptrdiff_t)n);
         k->backward_y_f64(g, r, r + 3 * n, (ptrdiff_t)n);
-        char path[4096];
-        snprintf(path, sizeof path, "%s.%s", out, argv[a]);
-        FILE *o = fopen(path, "wb");
-        if (!o) return perror(path), 2;
-        fwrite(r, 8, 4 * n, o);
-        fclose(o);
-        printf("%s f64 %zu inputs -> %s\n", argv[a], n, path);
+        if (save(out, argv[a], r, 8, 4 * n)) return 2;
+        printf("%s f64 %zu inputs -> %s.%s\n", argv[a], n, out, argv[a]);
     }
     return 0;
 }
@@ -175,13 +182,8 @@ static int run_h16(const char *out, int argc, char **argv)
         k->forward_bf16(x, r + 3 * N, N);
         k->backward_x_bf16(one, x, r + 4 * N, N);
         k->backward_y_bf16(one, r + 3 * N, r + 5 * N, N);
-        char path[4096];
-        snprintf(path, sizeof path, "%s.%s", out, argv[a]);
-        FILE *o = fopen(path, "wb");
-        if (!o) return perror(path), 2;
-        fwrite(r, 2, 6 * N, o);
-        fclose(o);
-        printf("%s h16 %d inputs x 2 formats -> %s\n", argv[a], N, path);
+        if (save(out, argv[a], r, 2, 6 * N)) return 2;
+        printf("%s h16 %d inputs x 2 formats -> %s.%s\n", argv[a], N, out, argv[a]);
     }
     return 0;
 }
