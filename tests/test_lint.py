@@ -3,6 +3,7 @@ in pyproject.toml), and the modules listed under [tool.mypy] pass `mypy --strict
 run against an installed wheel, without the source tree: then there is nothing to lint."""
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,13 @@ def tool(name):
 
 
 def run(cmd):
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    # This environment's scripts first on PATH: cython-lint runs `pycodestyle` by name, and the
+    # suite may run from a venv that is not activated.
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, f"{' '.join(map(str, cmd))}:\n{r.stdout}{r.stderr}"
 
 
