@@ -255,7 +255,6 @@ cdef inline Py_ssize_t _bound(Py_ssize_t n, Py_ssize_t nt, Py_ssize_t i) noexcep
 
 cdef void _run(Kind kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
                Py_ssize_t nt) noexcept nogil:
-    cdef Py_ssize_t i, lo, hi, item = _itemsize(typenum)
     cdef fexcept_t saved
     # The kernels evaluate both branches of a select; whatever flags that raises must not leak
     # (SPEC: fastselu leaves the floating-point exception state as it found it).
@@ -263,11 +262,20 @@ cdef void _run(Kind kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
     if nt <= 1:
         _chunk(kind, typenum, a, b, o, n)
     else:
-        for i in prange(nt, num_threads=nt, schedule="static"):
-            lo = _bound(n, nt, i)
-            hi = _bound(n, nt, i + 1)
-            _chunk(kind, typenum, a + lo * item, b + lo * item, o + lo * item, hi - lo)
+        _run_threads(kind, typenum, a, b, o, n, nt)
     fesetexceptflag(&saved, FE_ALL_EXCEPT)
+
+
+# The parallel region lives in its own function, called between the flag save and restore:
+# clang calls into LLVM's OpenMP runtime at the entry of any function holding one, and its first
+# such call (per thread) initialises the runtime, which raises "inexact".
+cdef void _run_threads(Kind kind, int typenum, char *a, char *b, char *o, Py_ssize_t n,
+                       Py_ssize_t nt) noexcept nogil:
+    cdef Py_ssize_t i, lo, hi, item = _itemsize(typenum)
+    for i in prange(nt, num_threads=nt, schedule="static"):
+        lo = _bound(n, nt, i)
+        hi = _bound(n, nt, i + 1)
+        _chunk(kind, typenum, a + lo * item, b + lo * item, o + lo * item, hi - lo)
 
 
 cdef inline void _chunk(Kind kind, int typenum, char *a, char *b, char *o,
@@ -368,18 +376,24 @@ cdef enum:
 cdef void _run_dropout(int bwd, int typenum, char *g, char *x, char *o, Py_ssize_t n,
                        const double *prm, uint32_t k0, uint32_t k1, int64_t start,
                        int64_t inner, int flag, Py_ssize_t nt) noexcept nogil:
-    cdef Py_ssize_t i, lo, hi, item = 4 if typenum == cnp.NPY_FLOAT32 else 8
     cdef fexcept_t saved
     fegetexceptflag(&saved, FE_ALL_EXCEPT)
     if nt <= 1:
         _dropout_chunk(bwd, typenum, g, x, o, n, prm, k0, k1, start, inner, flag)
     else:
-        for i in prange(nt, num_threads=nt, schedule="static"):
-            lo = _bound(n, nt, i)
-            hi = _bound(n, nt, i + 1)
-            _dropout_chunk(bwd, typenum, g + lo * item, x + lo * item, o + lo * item, hi - lo,
-                           prm, k0, k1, start + lo, inner, flag)
+        _run_dropout_threads(bwd, typenum, g, x, o, n, prm, k0, k1, start, inner, flag, nt)
     fesetexceptflag(&saved, FE_ALL_EXCEPT)
+
+
+cdef void _run_dropout_threads(int bwd, int typenum, char *g, char *x, char *o, Py_ssize_t n,
+                               const double *prm, uint32_t k0, uint32_t k1, int64_t start,
+                               int64_t inner, int flag, Py_ssize_t nt) noexcept nogil:
+    cdef Py_ssize_t i, lo, hi, item = 4 if typenum == cnp.NPY_FLOAT32 else 8
+    for i in prange(nt, num_threads=nt, schedule="static"):
+        lo = _bound(n, nt, i)
+        hi = _bound(n, nt, i + 1)
+        _dropout_chunk(bwd, typenum, g + lo * item, x + lo * item, o + lo * item, hi - lo,
+                       prm, k0, k1, start + lo, inner, flag)
 
 
 cdef inline void _dropout_chunk(int bwd, int typenum, char *g, char *x, char *o, Py_ssize_t n,

@@ -10,8 +10,9 @@
 # builds (once, then reused) a Debian arm64 root with its own python3 and gcc at
 # $FASTSELU_ARM64_ROOT (default /var/tmp/fastselu-arm64-root), installs fastselu there from a copy
 # of this tree with `pip install ".[test]"` (compiled by the root's own gcc, under emulation) and
-# runs `pytest -m 'not slow'`, printing pytest's summary line.  Exit status: pytest's (or 1 when
-# the optional comparison finds a difference).  About 25-35 minutes on 2 cores, the root included.
+# runs `pytest -m 'not slow' -n $(nproc)` (pytest-xdist), printing pytest's summary line.  Exit
+# status: pytest's (or 1 when the optional comparison finds a difference).  About 25-35 minutes on
+# 2 cores, the root included.
 #
 # --exhaustive[=VARIANTS]: the kernel ABI functions (fastselu/_simd_<isa>.c compiled on their own
 # with the SPEC's flags, tools/bitcompare.c) built for the host and cross-built for aarch64
@@ -39,7 +40,7 @@ for arg in "$@"; do
         --skip-suite) SUITE_RUN=0 ;;
         --exhaustive) EXHAUSTIVE=1 ;;
         --exhaustive=*) EXHAUSTIVE=1; FULL_VARIANTS="${arg#--exhaustive=}"; FULL_VARIANTS="${FULL_VARIANTS//,/ }" ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -137,7 +138,8 @@ else:
     print(" ".join(array("project", "dependencies") + array("project.optional-dependencies", "test")))
 PY
 }
-PYREQS=$(reqs_of dependencies+test)
+# pytest-xdist: the suite spreads over the host's cores (each emulated process runs on one)
+PYREQS="$(reqs_of dependencies+test) pytest-xdist"
 BUILDREQS=$(reqs_of build)
 if [ "$(cat "$ROOT/.fastselu-venv-ok" 2>/dev/null)" != "$PYREQS $BUILDREQS" ]; then
     step "aarch64 wheels for the root's Python (host pip download), then a venv in the root"
@@ -176,7 +178,7 @@ status=0
 if [ "$SUITE_RUN" = 1 ]; then
     step "pytest -m 'not slow' in the aarch64 CPython (qemu-user)"
     set +e
-    in_root "cd /src && pytest -m 'not slow' -q -p no:cacheprovider"
+    in_root "cd /src && pytest -m 'not slow' -q -p no:cacheprovider -n $(nproc)"
     status=$?
     set -e
     step "pytest exited with status $status"
