@@ -836,7 +836,8 @@ void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
  * - A float product is exact in double, so fmaf(a, b, c) is the double sum a*b + c rounded to
  *   float (cvtpd2ps) unless that sum, rounded to double, fell on a float midpoint (low 29 bits
  *   1 << 28): such lanes are flagged (fs_fmaf_k's test) and their group of 2*FS_NH redone with
- *   the exact fs_fwd_f32 (rare: see fs_forward_f32).
+ *   those sums rounded to odd (fs_add_odd's steps; exact, as fs_fmaf_soft) instead: rare, see
+ *   fs_forward_f32.
  * - Where the float result's binade [2^e, 2^(e+1)) is known beforehand (z; the polynomial's
  *   terms q4..q1 for every |s| <= ln2/2, q0 by the sign of s; RN(e_hi - SA_HI_F) and
  *   RN(lo - SA_LO_F) for every n in [-26, 0]), one double addition rounds directly on the float
@@ -869,16 +870,33 @@ FS_INLINE __m128d fs_sse2_grid(__m128d a, __m128d b, double bc, double big)
     return _mm_sub_pd(_mm_add_pd(_mm_mul_pd(a, b), _mm_set1_pd(bc)), _mm_set1_pd(big));
 }
 
+/* fs_add_odd in SSE2: a + b rounded to odd, for finite a, b whose sum does not overflow (NaN
+ * and inf pass through as a + b) */
+FS_INLINE __m128d fs_sse2_add_odd(__m128d a, __m128d b)
+{
+    __m128d s = _mm_add_pd(a, b);                                   /* TwoSum */
+    __m128d bb = _mm_sub_pd(s, a);
+    __m128d e = _mm_add_pd(_mm_sub_pd(a, _mm_sub_pd(s, bb)), _mm_sub_pd(b, bb));
+    __m128i sb = _mm_castpd_si128(s);
+    __m128i ob = _mm_or_si128(
+        _mm_sub_epi64(sb, _mm_srli_epi64(_mm_xor_si128(sb, _mm_castpd_si128(e)), 63)),
+        _mm_set1_epi64x(1));
+    __m128d inexact = _mm_cmpgt_pd(_mm_andnot_pd(_mm_set1_pd(-0.0), e), _mm_setzero_pd());
+    return _mm_or_pd(_mm_and_pd(inexact, _mm_castsi128_pd(ob)), _mm_andnot_pd(inexact, s));
+}
+
 /* fs_fwd_f32_k for FS_NH pairs of floats x (as doubles): each lane's result before its final
  * rounding to float (cvtpd2ps), and in chk[] the five double sums per pair whose rounding to
- * float must be tested.  Written step by step over the FS_NH pairs, so that their independent
- * dependency chains (~120 cycles of latency each) interleave in the instruction stream: one
- * pair per step was latency-bound (Zen 3, 1e5 elements: FS_NH 2: 10.5 ns per element, 4: 7.9,
- * 8: 7.4, within the noise of 4). */
+ * float must be tested; with exact (a constant), those sums rounded to odd, so that no test is
+ * needed (about twice the time).  Written step by step over the FS_NH pairs, so that their
+ * independent dependency chains (~120 cycles of latency each) interleave in the instruction
+ * stream: one pair per step was latency-bound (Zen 3, 1e5 elements: FS_NH 2: 10.5 ns per
+ * element, 4: 7.9, 8: 7.4, within the noise of 4). */
 #define FS_NH 4
 #define FS_EACH for (int j = 0; j < FS_NH; j++)
-FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH],
-                               __m128d chk[5][FS_NH])
+#define FS_SUM(a, b) (exact ? fs_sse2_add_odd((a), (b)) : _mm_add_pd((a), (b)))
+FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH], __m128d chk[5][FS_NH],
+                               int exact)
 {
     const __m128d zero = _mm_setzero_pd();
     __m128d xn[FS_NH], z[FS_NH], n[FS_NH], t[FS_NH], s_hi[FS_NH], s_lo[FS_NH], s[FS_NH];
@@ -906,7 +924,7 @@ FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH],
                                      _mm_add_pd(b0, _mm_set1_pd(EXPM1_F_C0))), b0);
     }
     FS_EACH ss[j] = fs_sse2_rnf(_mm_mul_pd(s[j], s[j]));
-    FS_EACH chk[0][j] = _mm_add_pd(_mm_mul_pd(ss[j], q[j]), s_lo[j]);
+    FS_EACH chk[0][j] = FS_SUM(_mm_mul_pd(ss[j], q[j]), s_lo[j]);
     FS_EACH p2[j] = fs_sse2_rnf(chk[0][j]);
     FS_EACH e_hi[j] = _mm_mul_pd(t[j], _mm_set1_pd(SA_HI_F));                  /* exact */
     /* sh = RN(e_hi - SA_HI_F): in [1, 2), or on that grid (n = 0, -1) */
@@ -918,23 +936,25 @@ FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH],
     FS_EACH w[j] = _mm_sub_pd(_mm_add_pd(lo[j], _mm_set1_pd(FS_GRID_M26 - SA_LO_F)),
                               _mm_set1_pd(FS_GRID_M26));
     FS_EACH w[j] = fs_sse2_rnf(_mm_add_pd(w[j], err[j]));
-    FS_EACH chk[1][j] = _mm_add_pd(_mm_mul_pd(lo[j], s_hi[j]), w[j]);
+    FS_EACH chk[1][j] = FS_SUM(_mm_mul_pd(lo[j], s_hi[j]), w[j]);
     FS_EACH c[j] = fs_sse2_rnf(chk[1][j]);
-    FS_EACH chk[2][j] = _mm_add_pd(_mm_mul_pd(e_hi[j], p2[j]), c[j]);
+    FS_EACH chk[2][j] = FS_SUM(_mm_mul_pd(e_hi[j], p2[j]), c[j]);
     FS_EACH u[j] = fs_sse2_rnf(chk[2][j]);
-    FS_EACH chk[3][j] = _mm_add_pd(_mm_mul_pd(e_hi[j], s_hi[j]), u[j]);
+    FS_EACH chk[3][j] = FS_SUM(_mm_mul_pd(e_hi[j], s_hi[j]), u[j]);
     FS_EACH neg[j] = _mm_add_pd(sh[j], fs_sse2_rnf(chk[3][j]));
     /* x >= 0, -0 and NaN; x < 0 becomes +0 (maxpd returns x for -0 and NaN) */
     FS_EACH xp[j] = _mm_max_pd(zero, x[j]);
-    FS_EACH chk[4][j] = _mm_add_pd(_mm_mul_pd(xp[j], _mm_set1_pd(SCALE_DN_F)),
-                                   fs_sse2_rnf(_mm_mul_pd(xp[j], _mm_set1_pd(SCALE_UP_F))));
+    FS_EACH chk[4][j] = FS_SUM(_mm_mul_pd(xp[j], _mm_set1_pd(SCALE_DN_F)),
+                               fs_sse2_rnf(_mm_mul_pd(xp[j], _mm_set1_pd(SCALE_UP_F))));
     /* x < 0 or x >= 0 by a sum: the other branch is +0 there (and neg is never 0), so that
      * this is the select but for x = -0, whose sign the caller puts back (see there) */
     FS_EACH r[j] = _mm_add_pd(neg[j], chk[4][j]);
 }
+#undef FS_SUM
 
-/* 2*FS_NH floats from x to out; nonzero where a lane's tests flagged (out is then not written) */
-FS_INLINE int fs_fwd_f32_sse2_group(const float *x, float *out)
+/* 2*FS_NH floats from x to out; nonzero where a lane's tests flagged (out is then not written:
+ * when out is x, the group is redone from x with exact set) */
+FS_INLINE int fs_fwd_f32_sse2_group(const float *x, float *out, int exact)
 {
     __m128d xd[FS_NH], r[FS_NH], chk[5][FS_NH];
     __m128 xv[FS_NH / 2];
@@ -943,7 +963,7 @@ FS_INLINE int fs_fwd_f32_sse2_group(const float *x, float *out)
         xd[j] = _mm_cvtps_pd(xv[j / 2]);
         xd[j + 1] = _mm_cvtps_pd(_mm_movehl_ps(xv[j / 2], xv[j / 2]));
     }
-    fs_fwd_f32_sse2(xd, r, chk);
+    fs_fwd_f32_sse2(xd, r, chk, exact);
     const __m128i mask = _mm_set1_epi32(0x1FFFFFFF), mid = _mm_set1_epi32(0x10000000);
     __m128i acc = _mm_setzero_si128();
     for (int i = 0; i < 5; i++) {            /* the low 32 bits of the sums, four at a time */
@@ -954,7 +974,7 @@ FS_INLINE int fs_fwd_f32_sse2_group(const float *x, float *out)
                                                     mid));
         }
     }
-    if (_mm_movemask_ps(_mm_castsi128_ps(acc)))
+    if (!exact && _mm_movemask_ps(_mm_castsi128_ps(acc)))
         return 1;
     /* every result has x's sign (SELU keeps it, NaN passes x's): -0 gets it back */
     const __m128 sign = _mm_castsi128_ps(_mm_set1_epi32((int)0x80000000u));
@@ -971,30 +991,33 @@ FS_INLINE int fs_fwd_f32_sse2_group(const float *x, float *out)
 #define FS_UNLIKELY(c) (c)
 #endif
 
-/* A flagged group again, exactly (from x: when out is x, the group is not yet written) */
+/* A flagged group again, exactly (out of line: rare) */
 #if defined(_MSC_VER) && !defined(__clang__)
 static __declspec(noinline)
 #else
 static __attribute__((noinline))
 #endif
-void FS_NAME(fs_fwd_f32_exact)(const float *x, float *out, ptrdiff_t m)
+void FS_NAME(fs_fwd_f32_exact)(const float *x, float *out)
 {
-    for (ptrdiff_t j = 0; j < m; j++) out[j] = fs_fwd_f32(x[j]);
+    (void)fs_fwd_f32_sse2_group(x, out, 1);
 }
 
-/* Flagged groups: 34 of 2^21 on normally distributed x, 1567 of 2^29 over all 2^32 inputs. */
+/* Flagged groups: 34 of 2^21 on normally distributed x, 1567 of 2^29 over all 2^32 inputs (every
+ * one an exact tie, which cvtpd2ps rounds right: the test is cheaper than knowing that).  Some
+ * short values flag, e.g. -0x1.8p-5: an array of them takes 18 ns per element (Zen 3), 3 times
+ * the common case (a redo by the scalar fs_fwd_f32 took 38). */
 void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
 {
     const ptrdiff_t g = 2 * FS_NH;
     ptrdiff_t i = 0;
     for (; i + g <= n; i += g)
-        if (FS_UNLIKELY(fs_fwd_f32_sse2_group(x + i, out + i)))
-            FS_NAME(fs_fwd_f32_exact)(x + i, out + i, g);
+        if (FS_UNLIKELY(fs_fwd_f32_sse2_group(x + i, out + i, 0)))
+            FS_NAME(fs_fwd_f32_exact)(x + i, out + i);
     if (i < n) {                             /* the last few, through the same code */
         float buf[2 * FS_NH] = {0.0f}, res[2 * FS_NH];
         memcpy(buf, x + i, (size_t)(n - i) * sizeof *x);
-        if (fs_fwd_f32_sse2_group(buf, res))
-            FS_NAME(fs_fwd_f32_exact)(buf, res, g);
+        if (fs_fwd_f32_sse2_group(buf, res, 0))
+            FS_NAME(fs_fwd_f32_exact)(buf, res);
         memcpy(out + i, res, (size_t)(n - i) * sizeof *out);
     }
 }
