@@ -326,7 +326,8 @@ FS_INLINE double fs_fast2sum(double a, double b, double *err)
  * bits 1 << 28): the two roundings then agree (the double sum is on the same side of every
  * midpoint as the exact one), and where not, *bad gets its top bit set and the caller redoes
  * the block with chk = 0.  Far fewer operations; flagged on random data: ~2e-5 of the elements
- * (~1% of the blocks). */
+ * (~1% of the blocks).  (x86-64 takes the same test in SSE2 code instead, with fewer of them:
+ * fs_fwd_f32_sse2 near the end; chk = 1 serves the portable loop.) */
 FS_INLINE float fs_fmaf_k(float a, float b, float c, int chk, uint64_t *bad)
 {
 #ifdef FS_HW_FMA
@@ -828,10 +829,203 @@ void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
     FS_IVDEP
     for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_fwd_f32(x[i]);
 }
+#elif defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64)
+#include <emmintrin.h>
+/* Without an FMA unit, on x86-64 (SSE2): fs_fwd_f32_k's operations in double lanes, two floats
+ * per __m128d, each result held in double exactly as the float the FMA build rounds it to.
+ * - A float product is exact in double, so fmaf(a, b, c) is the double sum a*b + c rounded to
+ *   float (cvtpd2ps) unless that sum, rounded to double, fell on a float midpoint (low 29 bits
+ *   1 << 28): such lanes are flagged (fs_fmaf_k's test) and their group of 2*FS_NH redone with
+ *   those sums rounded to odd (fs_add_odd's steps; exact, as fs_fmaf_soft) instead: rare, see
+ *   fs_forward_f32.
+ * - Where the float result's binade [2^e, 2^(e+1)) is known beforehand (z; the polynomial's
+ *   terms q4..q1 for every |s| <= ln2/2, q0 by the sign of s; RN(e_hi - SA_HI_F) and
+ *   RN(lo - SA_LO_F) for every n in [-26, 0]), one double addition rounds directly on the float
+ *   grid, so neither test nor conversion is needed: with B = 1.5 * 2^(e + 29), whose double ULP
+ *   is the float ULP 2^(e - 23) of that binade, and c on that grid (so B + c is exact),
+ *   (a*b + (B + c)) - B is a*b + c rounded once to float (ties to even: B's significand is even).
+ *   z = n + MAGIC_BIAS_F is that with n's grid 1 and a bias of the same parity (MAGIC_BIAS_D).
+ *   Tightest margin: q3 >= C3 - |q4*s| > 0.0078267, above 2^-7 = 0.0078125.
+ * - Plain float operations are the double ones rounded to float (exact for +, -, * of floats:
+ *   53 >= 2*24 + 2), where not exact in double already.
+ * The clamps keep the unselected branch's lanes (x >= 0 or NaN in the negative one, x < 0 in the
+ * positive one) at 0, where no sum is a midpoint, so that they never flag a group. */
+#define FS_MAGIC_BIAS_D (0x1.8p52 + 1023.0)  /* n + 1023 in the low bits: 2^n's double exponent */
+/* B for the binade [2^e, 2^(e+1)): 1.5 * 2^(e + 29) */
+#define FS_GRID_M26 0x1.8p3
+#define FS_GRID_M10 0x1.8p19
+#define FS_GRID_M7 0x1.8p22
+#define FS_GRID_M5 0x1.8p24
+#define FS_GRID_M3 0x1.8p26
+#define FS_GRID_M2 0x1.8p27
+#define FS_GRID_M1 0x1.8p28
+#define FS_GRID_0 0x1.8p29
+
+/* RN_float(d), as a double */
+FS_INLINE __m128d fs_sse2_rnf(__m128d d) { return _mm_cvtps_pd(_mm_cvtpd_ps(d)); }
+
+/* a*b + c rounded to float when it lies in the binade of B: bc = B + c */
+FS_INLINE __m128d fs_sse2_grid(__m128d a, __m128d b, double bc, double big)
+{
+    return _mm_sub_pd(_mm_add_pd(_mm_mul_pd(a, b), _mm_set1_pd(bc)), _mm_set1_pd(big));
+}
+
+/* fs_add_odd in SSE2: a + b rounded to odd, for finite a, b whose sum does not overflow (NaN
+ * and inf pass through as a + b) */
+FS_INLINE __m128d fs_sse2_add_odd(__m128d a, __m128d b)
+{
+    __m128d s = _mm_add_pd(a, b);                                   /* TwoSum */
+    __m128d bb = _mm_sub_pd(s, a);
+    __m128d e = _mm_add_pd(_mm_sub_pd(a, _mm_sub_pd(s, bb)), _mm_sub_pd(b, bb));
+    __m128i sb = _mm_castpd_si128(s);
+    __m128i ob = _mm_or_si128(
+        _mm_sub_epi64(sb, _mm_srli_epi64(_mm_xor_si128(sb, _mm_castpd_si128(e)), 63)),
+        _mm_set1_epi64x(1));
+    __m128d inexact = _mm_cmpgt_pd(_mm_andnot_pd(_mm_set1_pd(-0.0), e), _mm_setzero_pd());
+    return _mm_or_pd(_mm_and_pd(inexact, _mm_castsi128_pd(ob)), _mm_andnot_pd(inexact, s));
+}
+
+/* fs_fwd_f32_k for FS_NH pairs of floats x (as doubles): each lane's result before its final
+ * rounding to float (cvtpd2ps), and in chk[] the five double sums per pair whose rounding to
+ * float must be tested; with exact (a constant), those sums rounded to odd, so that no test is
+ * needed (about twice the time).  Written step by step over the FS_NH pairs, so that their
+ * independent dependency chains (~120 cycles of latency each) interleave in the instruction
+ * stream: one pair per step was latency-bound (Zen 3, 1e5 elements: FS_NH 2: 10.5 ns per
+ * element, 4: 7.9, 8: 7.4, within the noise of 4). */
+#define FS_NH 4
+#define FS_EACH for (int j = 0; j < FS_NH; j++)
+#define FS_SUM(a, b) (exact ? fs_sse2_add_odd((a), (b)) : _mm_add_pd((a), (b)))
+FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH], __m128d chk[5][FS_NH],
+                               int exact)
+{
+    const __m128d zero = _mm_setzero_pd();
+    __m128d xn[FS_NH], z[FS_NH], n[FS_NH], t[FS_NH], s_hi[FS_NH], s_lo[FS_NH], s[FS_NH];
+    __m128d q[FS_NH], ss[FS_NH], p2[FS_NH], e_hi[FS_NH], sh[FS_NH], err[FS_NH], lo[FS_NH];
+    __m128d w[FS_NH], c[FS_NH], u[FS_NH], neg[FS_NH], xp[FS_NH];
+    /* x clamped to [-18, 0], NaN to 0 (maxpd/minpd return their second operand for NaN) */
+    FS_EACH xn[j] = _mm_min_pd(_mm_max_pd(_mm_set1_pd(-18.0), x[j]), zero);
+    FS_EACH z[j] = _mm_add_pd(_mm_mul_pd(xn[j], _mm_set1_pd(LOG2E_F)),
+                              _mm_set1_pd(FS_MAGIC_BIAS_D));
+    FS_EACH n[j] = _mm_sub_pd(z[j], _mm_set1_pd(FS_MAGIC_BIAS_D));
+    FS_EACH t[j] = _mm_castsi128_pd(_mm_slli_epi64(_mm_castpd_si128(z[j]), 52));
+    FS_EACH s_hi[j] = _mm_add_pd(_mm_mul_pd(n[j], _mm_set1_pd(-LN2_HI_F)), xn[j]);  /* exact */
+    FS_EACH s_lo[j] = fs_sse2_rnf(_mm_mul_pd(n[j], _mm_set1_pd(-LN2_LO_F)));
+    FS_EACH s[j] = fs_sse2_rnf(_mm_add_pd(s_hi[j], s_lo[j]));
+    FS_EACH q[j] = fs_sse2_grid(_mm_set1_pd(EXPM1_F_C5), s[j], FS_GRID_M10 + EXPM1_F_C4,
+                                FS_GRID_M10);
+    FS_EACH q[j] = fs_sse2_grid(q[j], s[j], FS_GRID_M7 + EXPM1_F_C3, FS_GRID_M7);
+    FS_EACH q[j] = fs_sse2_grid(q[j], s[j], FS_GRID_M5 + EXPM1_F_C2, FS_GRID_M5);
+    FS_EACH q[j] = fs_sse2_grid(q[j], s[j], FS_GRID_M3 + EXPM1_F_C1, FS_GRID_M3);
+    /* q0 = 0.5 + q*s: in [0.5, 1) for s >= 0, in [0.25, 0.5] for s < 0 */
+    FS_EACH {
+        __m128d b0 = _mm_sub_pd(_mm_set1_pd(FS_GRID_M1),
+                                _mm_and_pd(_mm_cmplt_pd(s[j], zero), _mm_set1_pd(FS_GRID_M2)));
+        q[j] = _mm_sub_pd(_mm_add_pd(_mm_mul_pd(q[j], s[j]),
+                                     _mm_add_pd(b0, _mm_set1_pd(EXPM1_F_C0))), b0);
+    }
+    FS_EACH ss[j] = fs_sse2_rnf(_mm_mul_pd(s[j], s[j]));
+    FS_EACH chk[0][j] = FS_SUM(_mm_mul_pd(ss[j], q[j]), s_lo[j]);
+    FS_EACH p2[j] = fs_sse2_rnf(chk[0][j]);
+    FS_EACH e_hi[j] = _mm_mul_pd(t[j], _mm_set1_pd(SA_HI_F));                  /* exact */
+    /* sh = RN(e_hi - SA_HI_F): in [1, 2), or on that grid (n = 0, -1) */
+    FS_EACH sh[j] = _mm_sub_pd(_mm_add_pd(e_hi[j], _mm_set1_pd(FS_GRID_0 - SA_HI_F)),
+                               _mm_set1_pd(FS_GRID_0));
+    FS_EACH err[j] = _mm_sub_pd(_mm_sub_pd(e_hi[j], _mm_set1_pd(SA_HI_F)), sh[j]);  /* exact */
+    FS_EACH lo[j] = _mm_mul_pd(t[j], _mm_set1_pd(SA_LO_F));                     /* exact */
+    /* RN(lo - SA_LO_F): in [2^-26, 2^-25), or on that grid (n = 0, -1) */
+    FS_EACH w[j] = _mm_sub_pd(_mm_add_pd(lo[j], _mm_set1_pd(FS_GRID_M26 - SA_LO_F)),
+                              _mm_set1_pd(FS_GRID_M26));
+    FS_EACH w[j] = fs_sse2_rnf(_mm_add_pd(w[j], err[j]));
+    FS_EACH chk[1][j] = FS_SUM(_mm_mul_pd(lo[j], s_hi[j]), w[j]);
+    FS_EACH c[j] = fs_sse2_rnf(chk[1][j]);
+    FS_EACH chk[2][j] = FS_SUM(_mm_mul_pd(e_hi[j], p2[j]), c[j]);
+    FS_EACH u[j] = fs_sse2_rnf(chk[2][j]);
+    FS_EACH chk[3][j] = FS_SUM(_mm_mul_pd(e_hi[j], s_hi[j]), u[j]);
+    FS_EACH neg[j] = _mm_add_pd(sh[j], fs_sse2_rnf(chk[3][j]));
+    /* x >= 0, -0 and NaN; x < 0 becomes +0 (maxpd returns x for -0 and NaN) */
+    FS_EACH xp[j] = _mm_max_pd(zero, x[j]);
+    FS_EACH chk[4][j] = FS_SUM(_mm_mul_pd(xp[j], _mm_set1_pd(SCALE_DN_F)),
+                               fs_sse2_rnf(_mm_mul_pd(xp[j], _mm_set1_pd(SCALE_UP_F))));
+    /* x < 0 or x >= 0 by a sum: the other branch is +0 there (and neg is never 0), so that
+     * this is the select but for x = -0, whose sign the caller puts back (see there) */
+    FS_EACH r[j] = _mm_add_pd(neg[j], chk[4][j]);
+}
+#undef FS_SUM
+
+/* 2*FS_NH floats from x to out; nonzero where a lane's tests flagged (out is then not written:
+ * when out is x, the group is redone from x with exact set) */
+FS_INLINE int fs_fwd_f32_sse2_group(const float *x, float *out, int exact)
+{
+    __m128d xd[FS_NH], r[FS_NH], chk[5][FS_NH];
+    __m128 xv[FS_NH / 2];
+    for (int j = 0; j < FS_NH; j += 2) {
+        xv[j / 2] = _mm_loadu_ps(x + 2 * j);
+        xd[j] = _mm_cvtps_pd(xv[j / 2]);
+        xd[j + 1] = _mm_cvtps_pd(_mm_movehl_ps(xv[j / 2], xv[j / 2]));
+    }
+    fs_fwd_f32_sse2(xd, r, chk, exact);
+    const __m128i mask = _mm_set1_epi32(0x1FFFFFFF), mid = _mm_set1_epi32(0x10000000);
+    __m128i acc = _mm_setzero_si128();
+    for (int i = 0; i < 5; i++) {            /* the low 32 bits of the sums, four at a time */
+        for (int j = 0; j < FS_NH; j += 2) {
+            __m128 lw = _mm_shuffle_ps(_mm_castpd_ps(chk[i][j]), _mm_castpd_ps(chk[i][j + 1]),
+                                       _MM_SHUFFLE(2, 0, 2, 0));
+            acc = _mm_or_si128(acc, _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(lw), mask),
+                                                    mid));
+        }
+    }
+    if (!exact && _mm_movemask_ps(_mm_castsi128_ps(acc)))
+        return 1;
+    /* every result has x's sign (SELU keeps it, NaN passes x's): -0 gets it back */
+    const __m128 sign = _mm_castsi128_ps(_mm_set1_epi32((int)0x80000000u));
+    for (int j = 0; j < FS_NH; j += 2)
+        _mm_storeu_ps(out + 2 * j, _mm_or_ps(_mm_and_ps(xv[j / 2], sign),
+                                             _mm_movelh_ps(_mm_cvtpd_ps(r[j]),
+                                                           _mm_cvtpd_ps(r[j + 1]))));
+    return 0;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FS_UNLIKELY(c) __builtin_expect(!!(c), 0)
 #else
-/* Without an FMA unit: block by block the cheap checked fmas (fs_fmaf_k) into a scratch block,
- * and only a block where one of them could differ from the fma again with the exact ones (from
- * x, which the scratch leaves intact for in-place calls). */
+#define FS_UNLIKELY(c) (c)
+#endif
+
+/* A flagged group again, exactly (out of line: rare) */
+#if defined(_MSC_VER) && !defined(__clang__)
+static __declspec(noinline)
+#else
+static __attribute__((noinline))
+#endif
+void FS_NAME(fs_fwd_f32_exact)(const float *x, float *out)
+{
+    (void)fs_fwd_f32_sse2_group(x, out, 1);
+}
+
+/* Flagged groups: 34 of 2^21 on normally distributed x, 1567 of 2^29 over all 2^32 inputs (every
+ * one an exact tie, which cvtpd2ps rounds right: the test is cheaper than knowing that).  Some
+ * short values flag, e.g. -0x1.8p-5: an array of them takes 18 ns per element (Zen 3), 3 times
+ * the common case (a redo by the scalar fs_fwd_f32 took 38). */
+void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
+{
+    const ptrdiff_t g = 2 * FS_NH;
+    ptrdiff_t i = 0;
+    for (; i + g <= n; i += g)
+        if (FS_UNLIKELY(fs_fwd_f32_sse2_group(x + i, out + i, 0)))
+            FS_NAME(fs_fwd_f32_exact)(x + i, out + i);
+    if (i < n) {                             /* the last few, through the same code */
+        float buf[2 * FS_NH] = {0.0f}, res[2 * FS_NH];
+        memcpy(buf, x + i, (size_t)(n - i) * sizeof *x);
+        if (fs_fwd_f32_sse2_group(buf, res, 0))
+            FS_NAME(fs_fwd_f32_exact)(buf, res);
+        memcpy(out + i, res, (size_t)(n - i) * sizeof *out);
+    }
+}
+#undef FS_EACH
+#else
+/* Without an FMA unit or SSE2: block by block the cheap checked fmas (fs_fmaf_k) into a scratch
+ * block, and only a block where one of them could differ from the fma again with the exact ones
+ * (from x, which the scratch leaves intact for in-place calls). */
 #define FS_FWD_BLOCK 512  /* elements per block: 2 KB of stack */
 void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
 {

@@ -93,3 +93,61 @@ def test_variants_agree_where_the_emulated_fma_is_hardest():
     for v, res in out.items():
         for i, (a, b) in enumerate(zip(first, res)):
             assert np.array_equal(a, b), (v, i, int(np.count_nonzero(a != b)))
+
+
+SPECIAL = """0x0p+0 -0x0p+0 inf -inf -0x1.2p+4 -0x1.200002p+4 -0x1.1ffbe8p+4 -0x1.93e594p+99
+-0x1.4484cp-100 0x1.fffffep+127 -0x1.fffffep+127 0x1.e74b2ep+127 0x1.e74b3p+127 0x1.e74b32p+127
+0x1p-126 -0x1p-126 0x1p-149 -0x1p-149 0x1p-1 -0x1p-1 0x1.6p+6 -0x1.6p+6"""
+FLAGGED = """0x1p-149 -0x1p-149 -0x1.4p-63 -0x1.8p-62 -0x1.2c2fcp-5 -0x1.4p-5 -0x1.06e4p-1
+-0x1.37e4p-1 -0x1.022bp+1 -0x1.058bp+1 0x1.4p-126 -0x1.78p-5 -0x1.28p-4 -0x1.bbc372p-4
+-0x1.aae4p+0"""
+
+
+def test_float32_forward_variants_agree_on_special_inputs_tails_and_flagged_groups():
+    """The float32 forward of every variant gives the same bits for the inputs that the baseline's
+    SSE2 kernel treats apart: signed zeros, inf, NaN payloads, x at and below the -18 clamp, the
+    overflow edge, subnormals, and inputs whose emulated fmas are flagged (exact ties) so that
+    their group of 8 is redone exactly, each at every position of short arrays (the tail path)
+    and of groups, written to a new array and in place."""
+    np = pytest.importorskip("numpy")
+    K = pytest.importorskip("fastselu._kernels")
+    if len(K.SUPPORTED) < 2:
+        pytest.skip("one SIMD variant on this machine")
+    bits = [0x7FC00000, 0xFFC00001, 0x7F800001, 0xFF812345, 0x7FBFFFFF]  # NaNs: quiet, signalling
+    # signed zeros, inf, the -18 clamp and below, the overflow edge, the normal range's edges
+    special = [float.fromhex(h) for h in SPECIAL.split()]
+    nan = np.array(bits, dtype=np.uint32).view(np.float32)
+    # inputs the baseline flags (found by its kernel; their sums are exact float ties, and for
+    # the last five a rounding to odd that took an exact sum for inexact would round them wrong)
+    flagged = [float.fromhex(h) for h in FLAGGED.split()]
+    probes = np.concatenate([np.float32(special + flagged), nan])
+    rng = np.random.default_rng(11)
+    cases = []
+    for n in list(range(1, 20)) + [40]:
+        for pos in sorted({0, n // 2, n - 1}):
+            x = rng.standard_normal(n).astype(np.float32)
+            x[pos] = probes[len(cases) % len(probes)]
+            cases.append(x)
+    for p in probes:  # each probe at every position of two groups and a tail
+        for pos in range(19):
+            x = rng.standard_normal(19).astype(np.float32)
+            x[pos] = p
+            cases.append(x)
+    out = {}
+    try:
+        for v in K.SUPPORTED:
+            K.set_simd(v)
+            res = []
+            for x in cases:
+                o = np.empty_like(x)
+                K.forward(x, o, 1)
+                y = x.copy()
+                K.forward(y, y, 1)
+                res.append(np.concatenate([o.view(np.uint32), y.view(np.uint32)]))
+            out[v] = np.concatenate(res)
+    finally:
+        K.set_simd(None)
+    first = out[K.SUPPORTED[0]]
+    for v, res in out.items():
+        bad = np.flatnonzero(first != res)
+        assert bad.size == 0, (v, bad.size, [hex(first[i]) for i in bad[:4]])
