@@ -100,8 +100,9 @@ def exact_selu_backward_result(g: npt.ArrayLike, y: npt.ArrayLike) -> np.ndarray
 def _mp_to_ld(mpmath: Any, v: Any) -> Any:
     if v != 0 and mpmath.mag(v) < -16500:  # below long double's subnormals: a signed zero
         return LD(-0.0) if v < 0 else LD(0.0)
-    # 30 significant digits (~100 bits) parse to the nearest long double (64 bits).
-    return LD(mpmath.nstr(v, 30))
+    # 40 significant digits (~133 bits: all of the 128-bit working value) parse to the nearest
+    # long double: 64 bits on x86, 113 where it is IEEE quad (aarch64 Linux).
+    return LD(mpmath.nstr(v, 40))
 
 
 # 128 bits: y + SCALE*ALPHA for float64 y cancels to ~2^-56, and the reference must still be
