@@ -270,6 +270,18 @@ def gil_check(call, attempts=4, min_ratio=0.5, max_stall=0.5):
     )
 
 
+def _elements_for(seconds, cap):
+    """Elements that the current backend's in-place float32 call takes about `seconds` over, at
+    most `cap`: a fixed size that takes 0.1 s here takes tens of seconds under an emulator (and
+    the reference rate's buffer grows with it)."""
+    x = np.linspace(-8, 8, 10**6, dtype=np.float32)
+    fastselu.selu_(x)  # warm-up
+    t0 = time.perf_counter()
+    fastselu.selu_(x)
+    dt = max(time.perf_counter() - t0, 1e-6)
+    return int(min(cap, max(10**6, 10**6 * seconds / dt)))
+
+
 def _gil_cases(n):
     # Cheap to make; the kernels are branch-free, so their speed does not depend on the values.
     x = np.linspace(-8, 8, n, dtype=np.float32)
@@ -294,8 +306,7 @@ def test_gil_released_during_kernels(use_backend, restore_threads, path):
     ms is a large part of such a call on this shared machine, so the stall limit is 75% here
     (a GIL-holding call stalls the counter for ~100%, and its rate drops to ~0)."""
     fastselu.set_num_threads(1)
-    n = 10**7 if use_backend == "numpy" else 10**8
-    gil_check(_gil_cases(n)[path], max_stall=0.75)
+    gil_check(_gil_cases(_elements_for(0.1, 10**8))[path], max_stall=0.75)
 
 
 def test_gil_check_detects_a_gil_holding_call():
@@ -310,5 +321,4 @@ def test_gil_check_detects_a_gil_holding_call():
 def test_gil_released_during_long_kernels(backend, restore_threads, path):
     """The issue's version: a 2*10^8-element float32 call on one thread (hundreds of ms)."""
     fastselu.set_num_threads(1)
-    n = 2 * 10**7 if backend == "numpy" else 2 * 10**8
-    gil_check(_gil_cases(n)[path], attempts=5)
+    gil_check(_gil_cases(_elements_for(0.5, 2 * 10**8))[path], attempts=5)
