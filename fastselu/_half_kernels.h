@@ -295,6 +295,132 @@ FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint1
 #define fs_bwd_y_f16_avx2(g, y, out, n) fs_bwd_f16_avx2(g, y, out, n, fs_dy_tab_f16)
 #define fs_bwd_x_bf16_avx2(g, x, out, n) fs_bwd_bf16_avx2(g, x, out, n, fs_dx_tab_bf16, fs_dx64_tab_bf16)
 #define fs_bwd_y_bf16_avx2(g, y, out, n) fs_bwd_bf16_avx2(g, y, out, n, fs_dy_tab_bf16, NULL)
+#elif defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64)
+#include <emmintrin.h>
+/* Baseline x86-64 (SSE2; neither F16C nor FMA): the element functions' own operations, 8 lanes
+ * per step, branch-free.  The scalar loop branched on x > 0 (random signs mispredict half the
+ * time) and on the result's range: 7.8 ns per element at 10^5 on Zen 3, 3.3 where the
+ * predictor had learned a repeated 10^3-element pattern.
+ * - g to float32 exactly (float16: rebiased exponent, subnormals as an integer times 2^-24;
+ *   bfloat16: the top half of a float32), then to double;
+ * - d from the table (float32 rounded to odd, or bfloat16's double entries for x), or SCALE
+ *   rounded to odd where x > 0;
+ * - g*d in double (exact but for bfloat16's double entries, which round it to double as the
+ *   element function does), rounded once to the format as FS_TO_SMALL, in 64-bit lanes: |g*d|
+ *   is first clamped to the power of two above the largest finite value, whose rounding (like
+ *   that of anything from the overflow midpoint up) is inf. */
+FS_INLINE __m128i fs_sse2_seli(__m128i m, __m128i a, __m128i b)
+{
+    return _mm_or_si128(_mm_and_si128(m, a), _mm_andnot_si128(m, b));
+}
+
+/* four float16 bit patterns (zero-extended 32-bit lanes) as float32, exactly */
+FS_INLINE __m128 fs_sse2_f16_to_f32(__m128i w)
+{
+    __m128i a = _mm_and_si128(w, _mm_set1_epi32(0x7FFF));
+    __m128i sign = _mm_slli_epi32(_mm_xor_si128(w, a), 16);
+    __m128i sh = _mm_slli_epi32(a, 13);
+    __m128i norm = _mm_add_epi32(sh, _mm_set1_epi32((127 - 15) << 23));
+    __m128i special = _mm_or_si128(sh, _mm_set1_epi32(0x7F800000));  /* inf, NaN */
+    __m128i sub = _mm_castps_si128(_mm_mul_ps(_mm_cvtepi32_ps(a), _mm_set1_ps(0x1p-24f)));
+    __m128i r = fs_sse2_seli(_mm_cmpgt_epi32(a, _mm_set1_epi32((int)FS_F16_INF - 1)), special, norm);
+    r = fs_sse2_seli(_mm_cmplt_epi32(a, _mm_set1_epi32(0x0400)), sub, r);
+    return _mm_castsi128_ps(_mm_or_si128(r, sign));
+}
+
+/* FS_TO_SMALL for two doubles: each result in the low 16 bits of its 64-bit lane (the rest 0) */
+#define FS_SSE2_TO_SMALL(NAME, M, B, QNAN, TOP, MINN, MAGIC)                                             \
+    FS_INLINE __m128i NAME(__m128d v)                                                              \
+    {                                                                                              \
+        __m128d av = _mm_andnot_pd(_mm_set1_pd(-0.0), v);                                          \
+        __m128d cl = _mm_min_pd(_mm_set1_pd(TOP), av);  /* NaN passes */                           \
+        __m128i a = _mm_castpd_si128(cl);                                                          \
+        __m128i odd = _mm_and_si128(_mm_srli_epi64(a, 52 - (M)), _mm_set1_epi64x(1));              \
+        __m128i norm = _mm_sub_epi64(                                                              \
+            _mm_srli_epi64(_mm_add_epi64(_mm_add_epi64(a, odd),                                    \
+                                         _mm_set1_epi64x((1ll << (51 - (M))) - 1)), 52 - (M)),     \
+            _mm_set1_epi64x((long long)(1023 - (B)) << (M)));                                      \
+        __m128i sub = _mm_sub_epi64(_mm_castpd_si128(_mm_add_pd(cl, _mm_set1_pd(MAGIC))),         \
+                                    _mm_castpd_si128(_mm_set1_pd(MAGIC)));                         \
+        __m128i h = fs_sse2_seli(_mm_castpd_si128(_mm_cmplt_pd(cl, _mm_set1_pd(MINN))),   \
+                                sub, norm);                                                        \
+        h = _mm_or_si128(h, _mm_and_si128(_mm_srli_epi64(_mm_castpd_si128(v), 48),                 \
+                                          _mm_set1_epi64x(0x8000)));                               \
+        return fs_sse2_seli(_mm_castpd_si128(_mm_cmpunord_pd(v, v)), _mm_set1_epi64x(QNAN), h);     \
+    }
+FS_SSE2_TO_SMALL(fs_sse2_to_f16, 10, 15, FS_F16_QNAN, 0x1p16, 0x1p-14, 0x1p28)
+FS_SSE2_TO_SMALL(fs_sse2_to_bf16, 7, 127, FS_BF16_QNAN, 0x1p128, 0x1p-126, 0x1p-81)
+
+/* the results of lanes (0, 1), (2, 3), (4, 5), (6, 7) as 8 16-bit values */
+FS_INLINE __m128i fs_sse2_pack16(__m128i h0, __m128i h1, __m128i h2, __m128i h3)
+{
+    __m128i lo = _mm_castps_si128(_mm_shuffle_ps(_mm_castsi128_ps(h0), _mm_castsi128_ps(h1),
+                                                 _MM_SHUFFLE(2, 0, 2, 0)));
+    __m128i hi = _mm_castps_si128(_mm_shuffle_ps(_mm_castsi128_ps(h2), _mm_castsi128_ps(h3),
+                                                 _MM_SHUFFLE(2, 0, 2, 0)));
+    /* sign-extended from 16 bits, so that the saturating pack keeps every pattern */
+    lo = _mm_srai_epi32(_mm_slli_epi32(lo, 16), 16);
+    hi = _mm_srai_epi32(_mm_slli_epi32(hi, 16), 16);
+    return _mm_packs_epi32(lo, hi);
+}
+
+/* d of two lanes j, j + 1 as doubles: the table entry, or SCALE rounded to odd where pos */
+FS_INLINE __m128d fs_sse2_deriv2(const uint16_t *x, int j, __m128i pos, const float *t,
+                                 const double *t64)
+{
+    __m128d d = t64 != NULL ? _mm_set_pd(t64[x[j + 1] & 0x7FFFu], t64[x[j] & 0x7FFFu])
+                            : _mm_set_pd((double)t[x[j + 1] & 0x7FFFu], (double)t[x[j] & 0x7FFFu]);
+    return _mm_castsi128_pd(fs_sse2_seli(pos, _mm_castpd_si128(_mm_set1_pd((double)fs_scale_ro)),
+                                        _mm_castpd_si128(d)));
+}
+
+/* bf: bfloat16 (else float16); t64: bfloat16's double table for x, else NULL */
+FS_INLINE ptrdiff_t fs_bwd_half_sse2(const uint16_t *g, const uint16_t *x, uint16_t *out,
+                                     ptrdiff_t n, const float *t, const double *t64, int bf)
+{
+    const __m128i zero = _mm_setzero_si128();
+    const int inf = bf ? (int)FS_BF16_INF : (int)FS_F16_INF;
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i gw = _mm_loadu_si128((const __m128i *)(g + i));
+        __m128i xw = _mm_loadu_si128((const __m128i *)(x + i));
+        __m128 g03, g47;
+        if (bf) {
+            g03 = _mm_castsi128_ps(_mm_unpacklo_epi16(zero, gw));
+            g47 = _mm_castsi128_ps(_mm_unpackhi_epi16(zero, gw));
+        } else {
+            g03 = fs_sse2_f16_to_f32(_mm_unpacklo_epi16(gw, zero));
+            g47 = fs_sse2_f16_to_f32(_mm_unpackhi_epi16(gw, zero));
+        }
+        /* x > 0: +0 < bits <= +inf, as x - 1 in [0, inf) */
+        __m128i xm1 = _mm_sub_epi32(_mm_unpacklo_epi16(xw, zero), _mm_set1_epi32(1));
+        __m128i p03 = _mm_andnot_si128(_mm_cmplt_epi32(xm1, zero),
+                                       _mm_cmplt_epi32(xm1, _mm_set1_epi32(inf)));
+        xm1 = _mm_sub_epi32(_mm_unpackhi_epi16(xw, zero), _mm_set1_epi32(1));
+        __m128i p47 = _mm_andnot_si128(_mm_cmplt_epi32(xm1, zero),
+                                       _mm_cmplt_epi32(xm1, _mm_set1_epi32(inf)));
+        const uint16_t *xi = x + i;
+        __m128d v0 = _mm_mul_pd(_mm_cvtps_pd(g03),
+                                fs_sse2_deriv2(xi, 0, _mm_unpacklo_epi32(p03, p03), t, t64));
+        __m128d v1 = _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(g03, g03)),
+                                fs_sse2_deriv2(xi, 2, _mm_unpackhi_epi32(p03, p03), t, t64));
+        __m128d v2 = _mm_mul_pd(_mm_cvtps_pd(g47),
+                                fs_sse2_deriv2(xi, 4, _mm_unpacklo_epi32(p47, p47), t, t64));
+        __m128d v3 = _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(g47, g47)),
+                                fs_sse2_deriv2(xi, 6, _mm_unpackhi_epi32(p47, p47), t, t64));
+        __m128i r = bf ? fs_sse2_pack16(fs_sse2_to_bf16(v0), fs_sse2_to_bf16(v1),
+                                        fs_sse2_to_bf16(v2), fs_sse2_to_bf16(v3))
+                       : fs_sse2_pack16(fs_sse2_to_f16(v0), fs_sse2_to_f16(v1),
+                                        fs_sse2_to_f16(v2), fs_sse2_to_f16(v3));
+        _mm_storeu_si128((__m128i *)(out + i), r);
+    }
+    return i;
+}
+#define fs_bwd_x_f16_avx2(g, x, out, n) fs_bwd_half_sse2(g, x, out, n, fs_dx_tab_f16, NULL, 0)
+#define fs_bwd_y_f16_avx2(g, y, out, n) fs_bwd_half_sse2(g, y, out, n, fs_dy_tab_f16, NULL, 0)
+#define fs_bwd_x_bf16_avx2(g, x, out, n)                                                         \
+    fs_bwd_half_sse2(g, x, out, n, NULL, fs_dx64_tab_bf16, 1)
+#define fs_bwd_y_bf16_avx2(g, y, out, n) fs_bwd_half_sse2(g, y, out, n, fs_dy_tab_bf16, NULL, 1)
 #else
 #define fs_bwd_x_f16_avx2(g, x, out, n) ((ptrdiff_t)0)
 #define fs_bwd_y_f16_avx2(g, y, out, n) ((ptrdiff_t)0)
