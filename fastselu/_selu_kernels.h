@@ -816,7 +816,9 @@ void FS_NAME(fs_backward_x_##BITS)(const T *g, const T *x, T *out, ptrdiff_t n) 
     }                                                                                             \
 }
 FS_BLOCKED_BACKWARD(float, f32)
-FS_BLOCKED_BACKWARD(double, f64)
+#if defined(FS_HW_FMA) || !(defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64))
+FS_BLOCKED_BACKWARD(double, f64)  /* (baseline x86-64: the same blocks in SSE2, further down) */
+#endif
 #endif
 
 /* ---------------- the loops ---------------- */
@@ -1046,11 +1048,212 @@ void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
 }
 #endif
 
+#if !defined(FS_HW_FMA) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64))
+/* Without an FMA unit (baseline x86-64): fs_fwd_f64's operations in SSE2, FS_NH64 pairs of
+ * elements side by side.  The plain loop, which gcc vectorizes two lanes at a time, ran one
+ * pair's dependency chain (~150 operations deep: the double-double expm1, then the emulated
+ * fma's Dekker product and odd rounding) at a time: latency-bound, 13.4 ns per element on
+ * Zen 3.  Interleaved independent chains fill the FP pipes instead.  Each step is the scalar
+ * kernel's IEEE operation in the same order (selects as masks, bit casts as casts), so the
+ * bits are the same; the scalar fs_fwd_f64 takes the last few elements. */
+#define FS_NH64 2
+#define FS_EACH64 for (int j = 0; j < FS_NH64; j++)
+#define FS_A _mm_add_pd
+#define FS_S _mm_sub_pd
+#define FS_M _mm_mul_pd
+#define FS_C _mm_set1_pd
+FS_INLINE __m128d fs_sse2_sel(__m128d m, __m128d a, __m128d b)
+{
+    return _mm_or_pd(_mm_and_pd(m, a), _mm_andnot_pd(m, b));
+}
+
+FS_INLINE void fs_fwd_f64_sse2(const double *xp, double *op)
+{
+    const double split = 0x1.0000002p+27;    /* 2^27 + 1 */
+    const __m128d zero = _mm_setzero_pd(), sgn = FS_C(-0.0);
+    __m128d x[FS_NH64], xc[FS_NH64], n[FS_NH64], r0[FS_NH64], cr[FS_NH64], r[FS_NH64];
+    __m128d bb[FS_NH64], r_lo[FS_NH64], t[FS_NH64], r2[FS_NH64], r4[FS_NH64], q[FS_NH64];
+    __m128d g[FS_NH64], rh[FS_NH64], rl[FS_NH64], h[FS_NH64], h_lo[FS_NH64], a[FS_NH64];
+    __m128d p_lo[FS_NH64], tm1[FS_NH64], tm1_lo[FS_NH64], tp[FS_NH64], b[FS_NH64];
+    __m128d e_lo[FS_NH64], ax[FS_NH64], tiny[FS_NH64], xneg[FS_NH64], neg[FS_NH64];
+    __m128d huge[FS_NH64], xs[FS_NH64], c_hi[FS_NH64], c[FS_NH64], m[FS_NH64], v[FS_NH64];
+    __m128d ah[FS_NH64], bh[FS_NH64], al[FS_NH64], bl[FS_NH64], e[FS_NH64], res[FS_NH64];
+    FS_EACH64 x[j] = _mm_loadu_pd(xp + 2 * j);
+    FS_EACH64 xc[j] = _mm_max_pd(FS_C(-128.0), x[j]);   /* fs_clamp_below: NaN passes */
+    /* fs_reduce */
+    FS_EACH64 n[j] = FS_S(FS_A(FS_M(xc[j], FS_C(LOG2E)), FS_C(MAGIC)), FS_C(MAGIC));
+    FS_EACH64 r0[j] = FS_A(FS_M(n[j], FS_C(-LN2_HI)), xc[j]);
+    FS_EACH64 cr[j] = FS_M(n[j], FS_C(LN2_LO));
+    FS_EACH64 r[j] = FS_S(r0[j], cr[j]);
+    FS_EACH64 bb[j] = FS_S(r[j], r0[j]);
+    FS_EACH64 r_lo[j] = FS_A(FS_S(r0[j], FS_S(r[j], bb[j])),
+                             FS_S(_mm_xor_pd(cr[j], sgn), bb[j]));
+    FS_EACH64 t[j] = _mm_castsi128_pd(
+        _mm_slli_epi64(_mm_castpd_si128(FS_A(n[j], FS_C(MAGIC_BIAS))), 52));
+    /* fs_expm1_small_dd */
+    FS_EACH64 r2[j] = FS_M(r[j], r[j]);
+    FS_EACH64 r4[j] = FS_M(r2[j], r2[j]);
+    FS_EACH64 q[j] = FS_A(FS_A(FS_M(FS_A(FS_M(FS_C(Q3_C9), r[j]), FS_C(Q3_C8)),
+                                    FS_M(r4[j], r4[j])),
+                              FS_M(FS_A(FS_M(FS_A(FS_M(FS_C(Q3_C7), r[j]), FS_C(Q3_C6)), r2[j]),
+                                        FS_A(FS_M(FS_C(Q3_C5), r[j]), FS_C(Q3_C4))),
+                                   r4[j])),
+                          FS_A(FS_M(FS_A(FS_M(FS_C(Q3_C3), r[j]), FS_C(Q3_C2)), r2[j]),
+                               FS_A(FS_M(FS_C(Q3_C1), r[j]), FS_C(Q3_C0))));
+    FS_EACH64 g[j] = FS_M(r[j], FS_C(split));
+    FS_EACH64 rh[j] = FS_S(g[j], FS_S(g[j], r[j]));
+    FS_EACH64 rl[j] = FS_S(r[j], rh[j]);
+    FS_EACH64 h[j] = FS_M(FS_M(FS_C(0.5), rh[j]), rh[j]);
+    FS_EACH64 h_lo[j] = FS_M(rl[j], FS_A(rh[j], FS_M(FS_C(0.5), rl[j])));
+    FS_EACH64 a[j] = FS_A(r[j], h[j]);
+    FS_EACH64 p_lo[j] = FS_A(FS_S(h[j], FS_S(a[j], r[j])),
+                             FS_A(FS_A(FS_M(FS_M(r2[j], r[j]), q[j]), h_lo[j]),
+                                  FS_A(FS_M(r_lo[j], r[j]), r_lo[j])));
+    /* fs_fast2sum(-1, t), fs_fast2sum(tm1, t * p_hi) */
+    FS_EACH64 tm1[j] = FS_A(FS_C(-1.0), t[j]);
+    FS_EACH64 tm1_lo[j] = FS_S(t[j], FS_S(tm1[j], FS_C(-1.0)));
+    FS_EACH64 tp[j] = FS_M(t[j], a[j]);
+    FS_EACH64 b[j] = FS_A(tm1[j], tp[j]);
+    FS_EACH64 e_lo[j] = FS_A(FS_A(FS_S(tp[j], FS_S(b[j], tm1[j])), FS_M(t[j], p_lo[j])),
+                             tm1_lo[j]);
+    /* the final fma's operands */
+    FS_EACH64 ax[j] = _mm_andnot_pd(sgn, x[j]);
+    FS_EACH64 tiny[j] = _mm_cmplt_pd(ax[j], FS_C(0x1p-900));
+    FS_EACH64 xneg[j] = _mm_cmplt_pd(x[j], zero);
+    FS_EACH64 neg[j] = _mm_andnot_pd(tiny[j], xneg[j]);
+    FS_EACH64 huge[j] = _mm_cmpgt_pd(x[j], FS_C(0x1p900));
+    FS_EACH64 xs[j] = fs_sse2_sel(tiny[j], FS_M(x[j], FS_C(0x1p200)),
+                                  fs_sse2_sel(huge[j], FS_M(x[j], FS_C(0x1p-600)), x[j]));
+    FS_EACH64 c_hi[j] = fs_sse2_sel(xneg[j], FS_C(SA_HI), FS_C(SCALE_HI));
+    FS_EACH64 c[j] = fs_sse2_sel(neg[j], FS_A(FS_M(FS_C(SA_HI), e_lo[j]), FS_M(FS_C(SA_LO), b[j])),
+                                 FS_M(fs_sse2_sel(xneg[j], FS_C(SA_LO), FS_C(SCALE_LO)), xs[j]));
+    FS_EACH64 m[j] = fs_sse2_sel(neg[j], b[j], xs[j]);
+    /* fs_fma_small_soft(c_hi, m, c) */
+    FS_EACH64 v[j] = FS_M(c_hi[j], m[j]);
+    FS_EACH64 ah[j] = FS_M(c_hi[j], FS_C(split));
+    FS_EACH64 ah[j] = FS_S(ah[j], FS_S(ah[j], c_hi[j]));
+    FS_EACH64 bh[j] = FS_M(m[j], FS_C(split));
+    FS_EACH64 bh[j] = FS_S(bh[j], FS_S(bh[j], m[j]));
+    FS_EACH64 al[j] = FS_S(c_hi[j], ah[j]);
+    FS_EACH64 bl[j] = FS_S(m[j], bh[j]);
+    FS_EACH64 e[j] = FS_A(FS_A(FS_A(FS_S(FS_M(ah[j], bh[j]), v[j]), FS_M(ah[j], bl[j])),
+                               FS_M(al[j], bh[j])),
+                          FS_M(al[j], bl[j]));
+    FS_EACH64 res[j] = FS_A(v[j], fs_sse2_add_odd(e[j], c[j]));
+    FS_EACH64 res[j] = fs_sse2_sel(tiny[j], FS_M(res[j], FS_C(0x1p-200)),
+                                   fs_sse2_sel(huge[j], FS_M(res[j], FS_C(0x1p600)), res[j]));
+    /* +-0, +inf, NaN: x*SCALE_HI + x*SCALE_LO (exact there; NaN keeps x's payload) */
+    FS_EACH64 res[j] = fs_sse2_sel(
+        _mm_or_pd(_mm_cmpeq_pd(x[j], zero),
+                  _mm_andnot_pd(xneg[j], _mm_cmpnle_pd(ax[j], FS_C(DBL_MAX)))),
+        FS_A(FS_M(FS_C(SCALE_HI), x[j]), FS_M(FS_C(SCALE_LO), x[j])), res[j]);
+    FS_EACH64 _mm_storeu_pd(op + 2 * j, res[j]);
+}
+
+/* fs_bwd_x_f64_fast in SSE2 for FS_NH64 pairs, side by side as the forward above (one pair at a
+ * time was latency-bound here too).  The table lookup is two selects by the index's bits. */
+FS_INLINE void fs_bwd_x_f64_sse2(const double *gp, const double *xp, double *op)
+{
+    const double split = 0x1.0000002p+27;    /* 2^27 + 1 */
+    const __m128d zero = _mm_setzero_pd();
+    __m128d x[FS_NH64], g[FS_NH64], z[FS_NH64], k[FS_NH64], s[FS_NH64], th[FS_NH64];
+    __m128d tl[FS_NH64], t[FS_NH64], s2[FS_NH64], q[FS_NH64], p[FS_NH64], a[FS_NH64];
+    __m128d bl[FS_NH64], pos[FS_NH64], c[FS_NH64], v[FS_NH64], ah[FS_NH64], bh[FS_NH64];
+    __m128d al[FS_NH64], blo[FS_NH64], e[FS_NH64], res[FS_NH64], ag[FS_NH64], alt[FS_NH64];
+    __m128i b[FS_NH64], m0[FS_NH64], m1[FS_NH64];
+    FS_EACH64 x[j] = _mm_loadu_pd(xp + 2 * j);
+    FS_EACH64 g[j] = _mm_loadu_pd(gp + 2 * j);
+    FS_EACH64 z[j] = FS_A(FS_M(x[j], FS_C(LOG2E4)), FS_C(MAGIC));
+    FS_EACH64 k[j] = FS_S(z[j], FS_C(MAGIC));
+    FS_EACH64 s[j] = FS_S(FS_A(FS_M(k[j], FS_C(-L4_HI)), x[j]), FS_M(k[j], FS_C(L4_LO)));
+    FS_EACH64 b[j] = _mm_castpd_si128(z[j]);
+    /* masks of the index's bits 0 and 1, from the low 32 bits of each lane */
+    FS_EACH64 m0[j] = _mm_shuffle_epi32(b[j], _MM_SHUFFLE(2, 2, 0, 0));
+    FS_EACH64 m1[j] = _mm_srai_epi32(_mm_slli_epi32(m0[j], 30), 31);
+    FS_EACH64 m0[j] = _mm_srai_epi32(_mm_slli_epi32(m0[j], 31), 31);
+    FS_EACH64 th[j] = fs_sse2_sel(_mm_castsi128_pd(m1[j]),
+                                  fs_sse2_sel(_mm_castsi128_pd(m0[j]), FS_C(FS_T64_HI[3]),
+                                              FS_C(FS_T64_HI[2])),
+                                  fs_sse2_sel(_mm_castsi128_pd(m0[j]), FS_C(FS_T64_HI[1]),
+                                              FS_C(FS_T64_HI[0])));
+    FS_EACH64 tl[j] = fs_sse2_sel(_mm_castsi128_pd(m1[j]),
+                                  fs_sse2_sel(_mm_castsi128_pd(m0[j]), FS_C(FS_T64_LO[3]),
+                                              FS_C(FS_T64_LO[2])),
+                                  fs_sse2_sel(_mm_castsi128_pd(m0[j]), FS_C(FS_T64_LO[1]),
+                                              FS_C(FS_T64_LO[0])));
+    /* 2^m: the arithmetic shift's sign bits leave with the shift left (k + 4092 >= 0 anyway) */
+    FS_EACH64 t[j] = _mm_castsi128_pd(_mm_slli_epi64(
+        _mm_srli_epi64(_mm_sub_epi64(b[j], _mm_set1_epi64x((long long)(MAGIC_BITS - 4092u))),
+                       2), 52));
+    FS_EACH64 s2[j] = FS_M(s[j], s[j]);
+    FS_EACH64 q[j] = FS_A(FS_M(FS_A(FS_M(FS_A(FS_M(FS_C(EXPS_C7), s[j]), FS_C(EXPS_C6)), s2[j]),
+                                    FS_A(FS_M(FS_C(EXPS_C5), s[j]), FS_C(EXPS_C4))),
+                               FS_M(s2[j], s2[j])),
+                          FS_A(FS_M(FS_A(FS_M(FS_C(EXPS_C3), s[j]), FS_C(EXPS_C2)), s2[j]),
+                               FS_A(FS_M(FS_C(EXPS_C1), s[j]), FS_C(EXPS_C0))));
+    FS_EACH64 p[j] = FS_A(FS_M(s2[j], q[j]), s[j]);
+    FS_EACH64 pos[j] = _mm_cmpgt_pd(x[j], zero);
+    FS_EACH64 a[j] = fs_sse2_sel(pos[j], FS_C(SCALE_HI), FS_M(th[j], t[j]));
+    FS_EACH64 bl[j] = fs_sse2_sel(pos[j], FS_C(SCALE_LO),
+                                  FS_M(FS_A(FS_M(th[j], p[j]), tl[j]), t[j]));
+    /* fs_fma_small_soft(g, a, g * bl) */
+    FS_EACH64 c[j] = FS_M(g[j], bl[j]);
+    FS_EACH64 v[j] = FS_M(g[j], a[j]);
+    FS_EACH64 ah[j] = FS_M(g[j], FS_C(split));
+    FS_EACH64 ah[j] = FS_S(ah[j], FS_S(ah[j], g[j]));
+    FS_EACH64 bh[j] = FS_M(a[j], FS_C(split));
+    FS_EACH64 bh[j] = FS_S(bh[j], FS_S(bh[j], a[j]));
+    FS_EACH64 al[j] = FS_S(g[j], ah[j]);
+    FS_EACH64 blo[j] = FS_S(a[j], bh[j]);
+    FS_EACH64 e[j] = FS_A(FS_A(FS_A(FS_S(FS_M(ah[j], bh[j]), v[j]), FS_M(ah[j], blo[j])),
+                               FS_M(al[j], bh[j])),
+                          FS_M(al[j], blo[j]));
+    FS_EACH64 res[j] = FS_A(v[j], fs_sse2_add_odd(e[j], c[j]));
+    /* g = +-0, +-inf, NaN: g*a, a NaN the default one (v is g*a) */
+    FS_EACH64 ag[j] = _mm_andnot_pd(FS_C(-0.0), g[j]);
+    FS_EACH64 alt[j] = fs_sse2_sel(_mm_cmpunord_pd(v[j], v[j]), FS_C(NAN), v[j]);
+    FS_EACH64 res[j] = fs_sse2_sel(_mm_and_pd(_mm_cmpgt_pd(ag[j], zero),
+                                              _mm_cmple_pd(ag[j], FS_C(DBL_MAX))),
+                                   res[j], alt[j]);
+    FS_EACH64 _mm_storeu_pd(op + 2 * j, res[j]);
+}
+#undef FS_A
+#undef FS_S
+#undef FS_M
+#undef FS_C
+
+/* FS_BLOCKED_BACKWARD's blocks, the fast ones in SSE2 */
+void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, ptrdiff_t n)
+{
+    for (ptrdiff_t b = 0; b < n; b += FS_BLOCK) {
+        const double *gb = g + b, *xb = x + b;
+        double *ob = out + b;
+        ptrdiff_t m = n - b < FS_BLOCK ? n - b : FS_BLOCK;
+        int hard = 0;
+        for (ptrdiff_t i = 0; i < m; i++) hard |= fs_bwd_x_f64_hard_g(gb[i], xb[i]);
+        ptrdiff_t i = 0;
+        if (!hard) {
+            for (; i + 2 * FS_NH64 <= m; i += 2 * FS_NH64) fs_bwd_x_f64_sse2(gb + i, xb + i, ob + i);
+            for (; i < m; i++) ob[i] = fs_bwd_x_f64_fast(gb[i], xb[i]);
+        } else {
+            for (; i < m; i++) ob[i] = fs_bwd_x_f64_any(gb[i], xb[i]);
+        }
+    }
+}
+
+void FS_NAME(fs_forward_f64)(const double *x, double *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 2 * FS_NH64 <= n; i += 2 * FS_NH64) fs_fwd_f64_sse2(x + i, out + i);
+    for (; i < n; i++) out[i] = fs_fwd_f64(x[i]);
+}
+#else
 void FS_NAME(fs_forward_f64)(const double *x, double *out, ptrdiff_t n)
 {
     FS_IVDEP
     for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_fwd_f64(x[i]);
 }
+#endif
 
 
 void FS_NAME(fs_backward_y_f32)(const float *g, const float *y, float *out, ptrdiff_t n)
