@@ -1067,6 +1067,28 @@ FS_INLINE __m128d fs_sse2_sel(__m128d m, __m128d a, __m128d b)
     return _mm_or_pd(_mm_and_pd(m, a), _mm_andnot_pd(m, b));
 }
 
+/* For constants: a ^ b as a vector of bits */
+FS_INLINE __m128d fs_sse2_xorc(double a, double b)
+{
+    uint64_t ua, ub;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    return _mm_castsi128_pd(_mm_set1_epi64x((long long)(ua ^ ub)));
+}
+
+/* m ? a : b for constants: b ^ (m & (a ^ b)), one operation fewer */
+FS_INLINE __m128d fs_sse2_selc(__m128d m, double a, double b)
+{
+    return _mm_xor_pd(_mm_set1_pd(b), _mm_and_pd(m, fs_sse2_xorc(a, b)));
+}
+
+/* m1 ? a : m2 ? b : c for constants and exclusive masks m1, m2 */
+FS_INLINE __m128d fs_sse2_selc3(__m128d m1, double a, __m128d m2, double b, double c)
+{
+    return _mm_xor_pd(_mm_set1_pd(c), _mm_or_pd(_mm_and_pd(m1, fs_sse2_xorc(a, c)),
+                                                _mm_and_pd(m2, fs_sse2_xorc(b, c))));
+}
+
 FS_INLINE void fs_fwd_f64_sse2(const double *xp, double *op)
 {
     const double split = 0x1.0000002p+27;    /* 2^27 + 1 */
@@ -1083,11 +1105,10 @@ FS_INLINE void fs_fwd_f64_sse2(const double *xp, double *op)
     /* fs_reduce */
     FS_EACH64 n[j] = FS_S(FS_A(FS_M(xc[j], FS_C(LOG2E)), FS_C(MAGIC)), FS_C(MAGIC));
     FS_EACH64 r0[j] = FS_A(FS_M(n[j], FS_C(-LN2_HI)), xc[j]);
-    FS_EACH64 cr[j] = FS_M(n[j], FS_C(LN2_LO));
-    FS_EACH64 r[j] = FS_S(r0[j], cr[j]);
+    FS_EACH64 cr[j] = FS_M(n[j], FS_C(-LN2_LO));      /* -c: RN is symmetric, n is never -0 */
+    FS_EACH64 r[j] = FS_A(r0[j], cr[j]);
     FS_EACH64 bb[j] = FS_S(r[j], r0[j]);
-    FS_EACH64 r_lo[j] = FS_A(FS_S(r0[j], FS_S(r[j], bb[j])),
-                             FS_S(_mm_xor_pd(cr[j], sgn), bb[j]));
+    FS_EACH64 r_lo[j] = FS_A(FS_S(r0[j], FS_S(r[j], bb[j])), FS_S(cr[j], bb[j]));
     FS_EACH64 t[j] = _mm_castsi128_pd(
         _mm_slli_epi64(_mm_castpd_si128(FS_A(n[j], FS_C(MAGIC_BIAS))), 52));
     /* fs_expm1_small_dd */
@@ -1122,11 +1143,12 @@ FS_INLINE void fs_fwd_f64_sse2(const double *xp, double *op)
     FS_EACH64 xneg[j] = _mm_cmplt_pd(x[j], zero);
     FS_EACH64 neg[j] = _mm_andnot_pd(tiny[j], xneg[j]);
     FS_EACH64 huge[j] = _mm_cmpgt_pd(x[j], FS_C(0x1p900));
-    FS_EACH64 xs[j] = fs_sse2_sel(tiny[j], FS_M(x[j], FS_C(0x1p200)),
-                                  fs_sse2_sel(huge[j], FS_M(x[j], FS_C(0x1p-600)), x[j]));
-    FS_EACH64 c_hi[j] = fs_sse2_sel(xneg[j], FS_C(SA_HI), FS_C(SCALE_HI));
+    /* x times 2^200 (tiny), 2^-600 (huge) or 1 (exact: x itself but for a NaN's quiet bit,
+     * and NaN takes the plain result below) */
+    FS_EACH64 xs[j] = FS_M(x[j], fs_sse2_selc3(tiny[j], 0x1p200, huge[j], 0x1p-600, 1.0));
+    FS_EACH64 c_hi[j] = fs_sse2_selc(xneg[j], SA_HI, SCALE_HI);
     FS_EACH64 c[j] = fs_sse2_sel(neg[j], FS_A(FS_M(FS_C(SA_HI), e_lo[j]), FS_M(FS_C(SA_LO), b[j])),
-                                 FS_M(fs_sse2_sel(xneg[j], FS_C(SA_LO), FS_C(SCALE_LO)), xs[j]));
+                                 FS_M(fs_sse2_selc(xneg[j], SA_LO, SCALE_LO), xs[j]));
     FS_EACH64 m[j] = fs_sse2_sel(neg[j], b[j], xs[j]);
     /* fs_fma_small_soft(c_hi, m, c) */
     FS_EACH64 v[j] = FS_M(c_hi[j], m[j]);
@@ -1140,8 +1162,7 @@ FS_INLINE void fs_fwd_f64_sse2(const double *xp, double *op)
                                FS_M(al[j], bh[j])),
                           FS_M(al[j], bl[j]));
     FS_EACH64 res[j] = FS_A(v[j], fs_sse2_add_odd(e[j], c[j]));
-    FS_EACH64 res[j] = fs_sse2_sel(tiny[j], FS_M(res[j], FS_C(0x1p-200)),
-                                   fs_sse2_sel(huge[j], FS_M(res[j], FS_C(0x1p600)), res[j]));
+    FS_EACH64 res[j] = FS_M(res[j], fs_sse2_selc3(tiny[j], 0x1p-200, huge[j], 0x1p600, 1.0));
     /* +-0, +inf, NaN: x*SCALE_HI + x*SCALE_LO (exact there; NaN keeps x's payload) */
     FS_EACH64 res[j] = fs_sse2_sel(
         _mm_or_pd(_mm_cmpeq_pd(x[j], zero),
