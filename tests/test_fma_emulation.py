@@ -151,3 +151,56 @@ def test_float32_forward_variants_agree_on_special_inputs_tails_and_flagged_grou
     for v, res in out.items():
         bad = np.flatnonzero(first != res)
         assert bad.size == 0, (v, bad.size, [hex(first[i]) for i in bad[:4]])
+
+
+# signed zeros, inf, either side of -2^-900, tiny and subnormal, huge, the -128 clamp
+SPECIAL64 = """0x0p+0 -0x0p+0 inf -inf -0x1p-900 -0x1.fffffffffffffp-901 -0x1p-997 0x1p-1074
+-0x1p-1074 0x1p+901 0x1.fffffffffffffp+1023 -0x1p+7 -0x1.fffffffffffffp+6 -0x1p+997"""
+
+
+def test_float64_forward_variants_agree_on_sign_runs_block_edges_and_tails():
+    """The baseline's float64 forward gathers each block's x <= -2^-900 apart from the other
+    elements, runs the two sets through their halves of the kernel in padded groups and puts the
+    results back: every variant gives the same bits for runs of one sign and of mixed signs,
+    the special inputs at either side of that split (signed zeros, -2^-900 and its neighbour,
+    inf, NaN payloads, huge and tiny x, the -128 clamp), lengths around the groups and the block
+    of 256, written to a new array and in place."""
+    np = pytest.importorskip("numpy")
+    K = pytest.importorskip("fastselu._kernels")
+    if len(K.SUPPORTED) < 2:
+        pytest.skip("one SIMD variant on this machine")
+    nan = np.array([0x7FF8000000000000, 0xFFF8000000000001, 0x7FF0000000000001], np.uint64)
+    special = [float.fromhex(h) for h in SPECIAL64.split()]
+    special = np.concatenate([special, nan.view(np.float64)])
+    rng = np.random.default_rng(12)
+    cases = []
+    for n in list(range(1, 21)) + [255, 256, 257, 515]:
+        z = rng.standard_normal(n)
+        for x in (-np.abs(z), np.abs(z), z, np.where(np.arange(n) % 2, 1.0, -1.0) * np.abs(z)):
+            x = x.copy()
+            k = rng.integers(0, n, min(n, 4))
+            x[k] = rng.choice(special, k.size)
+            cases.append(x)
+    for p in special:  # each at every position of an array of three groups and a tail
+        for pos in range(20):
+            x = rng.standard_normal(20)
+            x[pos] = p
+            cases.append(x)
+    out = {}
+    try:
+        for v in K.SUPPORTED:
+            K.set_simd(v)
+            res = []
+            for x in cases:
+                o = np.empty_like(x)
+                K.forward(x, o, 1)
+                y = x.copy()
+                K.forward(y, y, 1)
+                res.append(np.concatenate([o.view(np.uint64), y.view(np.uint64)]))
+            out[v] = np.concatenate(res)
+    finally:
+        K.set_simd(None)
+    first = out[K.SUPPORTED[0]]
+    for v, res in out.items():
+        bad = np.flatnonzero(first != res)
+        assert bad.size == 0, (v, bad.size, [hex(first[i]) for i in bad[:4]])
