@@ -9,10 +9,10 @@
 # installs Debian packages (mmdebstrap, qemu-user-static), registers qemu-aarch64 with binfmt_misc,
 # builds (once, then reused) a Debian arm64 root with its own python3 and gcc at
 # $FASTSELU_ARM64_ROOT (default /var/tmp/fastselu-arm64-root), installs fastselu there from a copy
-# of this tree with `pip install .` (the test requirements are already in the root's venv) (compiled by the root's own gcc, under emulation) and
-# runs `pytest -m 'not slow' -n $(nproc)` (pytest-xdist), printing pytest's summary line.  Exit
-# status: pytest's (or 1 when the optional comparison finds a difference).  About 25-35 minutes on
-# 2 cores, the root included.
+# of this tree with `pip install .` (compiled by the root's own gcc, under emulation; the test
+# requirements are already in its venv) and runs `pytest -m 'not slow' -n $(nproc)`
+# (pytest-xdist), printing pytest's summary line.  Exit status: pytest's (or 1 when the optional
+# comparison finds a difference).  About 25 minutes on 2 cores, the root included.
 #
 # --exhaustive[=VARIANTS]: the kernel ABI functions (fastselu/_simd_<isa>.c compiled on their own
 # with the SPEC's flags, tools/bitcompare.c) built for the host and cross-built for aarch64
@@ -40,7 +40,7 @@ for arg in "$@"; do
         --skip-suite) SUITE_RUN=0 ;;
         --exhaustive) EXHAUSTIVE=1 ;;
         --exhaustive=*) EXHAUSTIVE=1; FULL_VARIANTS="${arg#--exhaustive=}"; FULL_VARIANTS="${FULL_VARIANTS//,/ }" ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
     esac
 done
