@@ -1090,6 +1090,27 @@ FS_INLINE __m128d fs_sse2_selc3(__m128d m1, double a, __m128d m2, double b, doub
                                                 _mm_and_pd(m2, fs_sse2_xorc(b, c))));
 }
 
+/* fs_fma_small_soft(a, b, c) over FS_NH64 pairs, step by step (see above): r = a*b + c, and
+ * v = a*b rounded */
+FS_INLINE void fs_sse2_fma_small(const __m128d a[FS_NH64], const __m128d b[FS_NH64],
+                                 const __m128d c[FS_NH64], __m128d v[FS_NH64],
+                                 __m128d r[FS_NH64])
+{
+    const double split = 0x1.0000002p+27;    /* 2^27 + 1 */
+    __m128d ah[FS_NH64], bh[FS_NH64], al[FS_NH64], bl[FS_NH64], e[FS_NH64];
+    FS_EACH64 v[j] = FS_M(a[j], b[j]);
+    FS_EACH64 ah[j] = FS_M(a[j], FS_C(split));
+    FS_EACH64 ah[j] = FS_S(ah[j], FS_S(ah[j], a[j]));
+    FS_EACH64 bh[j] = FS_M(b[j], FS_C(split));
+    FS_EACH64 bh[j] = FS_S(bh[j], FS_S(bh[j], b[j]));
+    FS_EACH64 al[j] = FS_S(a[j], ah[j]);
+    FS_EACH64 bl[j] = FS_S(b[j], bh[j]);
+    FS_EACH64 e[j] = FS_A(FS_A(FS_A(FS_S(FS_M(ah[j], bh[j]), v[j]), FS_M(ah[j], bl[j])),
+                               FS_M(al[j], bh[j])),
+                          FS_M(al[j], bl[j]));
+    FS_EACH64 r[j] = FS_A(v[j], fs_sse2_add_odd(e[j], c[j]));
+}
+
 /* fs_fwd_f64 for 2*FS_NH64 elements of one kind: neg (x <= -2^-900, -inf included: the
  * element's final fma is fs_fma_small(SA_HI, b, SA_HI*e_lo + SA_LO*b), nothing scaled, no
  * special case), or not (x >= 0, -0, NaN, tiny x < 0: no expm1, the fma of x (scaled) by
@@ -1104,7 +1125,7 @@ FS_INLINE void fs_fwd_f64_sse2(const double *xp, double *op, int neg)
     __m128d p_lo[FS_NH64], tm1[FS_NH64], tm1_lo[FS_NH64], tp[FS_NH64], b[FS_NH64];
     __m128d e_lo[FS_NH64], ax[FS_NH64], tiny[FS_NH64], xneg[FS_NH64];
     __m128d huge[FS_NH64], xs[FS_NH64], c_hi[FS_NH64], c[FS_NH64], m[FS_NH64], v[FS_NH64];
-    __m128d ah[FS_NH64], bh[FS_NH64], al[FS_NH64], bl[FS_NH64], e[FS_NH64], res[FS_NH64];
+    __m128d res[FS_NH64];
     FS_EACH64 x[j] = _mm_loadu_pd(xp + 2 * j);
     if (neg) {
     FS_EACH64 xc[j] = _mm_max_pd(FS_C(-128.0), x[j]);   /* fs_clamp_below: NaN passes */
@@ -1159,18 +1180,7 @@ FS_INLINE void fs_fwd_f64_sse2(const double *xp, double *op, int neg)
     FS_EACH64 c[j] = FS_M(fs_sse2_selc(xneg[j], SA_LO, SCALE_LO), xs[j]);
     FS_EACH64 m[j] = xs[j];
     }
-    /* fs_fma_small_soft(c_hi, m, c) */
-    FS_EACH64 v[j] = FS_M(c_hi[j], m[j]);
-    FS_EACH64 ah[j] = FS_M(c_hi[j], FS_C(split));
-    FS_EACH64 ah[j] = FS_S(ah[j], FS_S(ah[j], c_hi[j]));
-    FS_EACH64 bh[j] = FS_M(m[j], FS_C(split));
-    FS_EACH64 bh[j] = FS_S(bh[j], FS_S(bh[j], m[j]));
-    FS_EACH64 al[j] = FS_S(c_hi[j], ah[j]);
-    FS_EACH64 bl[j] = FS_S(m[j], bh[j]);
-    FS_EACH64 e[j] = FS_A(FS_A(FS_A(FS_S(FS_M(ah[j], bh[j]), v[j]), FS_M(ah[j], bl[j])),
-                               FS_M(al[j], bh[j])),
-                          FS_M(al[j], bl[j]));
-    FS_EACH64 res[j] = FS_A(v[j], fs_sse2_add_odd(e[j], c[j]));
+    fs_sse2_fma_small(c_hi, m, c, v, res);
     if (!neg) {
     FS_EACH64 res[j] = FS_M(res[j], fs_sse2_selc3(tiny[j], 0x1p-200, huge[j], 0x1p600, 1.0));
     /* +-0, +inf, NaN: x*SCALE_HI + x*SCALE_LO (exact there; NaN keeps x's payload) */
@@ -1186,12 +1196,11 @@ FS_INLINE void fs_fwd_f64_sse2(const double *xp, double *op, int neg)
  * time was latency-bound here too).  The table lookup is two selects by the index's bits. */
 FS_INLINE void fs_bwd_x_f64_sse2(const double *gp, const double *xp, double *op)
 {
-    const double split = 0x1.0000002p+27;    /* 2^27 + 1 */
     const __m128d zero = _mm_setzero_pd();
     __m128d x[FS_NH64], g[FS_NH64], z[FS_NH64], k[FS_NH64], s[FS_NH64], th[FS_NH64];
     __m128d tl[FS_NH64], t[FS_NH64], s2[FS_NH64], q[FS_NH64], p[FS_NH64], a[FS_NH64];
-    __m128d bl[FS_NH64], pos[FS_NH64], c[FS_NH64], v[FS_NH64], ah[FS_NH64], bh[FS_NH64];
-    __m128d al[FS_NH64], blo[FS_NH64], e[FS_NH64], res[FS_NH64], ag[FS_NH64], alt[FS_NH64];
+    __m128d bl[FS_NH64], pos[FS_NH64], c[FS_NH64], v[FS_NH64], res[FS_NH64], ag[FS_NH64];
+    __m128d alt[FS_NH64];
     __m128i b[FS_NH64], m0[FS_NH64], m1[FS_NH64];
     FS_EACH64 x[j] = _mm_loadu_pd(xp + 2 * j);
     FS_EACH64 g[j] = _mm_loadu_pd(gp + 2 * j);
@@ -1228,19 +1237,8 @@ FS_INLINE void fs_bwd_x_f64_sse2(const double *gp, const double *xp, double *op)
     FS_EACH64 a[j] = fs_sse2_sel(pos[j], FS_C(SCALE_HI), FS_M(th[j], t[j]));
     FS_EACH64 bl[j] = fs_sse2_sel(pos[j], FS_C(SCALE_LO),
                                   FS_M(FS_A(FS_M(th[j], p[j]), tl[j]), t[j]));
-    /* fs_fma_small_soft(g, a, g * bl) */
     FS_EACH64 c[j] = FS_M(g[j], bl[j]);
-    FS_EACH64 v[j] = FS_M(g[j], a[j]);
-    FS_EACH64 ah[j] = FS_M(g[j], FS_C(split));
-    FS_EACH64 ah[j] = FS_S(ah[j], FS_S(ah[j], g[j]));
-    FS_EACH64 bh[j] = FS_M(a[j], FS_C(split));
-    FS_EACH64 bh[j] = FS_S(bh[j], FS_S(bh[j], a[j]));
-    FS_EACH64 al[j] = FS_S(g[j], ah[j]);
-    FS_EACH64 blo[j] = FS_S(a[j], bh[j]);
-    FS_EACH64 e[j] = FS_A(FS_A(FS_A(FS_S(FS_M(ah[j], bh[j]), v[j]), FS_M(ah[j], blo[j])),
-                               FS_M(al[j], bh[j])),
-                          FS_M(al[j], blo[j]));
-    FS_EACH64 res[j] = FS_A(v[j], fs_sse2_add_odd(e[j], c[j]));
+    fs_sse2_fma_small(g, a, c, v, res);
     /* g = +-0, +-inf, NaN: g*a, a NaN the default one (v is g*a) */
     FS_EACH64 ag[j] = _mm_andnot_pd(FS_C(-0.0), g[j]);
     FS_EACH64 alt[j] = fs_sse2_sel(_mm_cmpunord_pd(v[j], v[j]), FS_C(NAN), v[j]);
