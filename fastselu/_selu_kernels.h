@@ -797,7 +797,7 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
  * vectorizes without the hard case's branches), else fs_bwd_x_*_any.  The scan reads x once
  * more, from L1. */
 #define FS_BLOCK 1024  /* elements per block */
-#define FS_BLOCKED_BACKWARD(T, BITS)                                                              \
+#define FS_BLOCKED_BACKWARD(T, BITS, GROUPS)                                                      \
 void FS_NAME(fs_backward_x_##BITS)(const T *g, const T *x, T *out, ptrdiff_t n)                  \
 {                                                                                                 \
     for (ptrdiff_t b = 0; b < n; b += FS_BLOCK) {                                                 \
@@ -807,17 +807,19 @@ void FS_NAME(fs_backward_x_##BITS)(const T *g, const T *x, T *out, ptrdiff_t n) 
         int hard = 0;                                                                             \
         for (ptrdiff_t i = 0; i < m; i++) hard |= fs_bwd_x_##BITS##_hard_g(gb[i], xb[i]);        \
         if (!hard) {                                                                              \
+            ptrdiff_t i = GROUPS(gb, xb, ob, m);  /* the leading elements a vector kernel did */  \
             FS_IVDEP                                                                              \
-            for (ptrdiff_t i = 0; i < m; i++) ob[i] = fs_bwd_x_##BITS##_fast(gb[i], xb[i]);       \
+            for (; i < m; i++) ob[i] = fs_bwd_x_##BITS##_fast(gb[i], xb[i]);                      \
         } else {                                                                                  \
             FS_IVDEP                                                                              \
             for (ptrdiff_t i = 0; i < m; i++) ob[i] = fs_bwd_x_##BITS##_any(gb[i], xb[i]);        \
         }                                                                                         \
     }                                                                                             \
 }
-FS_BLOCKED_BACKWARD(float, f32)
+#define FS_NO_GROUPS(g, x, o, m) ((ptrdiff_t)0)
+FS_BLOCKED_BACKWARD(float, f32, FS_NO_GROUPS)
 #if defined(FS_HW_FMA) || !(defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64))
-FS_BLOCKED_BACKWARD(double, f64)  /* (baseline x86-64: the same blocks in SSE2, further down) */
+FS_BLOCKED_BACKWARD(double, f64, FS_NO_GROUPS)  /* (baseline x86-64: SSE2 groups, further down) */
 #endif
 #endif
 
@@ -1252,24 +1254,15 @@ FS_INLINE void fs_bwd_x_f64_sse2(const double *gp, const double *xp, double *op)
 #undef FS_M
 #undef FS_C
 
-/* FS_BLOCKED_BACKWARD's blocks, the fast ones in SSE2 */
-void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, ptrdiff_t n)
+/* FS_BLOCKED_BACKWARD's fast blocks in SSE2 groups */
+FS_INLINE ptrdiff_t fs_bwd_x_f64_sse2_groups(const double *g, const double *x, double *o,
+                                             ptrdiff_t m)
 {
-    for (ptrdiff_t b = 0; b < n; b += FS_BLOCK) {
-        const double *gb = g + b, *xb = x + b;
-        double *ob = out + b;
-        ptrdiff_t m = n - b < FS_BLOCK ? n - b : FS_BLOCK;
-        int hard = 0;
-        for (ptrdiff_t i = 0; i < m; i++) hard |= fs_bwd_x_f64_hard_g(gb[i], xb[i]);
-        ptrdiff_t i = 0;
-        if (!hard) {
-            for (; i + 2 * FS_NH64 <= m; i += 2 * FS_NH64) fs_bwd_x_f64_sse2(gb + i, xb + i, ob + i);
-            for (; i < m; i++) ob[i] = fs_bwd_x_f64_fast(gb[i], xb[i]);
-        } else {
-            for (; i < m; i++) ob[i] = fs_bwd_x_f64_any(gb[i], xb[i]);
-        }
-    }
+    ptrdiff_t i = 0;
+    for (; i + 2 * FS_NH64 <= m; i += 2 * FS_NH64) fs_bwd_x_f64_sse2(g + i, x + i, o + i);
+    return i;
 }
+FS_BLOCKED_BACKWARD(double, f64, fs_bwd_x_f64_sse2_groups)
 
 /* Block by block: the elements that need expm1 (x <= -2^-900) gathered apart from the others,
  * each set through its own half of the kernel, the results put back in place.  Computing both
