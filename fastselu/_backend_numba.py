@@ -433,11 +433,26 @@ def _bwd_x_f32(gf, xf):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _bwd_y_f32(gf, yf):  # type: ignore[no-untyped-def]
-    y = np.float64(yf)
-    d_neg = (y + SA_HI) + SA_LO
-    d = SCALE_HI if y > 0.0 else d_neg
-    return np.float32(np.float64(gf) * d)
+def _bwd_y_f32(g, y):  # type: ignore[no-untyped-def]
+    """fs_bwd_y_f32_any: float32 lanes, TwoSum and one fma."""
+    s = y + SA_HI_F
+    bb = s - y
+    e = (y - (s - bb)) + (SA_HI_F - bb)
+    pos = y > 0.0
+    dh = SCALE_HI_F if pos else s
+    dl = SCALE_LO_F if pos else e + SA_LO_F
+    v = g * dh if g == 0.0 else _fma(g, dh, g * dl)
+    hard = not (abs(g) <= np.float32(2.0**100) and abs(y) <= np.float32(2.0**20))
+    return _bwd_y_any(v, g, y, hard, np.float32(2.0**20), FLT_MAX, dh, SA_LO_F)
+
+
+@_inline
+def _bwd_y_any(v, g, y, hard, big, vmax, dh, sa_lo):  # type: ignore[no-untyped-def]
+    """FS_BWD_Y_ANY: where hard, a finite v, or an overflow of finite parts, else the plain
+    product (dh is y + SA_HI, or SCALE_HI)."""
+    if not hard or v - v == 0.0 or (v == v and abs(g) <= vmax and abs(y) <= big):
+        return v
+    return g * (dh + sa_lo)
 
 
 @_inline
@@ -566,16 +581,16 @@ def _bwd_x_f64_any(g, x):  # type: ignore[no-untyped-def]
 
 @_inline
 def _bwd_y_f64(g, y):  # type: ignore[no-untyped-def]
+    """fs_bwd_y_f64_any (with a hardware fma, fs_fma_small is fs_fma)."""
     s = y + SA_HI
     bb = s - y
-    s_lo = ((y - (s - bb)) + (SA_HI - bb)) + SA_LO
-    s_lo = s_lo if s - s == 0.0 else 0.0  # y = -inf: the TwoSum error term is NaN
+    e = (y - (s - bb)) + (SA_HI - bb)
     pos = y > 0.0
     dh = SCALE_HI if pos else s
-    dl = SCALE_LO if pos else s_lo
-    dl2 = 0.0 if pos else SA_LO2
-    v = _fma(g, dh, _fma(g, dl, g * dl2))
-    return v if (g - g == 0.0) & (g != 0.0) & (v - v == 0.0) else g * ((dh + dl) + dl2)  # as above
+    dl = SCALE_LO if pos else (e + SA_LO) + SA_LO2
+    v = g * dh if g == 0.0 else _fma(g, dh, g * dl)
+    hard = not (abs(g) <= 2.0**900 and abs(y) <= 2.0**50)
+    return _bwd_y_any(v, g, y, hard, 2.0**50, DBL_MAX, dh, SA_LO)
 
 
 # ---------------------------------------------------------------------------------------------

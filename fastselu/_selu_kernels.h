@@ -402,12 +402,46 @@ FS_INLINE float fs_bwd_x_f32(float gf, float xf)
     return (float)((double)gf * d);
 }
 
-FS_INLINE float fs_bwd_y_f32(float gf, float yf)
+/* The backward from the result, g * (y + SA) (SCALE for y > 0), as g*dh + g*dl rounded once:
+ * y + SA_HI = s + e exactly (TwoSum), dh = s and dl = e + SA_LO (+ SA_LO2 in float64).  g = 0
+ * takes g*dh, whose sign is d's (dh = 0 only at y = -SA_HI, where d > 0), where g*dl could carry
+ * the other one.  The fast form is exact enough for moderate g and y (fs_bwd_y_*_hard_g says
+ * where not: g = inf gives inf - inf, y = -inf a NaN error term, huge y a g*dl that may
+ * overflow with the other sign); fs_bwd_y_*_any keeps its result there where it is finite, or
+ * an overflow whose parts were finite, else takes one plain product.
+ * float32 lanes (the conversions of a double evaluation cost twice its arithmetic): where it
+ * cancels (y near -SA_HI_F, Sterbenz) s is exact, e = 0, and the one other rounding, of
+ * g*SA_LO_F, is at most 0.25 ULP of the result (|SA_LO_F| <= 0.243 |s + SA_LO_F| for every float
+ * y there), so <= 0.75 ULP; elsewhere |d| >= 0.88 and it is ~0.5 ULP. */
+FS_INLINE float fs_bwd_y_f32_fast(float g, float y)
 {
-    double y = (double)yf;
-    double d_neg = (y + SA_HI) + SA_LO;      /* y + SA_HI is exact near y = -SA (Sterbenz) */
-    double d = yf > 0.0f ? SCALE_HI : d_neg;
-    return (float)((double)gf * d);
+    float s = y + SA_HI_F;                   /* TwoSum(y, SA_HI_F) */
+    float bb = s - y;
+    float e = (y - (s - bb)) + (SA_HI_F - bb);
+    int pos = y > 0.0f;
+    float dh = pos ? SCALE_HI_F : s;
+    float dl = pos ? SCALE_LO_F : e + SA_LO_F;
+    float v = fs_fmaf(g, dh, g * dl);
+    return g == 0.0f ? g * dh : v;
+}
+
+FS_INLINE int fs_bwd_y_f32_hard_g(float g, float y)
+{
+    return !(fabsf(g) <= 0x1p100f && fabsf(y) <= 0x1p20f);
+}
+
+/* Where hard: the fast form's finite result, or its overflow where g is finite and |y| moderate
+ * (|dl| <= 1, so g*dl was finite), else one plain product (d nonzero with d's sign, -inf at
+ * y = -inf). */
+#define FS_BWD_Y_ANY(BITS, CANON, v, g, y, BIG, MAX, HI, LO)                                   \
+    (!fs_bwd_y_##BITS##_hard_g((g), (y)) || (v) - (v) == 0                                        \
+     || ((v) == (v) && fabs(g) <= (MAX) && fabs(y) <= (BIG))                                      \
+         ? (v) : CANON((g) * (((y) > 0 ? SCALE_##HI : (y) + SA_##HI) + SA_##LO)))
+
+FS_INLINE float fs_bwd_y_f32_any(float g, float y)
+{
+    float v = fs_bwd_y_f32_fast(g, y);
+    return FS_BWD_Y_ANY(f32, fs_canon32, v, g, y, 0x1p20f, FLT_MAX, HI_F, LO_F);
 }
 
 /* ---------------- float64: double-double inside, one final rounding ---------------- */
@@ -485,20 +519,52 @@ FS_INLINE double fs_bwd_x_f64(double g, double x)
     return (v * u) * w;
 }
 
-/* g * (y + SA) with y + SA as s + s_lo + SA_LO2: where y = -SA_HI, s = 0 and the result is
- * g*SA_LO + g*SA_LO2 rounded once, so even that cancellation costs no accuracy. */
-FS_INLINE double fs_bwd_y_f64(double g, double y)
+/* As fs_bwd_y_f32_fast, with dl = (e + SA_LO) + SA_LO2: near the cancellation s is exact and
+ * e = 0, so that at y = -SA_HI (s = 0) the result is g*RN(SA_LO + SA_LO2) (within 1 ULP, and
+ * correctly rounded for g = 1), and elsewhere dl's rounding is ~2^-52 of the result's ULP.  The fma
+ * is fs_fma_small (the instruction where there is one; exact where fs_bwd_y_f64_hard_g says so
+ * without), or the general fs_fma where `exact`. */
+FS_INLINE void fs_bwd_y_f64_parts(double y, double *dh, double *dl)
 {
     double s = y + SA_HI;                    /* TwoSum(y, SA_HI) */
     double bb = s - y;
-    double s_lo = ((y - (s - bb)) + (SA_HI - bb)) + SA_LO;
-    s_lo = s - s == 0.0 ? s_lo : 0.0;       /* y = -inf: the TwoSum error term is NaN */
+    double e = (y - (s - bb)) + (SA_HI - bb);
     int pos = y > 0.0;
-    double dh = pos ? SCALE_HI : s;
-    double dl = pos ? SCALE_LO : s_lo;
-    double dl2 = pos ? 0.0 : SA_LO2;
-    double v = fs_fma(g, dh, fs_fma(g, dl, g * dl2));
-    return g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * ((dh + dl) + dl2);  /* as above */
+    *dh = pos ? SCALE_HI : s;
+    *dl = pos ? SCALE_LO : (e + SA_LO) + SA_LO2;
+}
+
+FS_INLINE double fs_bwd_y_f64_k(double g, double y, int exact)
+{
+    double dh, dl;
+    fs_bwd_y_f64_parts(y, &dh, &dl);
+    double v = exact ? fs_fma(g, dh, g * dl) : fs_fma_small(g, dh, g * dl);
+    return g == 0.0 ? g * dh : v;
+}
+
+FS_INLINE double fs_bwd_y_f64_fast(double g, double y) { return fs_bwd_y_f64_k(g, y, 0); }
+
+FS_INLINE int fs_bwd_y_f64_hard_g(double g, double y)
+{
+    double ag = fabs(g);
+#ifdef FS_HW_FMA
+    return !(ag <= 0x1p900 && fabs(y) <= 0x1p50);
+#else
+    /* and fs_fma_small's conditions, with margins: |dl| <= 2^-50 |dh| makes the addend small
+     * enough (so y within ~0.011 of -SA_HI is hard), the bounds on g, y and dh keep the partial
+     * products normal (bitwise operators: a branch-free loop) */
+    double dh, dl;
+    fs_bwd_y_f64_parts(y, &dh, &dl);
+    double adh = fabs(dh);
+    return !((g == 0.0) | ((ag >= 0x1p-400) & (ag <= 0x1p400))) | !(fabs(y) <= 0x1p400)
+           | !(adh >= 0x1p-50) | !(fabs(dl) <= 0x1p-50 * adh);
+#endif
+}
+
+FS_INLINE double fs_bwd_y_f64_any(double g, double y)
+{
+    double v = fs_bwd_y_f64_k(g, y, 1);
+    return FS_BWD_Y_ANY(f64, fs_canon64, v, g, y, 0x1p50, DBL_MAX, HI, LO);
 }
 
 /* ---------------- the backward's fast path: table-driven, within ~0.7 ULP ---------------- */
@@ -614,6 +680,31 @@ FS_INLINE double fs_bwd_x_f64_any(double g, double x)
 #define FS_EST_PD(P, c3, c2, s, s2, c1, c0)                                                       \
     P##_add_pd(P##_mul_pd(P##_add_pd(P##_mul_pd(P##_set1_pd(c3), s), P##_set1_pd(c2)), s2),      \
                P##_add_pd(P##_mul_pd(P##_set1_pd(c1), s), P##_set1_pd(c0)))
+
+/* Block by block: where no element of a block is hard, the fast kernel alone (a loop the
+ * compiler vectorizes without the hard case's branches), else fs_bwd_KIND_*_any.  The scan reads
+ * the inputs once more, from L1. */
+#define FS_BLOCK 1024  /* elements per block */
+#define FS_BLOCKED_BACKWARD(KIND, T, BITS, GROUPS)                                                    \
+void FS_NAME(fs_backward_##KIND##_##BITS)(const T *g, const T *x, T *out, ptrdiff_t n)          \
+{                                                                                                 \
+    for (ptrdiff_t b = 0; b < n; b += FS_BLOCK) {                                                 \
+        const T *gb = g + b, *xb = x + b;                                                         \
+        T *ob = out + b;                                                                          \
+        ptrdiff_t m = n - b < FS_BLOCK ? n - b : FS_BLOCK;                                        \
+        int hard = 0;                                                                             \
+        for (ptrdiff_t i = 0; i < m; i++) hard |= fs_bwd_##KIND##_##BITS##_hard_g(gb[i], xb[i]); \
+        if (!hard) {                                                                              \
+            ptrdiff_t i = GROUPS(gb, xb, ob, m);  /* the leading elements a vector kernel did */  \
+            FS_IVDEP                                                                              \
+            for (; i < m; i++) ob[i] = fs_bwd_##KIND##_##BITS##_fast(gb[i], xb[i]);               \
+        } else {                                                                                  \
+            FS_IVDEP                                                                              \
+            for (ptrdiff_t i = 0; i < m; i++) ob[i] = fs_bwd_##KIND##_##BITS##_any(gb[i], xb[i]); \
+        }                                                                                         \
+    }                                                                                             \
+}
+#define FS_NO_GROUPS(g, x, o, m) ((ptrdiff_t)0)
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #include <immintrin.h>
@@ -793,33 +884,9 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
     for (; i < n; i++) out[i] = fs_bwd_x_f64_any(g[i], x[i]);
 }
 #else
-/* Block by block: where no x of a block is hard, the fast kernel alone (a loop the compiler
- * vectorizes without the hard case's branches), else fs_bwd_x_*_any.  The scan reads x once
- * more, from L1. */
-#define FS_BLOCK 1024  /* elements per block */
-#define FS_BLOCKED_BACKWARD(T, BITS, GROUPS)                                                      \
-void FS_NAME(fs_backward_x_##BITS)(const T *g, const T *x, T *out, ptrdiff_t n)                  \
-{                                                                                                 \
-    for (ptrdiff_t b = 0; b < n; b += FS_BLOCK) {                                                 \
-        const T *gb = g + b, *xb = x + b;                                                         \
-        T *ob = out + b;                                                                          \
-        ptrdiff_t m = n - b < FS_BLOCK ? n - b : FS_BLOCK;                                        \
-        int hard = 0;                                                                             \
-        for (ptrdiff_t i = 0; i < m; i++) hard |= fs_bwd_x_##BITS##_hard_g(gb[i], xb[i]);        \
-        if (!hard) {                                                                              \
-            ptrdiff_t i = GROUPS(gb, xb, ob, m);  /* the leading elements a vector kernel did */  \
-            FS_IVDEP                                                                              \
-            for (; i < m; i++) ob[i] = fs_bwd_x_##BITS##_fast(gb[i], xb[i]);                      \
-        } else {                                                                                  \
-            FS_IVDEP                                                                              \
-            for (ptrdiff_t i = 0; i < m; i++) ob[i] = fs_bwd_x_##BITS##_any(gb[i], xb[i]);        \
-        }                                                                                         \
-    }                                                                                             \
-}
-#define FS_NO_GROUPS(g, x, o, m) ((ptrdiff_t)0)
-FS_BLOCKED_BACKWARD(float, f32, FS_NO_GROUPS)
+FS_BLOCKED_BACKWARD(x, float, f32, FS_NO_GROUPS)
 #if defined(FS_HW_FMA) || !(defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64))
-FS_BLOCKED_BACKWARD(double, f64, FS_NO_GROUPS)  /* (baseline x86-64: SSE2 groups, further down) */
+FS_BLOCKED_BACKWARD(x, double, f64, FS_NO_GROUPS)  /* (baseline x86-64: SSE2 groups, further down) */
 #endif
 #endif
 
@@ -1262,7 +1329,7 @@ FS_INLINE ptrdiff_t fs_bwd_x_f64_sse2_groups(const double *g, const double *x, d
     for (; i + 2 * FS_NH64 <= m; i += 2 * FS_NH64) fs_bwd_x_f64_sse2(g + i, x + i, o + i);
     return i;
 }
-FS_BLOCKED_BACKWARD(double, f64, fs_bwd_x_f64_sse2_groups)
+FS_BLOCKED_BACKWARD(x, double, f64, fs_bwd_x_f64_sse2_groups)
 
 /* Block by block: the elements that need expm1 (x <= -2^-900) gathered apart from the others,
  * each set through its own half of the kernel, the results put back in place.  Computing both
@@ -1307,14 +1374,5 @@ void FS_NAME(fs_forward_f64)(const double *x, double *out, ptrdiff_t n)
 #endif
 
 
-void FS_NAME(fs_backward_y_f32)(const float *g, const float *y, float *out, ptrdiff_t n)
-{
-    FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_canon32(fs_bwd_y_f32(g[i], y[i]));
-}
-
-void FS_NAME(fs_backward_y_f64)(const double *g, const double *y, double *out, ptrdiff_t n)
-{
-    FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_canon64(fs_bwd_y_f64(g[i], y[i]));
-}
+FS_BLOCKED_BACKWARD(y, float, f32, FS_NO_GROUPS)
+FS_BLOCKED_BACKWARD(y, double, f64, FS_NO_GROUPS)
