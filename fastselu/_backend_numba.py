@@ -443,16 +443,16 @@ def _bwd_y_f32(g, y):  # type: ignore[no-untyped-def]
     dl = SCALE_LO_F if pos else e + SA_LO_F
     v = g * dh if g == 0.0 else _fma(g, dh, g * dl)
     hard = not (abs(g) <= np.float32(2.0**100) and abs(y) <= np.float32(2.0**20))
-    return _bwd_y_any(v, g, y, hard, np.float32(2.0**20), FLT_MAX, dh, SA_LO_F)
+    return _bwd_y_any(v, g, y, hard, np.float32(2.0**20), FLT_MAX, dh + SA_LO_F)
 
 
 @_inline
-def _bwd_y_any(v, g, y, hard, big, vmax, dh, sa_lo):  # type: ignore[no-untyped-def]
+def _bwd_y_any(v, g, y, hard, big, vmax, d_plain):  # type: ignore[no-untyped-def]
     """FS_BWD_Y_ANY: where hard, a finite v, or an overflow of finite parts, else the plain
-    product (dh is y + SA_HI, or SCALE_HI)."""
+    product g * d_plain, d_plain = (SCALE_HI or y + SA_HI) + SA_LO."""
     if not hard or v - v == 0.0 or (v == v and abs(g) <= vmax and abs(y) <= big):
         return v
-    return g * (dh + sa_lo)
+    return g * d_plain
 
 
 @_inline
@@ -586,11 +586,12 @@ def _bwd_y_f64(g, y):  # type: ignore[no-untyped-def]
     bb = s - y
     e = (y - (s - bb)) + (SA_HI - bb)
     pos = y > 0.0
-    dh = SCALE_HI if pos else s
-    dl = SCALE_LO if pos else (e + SA_LO) + SA_LO2
+    at = s == 0.0  # y = -SA_HI: d = SA_LO + SA_LO2, kept apart
+    dh = SCALE_HI if pos else (SA_LO if at else s)
+    dl = SCALE_LO if pos else (SA_LO2 if at else (e + SA_LO) + SA_LO2)
     v = g * dh if g == 0.0 else _fma(g, dh, g * dl)
     hard = not (abs(g) <= 2.0**900 and abs(y) <= 2.0**50)
-    return _bwd_y_any(v, g, y, hard, 2.0**50, DBL_MAX, dh, SA_LO)
+    return _bwd_y_any(v, g, y, hard, 2.0**50, DBL_MAX, (SCALE_HI if pos else s) + SA_LO)
 
 
 # ---------------------------------------------------------------------------------------------

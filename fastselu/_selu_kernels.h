@@ -520,24 +520,25 @@ FS_INLINE double fs_bwd_x_f64(double g, double x)
 }
 
 /* As fs_bwd_y_f32_fast, with dl = (e + SA_LO) + SA_LO2: near the cancellation s is exact and
- * e = 0, so that at y = -SA_HI (s = 0) the result is g*RN(SA_LO + SA_LO2) (within 1 ULP, and
- * correctly rounded for g = 1), and elsewhere dl's rounding is ~2^-52 of the result's ULP.  The fma
+ * e = 0, and dl's rounding is ~2^-52 of the result's ULP, except at y = -SA_HI (s = 0), a hard
+ * y that takes dh = SA_LO and dl = SA_LO2 (RN(g*RN(SA_LO + SA_LO2)) was 1.25 ULP off).  The fma
  * is fs_fma_small (the instruction where there is one; exact where fs_bwd_y_f64_hard_g says so
  * without), or the general fs_fma where `exact`. */
-FS_INLINE void fs_bwd_y_f64_parts(double y, double *dh, double *dl)
+FS_INLINE void fs_bwd_y_f64_parts(double y, double *dh, double *dl, int exact)
 {
     double s = y + SA_HI;                    /* TwoSum(y, SA_HI) */
     double bb = s - y;
     double e = (y - (s - bb)) + (SA_HI - bb);
     int pos = y > 0.0;
-    *dh = pos ? SCALE_HI : s;
-    *dl = pos ? SCALE_LO : (e + SA_LO) + SA_LO2;
+    int at = exact && y == -SA_HI;           /* d = SA_LO + SA_LO2, kept apart (a hard y) */
+    *dh = pos ? SCALE_HI : at ? SA_LO : s;
+    *dl = pos ? SCALE_LO : at ? SA_LO2 : (e + SA_LO) + SA_LO2;
 }
 
 FS_INLINE double fs_bwd_y_f64_k(double g, double y, int exact)
 {
     double dh, dl;
-    fs_bwd_y_f64_parts(y, &dh, &dl);
+    fs_bwd_y_f64_parts(y, &dh, &dl, exact);
     double v = exact ? fs_fma(g, dh, g * dl) : fs_fma_small(g, dh, g * dl);
     return g == 0.0 ? g * dh : v;
 }
@@ -548,13 +549,13 @@ FS_INLINE int fs_bwd_y_f64_hard_g(double g, double y)
 {
     double ag = fabs(g);
 #ifdef FS_HW_FMA
-    return !(ag <= 0x1p900 && fabs(y) <= 0x1p50);
+    return !(ag <= 0x1p900 && fabs(y) <= 0x1p50) || y == -SA_HI;
 #else
     /* and fs_fma_small's conditions, with margins: |dl| <= 2^-50 |dh| makes the addend small
      * enough (so y within ~0.011 of -SA_HI is hard), the bounds on g, y and dh keep the partial
      * products normal (bitwise operators: a branch-free loop) */
     double dh, dl;
-    fs_bwd_y_f64_parts(y, &dh, &dl);
+    fs_bwd_y_f64_parts(y, &dh, &dl, 0);      /* y = -SA_HI: dh = 0, so hard here too */
     double adh = fabs(dh);
     return !((g == 0.0) | ((ag >= 0x1p-400) & (ag <= 0x1p400))) | !(fabs(y) <= 0x1p400)
            | !(adh >= 0x1p-50) | !(fabs(dl) <= 0x1p-50 * adh);
