@@ -476,6 +476,14 @@ def _fwd_f64(x):  # type: ignore[no-untyped-def]
 
 
 @_inline
+def _dd_times(g, dh, dl):  # type: ignore[no-untyped-def]
+    """fs_dd_times: g * (dh + dl) rounded once where that is safe, else one plain product (for g =
+    +-0, +-inf, NaN, and overflow)."""
+    v = _fma(g, dh, g * dl)
+    return v if (g - g == 0.0) & (g != 0.0) & (v - v == 0.0) else g * (dh + dl)
+
+
+@_inline
 def _bwd_x_f64(g, x):  # type: ignore[no-untyped-def]
     xc = _clamp_below(x, -2000.0)
     n, r_hi, r_lo = _reduce(xc)
@@ -495,10 +503,7 @@ def _bwd_x_f64(g, x):  # type: ignore[no-untyped-def]
     zero_d = x == -np.inf  # exp(-inf) = 0 exactly: inf * 0 is NaN
     dh = SCALE_HI if pos else (0.0 if zero_d else d_hi * t1)
     dl = SCALE_LO if pos else (0.0 if zero_d else d_lo * t1)
-    # g = +-0, +-inf or NaN, or an overflow: one plain product (the split one could mix zero
-    # signs or make inf - inf)
-    v = _fma(g, dh, g * dl)
-    v = v if (g - g == 0.0) & (g != 0.0) & (v - v == 0.0) else g * (dh + dl)
+    v = _dd_times(g, dh, dl)
     u = 1.0 if pos else t2
     w = 1.0 if pos else t3
     return (v * u) * w
@@ -1330,13 +1335,6 @@ def _do_bwd_f64_fast(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _dd_times(g, dh, dl):  # type: ignore[no-untyped-def]
-    """g * (dh + dl) rounded once where that is safe, else one plain product (as _bwd_y_f64)."""
-    v = _fma(g, dh, g * dl)
-    return v if (g - g == 0.0) & (g != 0.0) & (v - v == 0.0) else g * (dh + dl)
-
-
-@_inline
 def _bwd_exp_f64(g, x, k_hi, k_lo):  # type: ignore[no-untyped-def]
     """g * K * exp(x) for x <= 0 (fs_dropout_bwd_exp_f64: _bwd_x_f64 with K for SA)."""
     xc = _clamp_below(x, -2000.0)
@@ -1373,7 +1371,7 @@ def _do_bwd_f64(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
         dh = prm[_P_AS_HI] if pos else s
         dl = prm[_P_AS_LO] if pos else s_lo
         dl2 = 0.0 if pos else prm[_P_C_LO2]
-        v = _fma(g, dh, _fma(g, dl, g * dl2))  # as _bwd_y_f64
+        v = _fma(g, dh, _fma(g, dl, g * dl2))  # the constant in three words
         kept = v if (g - g == 0.0) & (g != 0.0) & (v - v == 0.0) else g * ((dh + dl) + dl2)
     return _canon64(kept if keep else g * 0.0)
 

@@ -217,14 +217,6 @@ FS_INLINE double fs_two_sum(double a, double b, double *err)
     return s;
 }
 
-/* g * (dh + dl) rounded once where that is safe; for g = +-0, +-inf, NaN or an overflow one
- * plain product (as fs_bwd_y_f64). */
-FS_INLINE double fs_dd_times(double g, double dh, double dl)
-{
-    double v = fs_fma(g, dh, g * dl);
-    return g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * (dh + dl);
-}
-
 /* ---------------- the fused backward's fast path ---------------- */
 
 /* g * a*SA*exp(x) (x <= 0) or g * a*SCALE (x > 0) in float32, as fs_bwd_x_f32_fast with the
@@ -419,7 +411,7 @@ FS_INLINE double fs_do_bwd_f64(double g, double x, int keep, const double *prm, 
     } else if (mode == 1) {
         double neg = fs_dropout_bwd_exp_f64(g, x, prm[FS_P_ASA_HI], prm[FS_P_ASA_LO]);
         kept = x > 0.0 ? fs_dd_times(g, prm[FS_P_AS_HI], prm[FS_P_AS_LO]) : neg;
-    } else {  /* z + a*SA*q as in fs_bwd_y_f64, the constant in three words */
+    } else {  /* z + a*SA*q, the constant in three words (exact where z = -a*SA*q) */
         double s_lo;
         double s = fs_two_sum(x, prm[FS_P_C_HI], &s_lo);
         s_lo = s_lo + prm[FS_P_C_LO];

@@ -488,6 +488,15 @@ FS_INLINE double fs_fwd_f64(double x)
 #endif
 }
 
+/* g * (dh + dl) rounded once where that is safe.  For g = +-0, +-inf or NaN the split product
+ * could mix zero signs or make inf - inf, and where it overflows the two parts may overflow with
+ * opposite signs; there one plain product is exact enough. */
+FS_INLINE double fs_dd_times(double g, double dh, double dl)
+{
+    double v = fs_fma(g, dh, g * dl);
+    return g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * (dh + dl);
+}
+
 /* g * d where d = SA*exp(x) (x <= 0) or SCALE, as hi + lo, scaled by 2^n in up to three
  * steps so that neither huge g nor tiny exp(x) leaves the range before the final rounding. */
 FS_INLINE double fs_bwd_x_f64(double g, double x)
@@ -509,11 +518,7 @@ FS_INLINE double fs_bwd_x_f64(double g, double x)
     int zero_d = x == -INFINITY;             /* exp(-inf) = 0 exactly: inf * 0 is NaN */
     double dh = pos ? SCALE_HI : (zero_d ? 0.0 : d_hi * t1);
     double dl = pos ? SCALE_LO : (zero_d ? 0.0 : d_lo * t1);
-    /* For g = +-0, +-inf or NaN the split product could mix zero signs or make inf - inf,
-     * and where it overflows the two parts may overflow with opposite signs; there one plain
-     * product is exact enough. */
-    double v = fs_fma(g, dh, g * dl);
-    v = g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * (dh + dl);
+    double v = fs_dd_times(g, dh, dl);
     double u = pos ? 1.0 : t2;
     double w = pos ? 1.0 : t3;
     return (v * u) * w;
