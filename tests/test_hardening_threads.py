@@ -280,8 +280,7 @@ def gil_check(call, attempts=4, min_ratio=0.5, max_stall=0.5):
 
 def _elements_for(seconds, cap):
     """Elements that the current backend's in-place float32 call takes about `seconds` over, at
-    most `cap`: a fixed size that takes 0.1 s here takes tens of seconds under an emulator (and
-    the reference rate's buffer grows with it)."""
+    most `cap`: a fixed size that takes 0.1 s here takes tens of seconds under an emulator."""
     x = np.linspace(-8, 8, 10**6, dtype=np.float32)
     fastselu.selu_(x)  # warm-up
     t0 = time.perf_counter()
@@ -314,7 +313,7 @@ def test_gil_released_during_kernels(use_backend, restore_threads, path):
     ms is a large part of such a call on this shared machine, so the stall limit is 75% here
     (a GIL-holding call stalls the counter for ~100%, and its rate drops to ~0)."""
     fastselu.set_num_threads(1)
-    cap = 10**7 if use_backend == "numpy" else 10**8  # numpy's temporaries: 10+ bytes per element
+    cap = 10**7 if use_backend == "numpy" else 10**8  # numpy's blocks queue for the GIL (below)
     gil_check(_gil_cases(_elements_for(0.1, cap))[path], max_stall=0.75)
 
 
