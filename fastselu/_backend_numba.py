@@ -334,10 +334,12 @@ def _reduce_f32(x):  # type: ignore[no-untyped-def]
 
 @_inline
 def _expm1_f32(x):  # type: ignore[no-untyped-def]
-    """fs_expm1_f32: (expm1(r), t = 2^n) with x = n*ln2 + r, in double."""
-    r, t = _reduce_f32(x)
-    q = _fma(_fma(_fma(_fma(Q2_C4, r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0)
-    return _fma(r * r, q, r), t
+    """fs_expm1_f32: (expm1(r), t = 2^n) with x = n*ln2 + r, in double, plain operations."""
+    z = x * LOG2E + MAGIC_BIAS
+    n = z - MAGIC_BIAS
+    r = _fma(n, NEG_LN2_HI, x) - n * LN2_LO
+    q = (((Q2_C4 * r + Q2_C3) * r + Q2_C2) * r + Q2_C1) * r + Q2_C0
+    return (r * r) * q + r, _shl52_bits(z)
 
 
 @_inline
@@ -527,36 +529,38 @@ def _bwd_x_f64_hard(x):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _bwd_x_f32_parts(x):  # type: ignore[no-untyped-def]
-    """fs_bwd_x_f32_parts: plain operations, (a, bl)."""
+def _bwd_x_f32_parts(x, t_hi, t_lo, k_hi, k_lo):  # type: ignore[no-untyped-def]
+    """fs_bwd_x_f32_parts with the table t_hi + t_lo (4-tuples) and k_hi + k_lo for x > 0:
+    plain operations, (a, bl)."""
     z = x * LOG2E4_F + MAGIC_F
     k = z - MAGIC_F
     s = _fma(k, NEG_L4_HI_F, x) - k * L4_LO_F
     t, b0, b1 = _pow2_index(z)
-    th = _lookup4(T32_HI, b0, b1)
-    tl = _lookup4(T32_LO, b0, b1)
+    th = _lookup4(t_hi, b0, b1)
+    tl = _lookup4(t_lo, b0, b1)
     p = (s * s) * (((s * EXPS_F_C3 + EXPS_F_C2) * s + EXPS_F_C1) * s + EXPS_F_C0) + s
     lo = th * p + tl
     pos = x > ZERO_F
-    return (SCALE_HI_F if pos else th * t), (SCALE_LO_F if pos else lo * t)
+    return (k_hi if pos else th * t), (k_lo if pos else lo * t)
 
 
 @_inline
 def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
-    a, bl = _bwd_x_f32_parts(x)
+    a, bl = _bwd_x_f32_parts(x, T32_HI, T32_LO, SCALE_HI_F, SCALE_LO_F)
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > ZERO_F) & (ag <= FLT_MAX) else _canon32(g * a)
 
 
 @_inline
-def _bwd_x_f64_parts(x):  # type: ignore[no-untyped-def]
-    """fs_bwd_x_f64_parts: plain operations (Estrin's scheme), (a, bl)."""
+def _bwd_x_f64_parts(x, t_hi, t_lo, k_hi, k_lo):  # type: ignore[no-untyped-def]
+    """fs_bwd_x_f64_parts (the table and k as _bwd_x_f32_parts'): plain operations (Estrin's
+    scheme), (a, bl)."""
     z = x * LOG2E4 + MAGIC
     k = z - MAGIC
     s = _fma(k, NEG_L4_HI, x) - k * L4_LO
     t, b0, b1 = _pow2_index(z)
-    th = _lookup4(T64_HI, b0, b1)
-    tl = _lookup4(T64_LO, b0, b1)
+    th = _lookup4(t_hi, b0, b1)
+    tl = _lookup4(t_lo, b0, b1)
     s2 = s * s
     q = ((EXPS_C7 * s + EXPS_C6) * s2 + (EXPS_C5 * s + EXPS_C4)) * (s2 * s2) + (
         (EXPS_C3 * s + EXPS_C2) * s2 + (EXPS_C1 * s + EXPS_C0)
@@ -564,12 +568,12 @@ def _bwd_x_f64_parts(x):  # type: ignore[no-untyped-def]
     p = s2 * q + s
     lo = th * p + tl
     pos = x > 0.0
-    return (SCALE_HI if pos else th * t), (SCALE_LO if pos else lo * t)
+    return (k_hi if pos else th * t), (k_lo if pos else lo * t)
 
 
 @_inline
 def _bwd_x_f64_fast(g, x):  # type: ignore[no-untyped-def]
-    a, bl = _bwd_x_f64_parts(x)
+    a, bl = _bwd_x_f64_parts(x, T64_HI, T64_LO, SCALE_HI, SCALE_LO)
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= DBL_MAX) else _canon64(g * a)
 
@@ -1186,9 +1190,9 @@ def _do_fwd_f32(v, keep, prm, fused):  # type: ignore[no-untyped-def]
     if fused:
         d = (x - prm[_P_L_HI]) - prm[_P_L_LO]
         pp, t = _expm1_f32(_clamp_below(d, -128.0))
-        e = _fma(t, pp, t - 1.0)
+        e = t * pp + (t - 1.0)  # t*pp exact (t = 2^n)
         neg = prm[_P_C_HI] * e
-        pos = _fma(x, prm[_P_AS_HI], prm[_P_AB_HI])
+        pos = x * prm[_P_AS_HI] + prm[_P_AB_HI]
         kept = pos if x > 0.0 else neg
         zero = _f32(-0.0) if xf == -np.inf else xf * ZERO_F  # SELU(-inf) = -SA is finite
     else:
@@ -1215,9 +1219,9 @@ def _do_fwd_f64(v, keep, prm, fused):  # type: ignore[no-untyped-def]
         tm1, tm1_lo = _fast2sum(-1.0, t)
         b, b_lo = _fast2sum(tm1, t * p_hi)
         e_lo = (b_lo + t * p_lo) + tm1_lo
-        neg = _fma(prm[_P_C_HI], b, _fma(prm[_P_C_HI], e_lo, prm[_P_C_LO] * b))
+        neg = _fma(prm[_P_C_HI], b, prm[_P_C_HI] * e_lo + prm[_P_C_LO] * b)
         h = prm[_P_AS_HI] * x
-        hl = _fma(prm[_P_AS_HI], x, -h) + _fma(prm[_P_AS_LO], x, prm[_P_AB_LO])
+        hl = _fma(prm[_P_AS_HI], x, -h) + (prm[_P_AS_LO] * x + prm[_P_AB_LO])
         s, se = _two_sum(h, prm[_P_AB_HI])
         pos = s + (se + hl)
         pos = pos if h - h == 0.0 else h
@@ -1228,7 +1232,7 @@ def _do_fwd_f64(v, keep, prm, fused):  # type: ignore[no-untyped-def]
         s1, e1 = _two_sum(x, prm[_P_B_HI])
         s, e2 = _two_sum(s1, prm[_P_B_LO])
         e = (e1 + e2) + prm[_P_B_LO2]
-        r = _fma(prm[_P_A_HI], s, _fma(prm[_P_A_HI], e, prm[_P_A_LO] * s))
+        r = _fma(prm[_P_A_HI], s, prm[_P_A_HI] * e + prm[_P_A_LO] * s)
         kept = r if s - s == 0.0 else prm[_P_A_HI] * s
         zero = x * 0.0
     dropped = prm[_P_CST] + zero
@@ -1256,25 +1260,23 @@ def _do_bwd_f32(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
 @_inline
 def _dbwd_fused_f32_fast(g, x, prm):  # type: ignore[no-untyped-def]
     """fs_dbwd_fused_f32_fast: _bwd_x_f32_fast with the table a*SA*2^(j/4) from prm."""
-    z = _fma(x, LOG2E4_F, MAGIC_F)
-    k = z - MAGIC_F
-    s = _fma(k, NEG_L4_LO_F, _fma(k, NEG_L4_HI_F, x))
-    t, b0, b1 = _pow2_index(z)
-    th = _f32(
-        (prm[_P_FT_HI + 3] if b0 else prm[_P_FT_HI + 2])
-        if b1
-        else (prm[_P_FT_HI + 1] if b0 else prm[_P_FT_HI])
+    a, bl = _bwd_x_f32_parts(
+        x,
+        (
+            _f32(prm[_P_FT_HI]),
+            _f32(prm[_P_FT_HI + 1]),
+            _f32(prm[_P_FT_HI + 2]),
+            _f32(prm[_P_FT_HI + 3]),
+        ),
+        (
+            _f32(prm[_P_FT_LO]),
+            _f32(prm[_P_FT_LO + 1]),
+            _f32(prm[_P_FT_LO + 2]),
+            _f32(prm[_P_FT_LO + 3]),
+        ),
+        _f32(prm[_P_FAS_HI]),
+        _f32(prm[_P_FAS_LO]),
     )
-    tl = _f32(
-        (prm[_P_FT_LO + 3] if b0 else prm[_P_FT_LO + 2])
-        if b1
-        else (prm[_P_FT_LO + 1] if b0 else prm[_P_FT_LO])
-    )
-    p = _fma(s * s, _fma(_fma(_fma(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s, EXPS_F_C0), s)
-    lo = _fma(th, p, tl)
-    pos = x > ZERO_F
-    a = _f32(prm[_P_FAS_HI]) if pos else th * t
-    bl = _f32(prm[_P_FAS_LO]) if pos else lo * t
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > ZERO_F) & (ag <= FLT_MAX) else _canon32(g * a)
 
@@ -1282,38 +1284,13 @@ def _dbwd_fused_f32_fast(g, x, prm):  # type: ignore[no-untyped-def]
 @_inline
 def _dbwd_fused_f64_fast(g, x, prm):  # type: ignore[no-untyped-def]
     """fs_dbwd_fused_f64_fast: _bwd_x_f64_fast with the table a*SA*2^(j/4) from prm."""
-    z = _fma(x, LOG2E4, MAGIC)
-    k = z - MAGIC
-    s = _fma(k, NEG_L4_LO, _fma(k, NEG_L4_HI, x))
-    t, b0, b1 = _pow2_index(z)
-    th = (
-        (prm[_P_DT_HI + 3] if b0 else prm[_P_DT_HI + 2])
-        if b1
-        else (prm[_P_DT_HI + 1] if b0 else prm[_P_DT_HI])
+    a, bl = _bwd_x_f64_parts(
+        x,
+        (prm[_P_DT_HI], prm[_P_DT_HI + 1], prm[_P_DT_HI + 2], prm[_P_DT_HI + 3]),
+        (prm[_P_DT_LO], prm[_P_DT_LO + 1], prm[_P_DT_LO + 2], prm[_P_DT_LO + 3]),
+        prm[_P_AS_HI],
+        prm[_P_AS_LO],
     )
-    tl = (
-        (prm[_P_DT_LO + 3] if b0 else prm[_P_DT_LO + 2])
-        if b1
-        else (prm[_P_DT_LO + 1] if b0 else prm[_P_DT_LO])
-    )
-    q = _fma(
-        _fma(
-            _fma(
-                _fma(_fma(_fma(_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5), s, EXPS_C4), s, EXPS_C3),
-                s,
-                EXPS_C2,
-            ),
-            s,
-            EXPS_C1,
-        ),
-        s,
-        EXPS_C0,
-    )
-    p = _fma(s * s, q, s)
-    lo = _fma(th, p, tl)
-    pos = x > 0.0
-    a = prm[_P_AS_HI] if pos else th * t
-    bl = prm[_P_AS_LO] if pos else lo * t
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= DBL_MAX) else _canon64(g * a)
 

@@ -234,15 +234,10 @@ FS_INLINE double fs_two_sum(double a, double b, double *err)
 
 /* ---------------- the fused backward's fast path ---------------- */
 
-/* g * a*SA*exp(x) (x <= 0) or g * a*SCALE (x > 0) in float32, as fs_bwd_x_f32_fast with the
- * table T[j] = a*SA*2^(j/4) (hi + lo, per p in prm) and a*SCALE for SCALE: the same analysis
- * (~0.7 ULP), valid for x >= -80 (fs_bwd_x_f32_hard flags the rest).  The four-entry lookup is
- * selects, which compilers vectorize. */
-/* The backward's table, by value (scalars after inlining: loads through a pointer would keep the
- * loop from vectorizing). */
-typedef struct { float h0, h1, h2, h3, l0, l1, l2, l3, as_hi, as_lo; } fs_table_f32;
-typedef struct { double h0, h1, h2, h3, l0, l1, l2, l3, as_hi, as_lo; } fs_table_f64;
-
+/* g * a*SA*exp(x) (x <= 0) or g * a*SCALE (x > 0): selu_backward's fast path (fs_bwd_x_*_parts,
+ * fs_bwd_x_*_avx2) with the table T[j] = a*SA*2^(j/4) and a*SCALE for SCALE (per p, in prm): the
+ * same analysis (~0.7 ULP in float32, ~0.6 in float64), for x above -80 (float32) / -700
+ * (float64); fs_bwd_x_*_hard flags the rest. */
 FS_INLINE fs_table_f32 fs_table_f32_of(const double *prm)
 {
     fs_table_f32 t = {
@@ -263,51 +258,21 @@ FS_INLINE fs_table_f64 fs_table_f64_of(const double *prm)
 
 FS_INLINE float fs_dbwd_fused_f32_fast(float g, float x, fs_table_f32 ft)
 {
-    float z = fs_fmaf(x, LOG2E4_F, MAGIC_F);
-    float k = z - MAGIC_F;
-    float s = fs_fmaf(k, -L4_LO_F, fs_fmaf_exact(k, -L4_HI_F, x));
-    uint32_t b;
-    memcpy(&b, &z, sizeof b);
-    uint32_t j = b & 3u;
-    float th = j == 0 ? ft.h0 : j == 1 ? ft.h1 : j == 2 ? ft.h2 : ft.h3;
-    float tl = j == 0 ? ft.l0 : j == 1 ? ft.l1 : j == 2 ? ft.l2 : ft.l3;
-    uint32_t eb = (uint32_t)((int32_t)(b - (MAGIC_F_BITS - 508u)) >> 2) << 23;
-    float t;
-    memcpy(&t, &eb, sizeof t);
-    float p = fs_fmaf(s * s, fs_fmaf(fs_fmaf(fs_fmaf(s, EXPS_F_C3, EXPS_F_C2), s, EXPS_F_C1), s,
-                                     EXPS_F_C0), s);
-    float l = fs_fmaf(th, p, tl);
-    int pos = x > 0.0f;
-    float a = pos ? ft.as_hi : th * t;
-    float bl = pos ? ft.as_lo : l * t;
-    float ag = fabsf(g);
-    return ag > 0.0f && ag <= FLT_MAX ? fs_fmaf(g, a, g * bl) : fs_canon32(g * a);
+    float a, bl;
+    fs_bwd_x_f32_parts(x, ft, &a, &bl);
+    return fs_times_parts_f32(g, a, bl);
 }
 
-/* The same in float64 (fs_bwd_x_f64_fast with the a*SA table): ~0.6 ULP for x > -700. */
-FS_INLINE double fs_dbwd_fused_f64_fast(double g, double x, fs_table_f64 dt)
+/* The same in float64.  `exact`: the general fs_fma, else fs_fma_small, which the baseline
+ * emulates far more cheaply and which gives the same bits where fs_bwd_x_f64_hard_g is false
+ * (|g*bl| <= 0.091 |g*a| as in selu_backward; the dropout's a >= 0.88 keeps |g*a| in its range) */
+FS_INLINE double fs_dbwd_fused_f64_fast(double g, double x, fs_table_f64 dt, int exact)
 {
-    double z = fs_fma(x, LOG2E4, MAGIC);
-    double k = z - MAGIC;
-    double s = fs_fma(k, -L4_LO, fs_fma_exact(k, -L4_HI, x));
-    uint64_t b;
-    memcpy(&b, &z, sizeof b);
-    uint64_t j = b & 3u;
-    double th = j == 0 ? dt.h0 : j == 1 ? dt.h1 : j == 2 ? dt.h2 : dt.h3;
-    double tl = j == 0 ? dt.l0 : j == 1 ? dt.l1 : j == 2 ? dt.l2 : dt.l3;
-    uint64_t eb = (uint64_t)((int64_t)(b - (MAGIC_BITS - 4092u)) >> 2) << 52;
-    double t;
-    memcpy(&t, &eb, sizeof t);
-    double q = fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(fs_fma(EXPS_C7, s, EXPS_C6), s, EXPS_C5),
-                                                 s, EXPS_C4), s,
-                   EXPS_C3), s, EXPS_C2), s, EXPS_C1), s, EXPS_C0);
-    double p = fs_fma(s * s, q, s);
-    double l = fs_fma(th, p, tl);
-    int pos = x > 0.0;
-    double a = pos ? dt.as_hi : th * t;
-    double bl = pos ? dt.as_lo : l * t;
+    double a, bl;
+    fs_bwd_x_f64_parts(x, dt, &a, &bl);
     double ag = fabs(g);
-    return ag > 0.0 && ag <= DBL_MAX ? fs_fma(g, a, g * bl) : fs_canon64(g * a);
+    double v = exact ? fs_fma(g, a, g * bl) : fs_fma_small(g, a, g * bl);
+    return ag > 0.0 && ag <= DBL_MAX ? v : fs_canon64(g * a);
 }
 
 /* ---------------- float32: evaluated in double, rounded once ---------------- */
@@ -321,9 +286,9 @@ FS_INLINE float fs_do_fwd_f32(float xf, int keep, const double *prm, int fused)
         double t;
         double d = (x - prm[FS_P_L_HI]) - prm[FS_P_L_LO];
         double pp = fs_expm1_f32(fs_clamp_below(d, -128.0), &t);
-        double e = fs_fma(t, pp, t - 1.0);
+        double e = t * pp + (t - 1.0);         /* t*pp exact (t = 2^n) */
         double neg = prm[FS_P_C_HI] * e;
-        double pos = fs_fma(x, prm[FS_P_AS_HI], prm[FS_P_AB_HI]);
+        double pos = x * prm[FS_P_AS_HI] + prm[FS_P_AB_HI];
         kept = x > 0.0 ? pos : neg;
         zero = xf == -INFINITY ? -0.0f : xf * 0.0f;  /* SELU(-inf) = -SA is finite */
     } else {
@@ -354,7 +319,16 @@ FS_INLINE float fs_do_bwd_f32(float gf, float xf, int keep, const double *prm, i
 
 /* ---------------- float64: double-double (and triple-double constants) ---------------- */
 
-FS_INLINE double fs_do_fwd_f64(double x, int keep, const double *prm, int fused)
+/* exact = 0: fs_fma_small and fs_prod_err, which give the general fs_fma's bits (and cost the
+ * baseline far less) where fs_dropout_f64_hard is false (|x| <= 2^899, and a positive x above
+ * 2^-870: Dekker's partial products stay normal); every sum that meets them is small beside the
+ * product (~2^-52 of it). */
+FS_INLINE int fs_dropout_f64_hard(double x)
+{
+    return !(fabs(x) <= 0x1p899) | (x > 0.0 && x < 0x1p-870);
+}
+
+FS_INLINE double fs_do_fwd_f64(double x, int keep, const double *prm, int fused, int exact)
 {
     double kept, zero;
     if (fused) {
@@ -373,11 +347,13 @@ FS_INLINE double fs_do_fwd_f64(double x, int keep, const double *prm, int fused)
         double tm1 = fs_fast2sum(-1.0, t, &tm1_lo);   /* t - 1 is exact for n <= 53 */
         double b = fs_fast2sum(tm1, t * p_hi, &b_lo);
         double e_lo = (b_lo + t * p_lo) + tm1_lo;
-        double neg = fs_fma(prm[FS_P_C_HI], b, fs_fma(prm[FS_P_C_HI], e_lo, prm[FS_P_C_LO] * b));
+        /* |b| >= |expm1(d)| ~ 2^-110 |ln q| at least for double x: fs_fma_small's range */
+        double neg = fs_fma_small(prm[FS_P_C_HI], b, prm[FS_P_C_HI] * e_lo + prm[FS_P_C_LO] * b);
         /* x > 0: a*SCALE*x + a*SA*p, both positive */
         double se;
         double h = prm[FS_P_AS_HI] * x;
-        double hl = fs_fma(prm[FS_P_AS_HI], x, -h) + fs_fma(prm[FS_P_AS_LO], x, prm[FS_P_AB_LO]);
+        double hl = (exact ? fs_fma(prm[FS_P_AS_HI], x, -h) : fs_prod_err(prm[FS_P_AS_HI], x, h))
+                    + (prm[FS_P_AS_LO] * x + prm[FS_P_AB_LO]);
         double s = fs_two_sum(h, prm[FS_P_AB_HI], &se);
         double pos = s + (se + hl);
         pos = h - h == 0.0 ? pos : h;          /* overflow: inf */
@@ -389,7 +365,8 @@ FS_INLINE double fs_do_fwd_f64(double x, int keep, const double *prm, int fused)
         double s1 = fs_two_sum(x, prm[FS_P_B_HI], &e1);
         double s = fs_two_sum(s1, prm[FS_P_B_LO], &e2);
         double e = (e1 + e2) + prm[FS_P_B_LO2];
-        double r = fs_fma(prm[FS_P_A_HI], s, fs_fma(prm[FS_P_A_HI], e, prm[FS_P_A_LO] * s));
+        double c = prm[FS_P_A_HI] * e + prm[FS_P_A_LO] * s;
+        double r = exact ? fs_fma(prm[FS_P_A_HI], s, c) : fs_fma_small(prm[FS_P_A_HI], s, c);
         kept = s - s == 0.0 ? r : prm[FS_P_A_HI] * s;  /* +-inf, NaN */
         zero = x * 0.0;
     }
@@ -418,11 +395,19 @@ FS_INLINE double fs_dropout_bwd_exp_f64(double g, double x, double k_hi, double 
     return (fs_dd_times(g, dh, dl) * fs_pow2(n2)) * fs_pow2(n3);
 }
 
-FS_INLINE double fs_do_bwd_f64(double g, double x, int keep, const double *prm, int mode)
+/* For the backward's mode 0, as fs_dropout_f64_hard: |g| in [2^-700, 2^700] or 0 (a >= 0.88) */
+FS_INLINE int fs_dropout_bwd_f64_hard(double g)
+{
+    double ag = fabs(g);
+    return !(ag == 0.0 || (ag >= 0x1p-700 && ag <= 0x1p700));
+}
+
+FS_INLINE double fs_do_bwd_f64(double g, double x, int keep, const double *prm, int mode,
+                               int exact)
 {
     double kept;
     if (mode == 0) {
-        kept = fs_dd_times(g, prm[FS_P_A_HI], prm[FS_P_A_LO]);
+        kept = fs_dd_times_k(g, prm[FS_P_A_HI], prm[FS_P_A_LO], exact);
     } else if (mode == 1) {
         double neg = fs_dropout_bwd_exp_f64(g, x, prm[FS_P_ASA_HI], prm[FS_P_ASA_LO]);
         kept = x > 0.0 ? fs_dd_times(g, prm[FS_P_AS_HI], prm[FS_P_AS_LO]) : neg;
@@ -478,28 +463,55 @@ void FS_NAME(fs_dropout_f32)(const float *x, float *out, ptrdiff_t n, const doub
         })
 }
 
+/* Without an FMA unit: whether a tile needs the general (emulated) fs_fma anywhere */
+FS_INLINE int fs_dropout_f64_tile_hard(const double *v, ptrdiff_t m, int bwd)
+{
+#ifdef FS_HW_FMA
+    (void)v, (void)m, (void)bwd;
+    return 0;
+#else
+    int hard = 0;
+    for (ptrdiff_t k = 0; k < m; k++)
+        hard |= bwd ? fs_dropout_bwd_f64_hard(v[k]) : fs_dropout_f64_hard(v[k]);
+    return hard;
+#endif
+}
+
+/* one value loop per (fused, exact), constants after inlining, so that each vectorizes */
+FS_INLINE void fs_dropout_f64_tile(const double *xs, double *os, const uint32_t *wk, ptrdiff_t m,
+                                   uint32_t thr, int drop_all, const double *prm, int fused,
+                                   int exact)
+{
+    FS_IVDEP
+    for (ptrdiff_t k = 0; k < m; k++)
+        os[k] = fs_do_fwd_f64(xs[k], (wk[k] >= thr) & !drop_all, prm, fused, exact);
+}
+
 void FS_NAME(fs_dropout_f64)(const double *x, double *out, ptrdiff_t n, const double *params,
                              uint32_t k0, uint32_t k1, int64_t start, int64_t inner, int fused)
 {
     FS_DROPOUT_BODY(
         const double *xs = x + t0;
         double *os = out + t0;
+        int exact = fs_dropout_f64_tile_hard(xs, m, 0);
         if (fused) {
-            FS_IVDEP
-            for (ptrdiff_t k = 0; k < m; k++)
-                os[k] = fs_do_fwd_f64(xs[k], (wk[k] >= thr) & !drop_all, prm, 1);
+            if (exact)
+                fs_dropout_f64_tile(xs, os, wk, m, thr, drop_all, prm, 1, 1);
+            else
+                fs_dropout_f64_tile(xs, os, wk, m, thr, drop_all, prm, 1, 0);
         } else {
-            FS_IVDEP
-            for (ptrdiff_t k = 0; k < m; k++)
-                os[k] = fs_do_fwd_f64(xs[k], (wk[k] >= thr) & !drop_all, prm, 0);
+            if (exact)
+                fs_dropout_f64_tile(xs, os, wk, m, thr, drop_all, prm, 0, 1);
+            else
+                fs_dropout_f64_tile(xs, os, wk, m, thr, drop_all, prm, 0, 0);
         })
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-/* The fast tiles of the fused backward with AVX2 intrinsics, as fs_backward_x_f32/f64 (the
- * four-entry tables in registers, read by _mm256_permutevar8x32_ps, where the compiler emits
- * blends of selects): the same operations as fs_dbwd_fused_*_fast, so the same bits.  Kept
- * lanes: w >= thr as unsigned (the sign bit flipped, then a signed compare). */
+/* The fast tiles of the fused backward with AVX2 intrinsics, as fs_backward_x_f32/f64
+ * (fs_bwd_x_*_avx2, the tables in registers): the same operations as fs_dbwd_fused_*_fast, so the
+ * same bits.  Kept lanes: w >= thr as unsigned (the sign bit flipped, then a signed compare;
+ * drop_all: no lane kept, thr - 1 as the largest signed value below every flipped word). */
 #define FS_DBWD_TILE_INTRINSICS 1
 FS_INLINE ptrdiff_t fs_tile_bwd_fused_f32_avx2(const float *gs, const float *xs, float *os,
                                                const uint32_t *wk, ptrdiff_t m, uint32_t thr,
@@ -507,10 +519,7 @@ FS_INLINE ptrdiff_t fs_tile_bwd_fused_f32_avx2(const float *gs, const float *xs,
 {
     const __m256 thv = _mm256_setr_ps(ft.h0, ft.h1, ft.h2, ft.h3, ft.h0, ft.h1, ft.h2, ft.h3);
     const __m256 tlv = _mm256_setr_ps(ft.l0, ft.l1, ft.l2, ft.l3, ft.l0, ft.l1, ft.l2, ft.l3);
-    const __m256i ebias = _mm256_set1_epi32((int)(MAGIC_F_BITS - 508u));
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
-    /* drop_all: no lane kept (thr - 1 as the largest signed value below every flipped word) */
     const __m256i thrm1 = drop_all ? _mm256_set1_epi32(0x7FFFFFFF)
                                    : _mm256_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
     ptrdiff_t k = 0;
@@ -519,27 +528,7 @@ FS_INLINE ptrdiff_t fs_tile_bwd_fused_f32_avx2(const float *gs, const float *xs,
         __m256 xv = _mm256_loadu_ps(xs + k), gv = _mm256_loadu_ps(gs + k);
         __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wk + k)), flip);
         __m256 kept = _mm256_castsi256_ps(_mm256_cmpgt_epi32(wv, thrm1));
-        __m256 z = _mm256_fmadd_ps(xv, _mm256_set1_ps(LOG2E4_F), _mm256_set1_ps(MAGIC_F));
-        __m256 kk = _mm256_sub_ps(z, _mm256_set1_ps(MAGIC_F));
-        __m256 s = _mm256_fnmadd_ps(kk, _mm256_set1_ps(L4_LO_F),
-                                    _mm256_fnmadd_ps(kk, _mm256_set1_ps(L4_HI_F), xv));
-        __m256i b = _mm256_castps_si256(z);
-        __m256 th = _mm256_permutevar8x32_ps(thv, b), tl = _mm256_permutevar8x32_ps(tlv, b);
-        __m256 t = _mm256_castsi256_ps(
-            _mm256_slli_epi32(_mm256_srai_epi32(_mm256_sub_epi32(b, ebias), 2), 23));
-        __m256 q = _mm256_fmadd_ps(s, _mm256_set1_ps(EXPS_F_C3), _mm256_set1_ps(EXPS_F_C2));
-        q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(EXPS_F_C1));
-        q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(EXPS_F_C0));
-        __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(s, s), q, s);
-        __m256 l = _mm256_fmadd_ps(th, p, tl);
-        __m256 pos = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_GT_OQ);
-        __m256 a = _mm256_blendv_ps(_mm256_mul_ps(th, t), _mm256_set1_ps(ft.as_hi), pos);
-        __m256 bl = _mm256_blendv_ps(_mm256_mul_ps(l, t), _mm256_set1_ps(ft.as_lo), pos);
-        __m256 ag = _mm256_and_ps(gv, absmask);
-        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(ag, _mm256_setzero_ps(), _CMP_GT_OQ),
-                                  _mm256_cmp_ps(ag, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ));
-        __m256 v = _mm256_blendv_ps(_mm256_mul_ps(gv, a),
-                                    _mm256_fmadd_ps(gv, a, _mm256_mul_ps(gv, bl)), ok);
+        __m256 v = fs_bwd_x_f32_avx2(gv, xv, thv, tlv, ft.as_hi, ft.as_lo);
         v = _mm256_blendv_ps(_mm256_mul_ps(gv, _mm256_setzero_ps()), v, kept);
         v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         _mm256_storeu_ps(os + k, v);
@@ -553,8 +542,6 @@ FS_INLINE ptrdiff_t fs_tile_bwd_fused_f64_avx2(const double *gs, const double *x
 {
     const __m256 thv = _mm256_castpd_ps(_mm256_setr_pd(dt.h0, dt.h1, dt.h2, dt.h3));
     const __m256 tlv = _mm256_castpd_ps(_mm256_setr_pd(dt.l0, dt.l1, dt.l2, dt.l3));
-    const __m256i ebias = _mm256_set1_epi64x((long long)(MAGIC_BITS - 4092u));
-    const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
     const __m128i flip = _mm_set1_epi32((int)0x80000000u);
     const __m128i thrm1 = drop_all ? _mm_set1_epi32(0x7FFFFFFF)
                                    : _mm_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
@@ -564,37 +551,7 @@ FS_INLINE ptrdiff_t fs_tile_bwd_fused_f64_avx2(const double *gs, const double *x
         __m256d xv = _mm256_loadu_pd(xs + k), gv = _mm256_loadu_pd(gs + k);
         __m128i wv = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(wk + k)), flip);
         __m256d kept = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_cmpgt_epi32(wv, thrm1)));
-        __m256d z = _mm256_fmadd_pd(xv, _mm256_set1_pd(LOG2E4), _mm256_set1_pd(MAGIC));
-        __m256d kk = _mm256_sub_pd(z, _mm256_set1_pd(MAGIC));
-        __m256d s = _mm256_fnmadd_pd(kk, _mm256_set1_pd(L4_LO),
-                                     _mm256_fnmadd_pd(kk, _mm256_set1_pd(L4_HI), xv));
-        __m256i b = _mm256_castpd_si256(z);
-        __m256i j2 = _mm256_and_si256(_mm256_slli_epi64(b, 1), _mm256_set1_epi64x(6));
-        __m256i idx = _mm256_or_si256(j2, _mm256_slli_epi64(_mm256_add_epi64(j2,
-                                                            _mm256_set1_epi64x(1)), 32));
-        __m256d th = _mm256_castps_pd(_mm256_permutevar8x32_ps(thv, idx));
-        __m256d tl = _mm256_castps_pd(_mm256_permutevar8x32_ps(tlv, idx));
-        /* k + 4092 >= 0 here (x > -700): a logical shift is the scalar kernel's arithmetic one */
-        __m256d t = _mm256_castsi256_pd(
-            _mm256_slli_epi64(_mm256_srli_epi64(_mm256_sub_epi64(b, ebias), 2), 52));
-        __m256d q = _mm256_set1_pd(EXPS_C7);
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C6));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C5));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C4));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C3));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C2));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C1));
-        q = _mm256_fmadd_pd(q, s, _mm256_set1_pd(EXPS_C0));
-        __m256d p = _mm256_fmadd_pd(_mm256_mul_pd(s, s), q, s);
-        __m256d l = _mm256_fmadd_pd(th, p, tl);
-        __m256d pos = _mm256_cmp_pd(xv, _mm256_setzero_pd(), _CMP_GT_OQ);
-        __m256d a = _mm256_blendv_pd(_mm256_mul_pd(th, t), _mm256_set1_pd(dt.as_hi), pos);
-        __m256d bl = _mm256_blendv_pd(_mm256_mul_pd(l, t), _mm256_set1_pd(dt.as_lo), pos);
-        __m256d ag = _mm256_and_pd(gv, absmask);
-        __m256d ok = _mm256_and_pd(_mm256_cmp_pd(ag, _mm256_setzero_pd(), _CMP_GT_OQ),
-                                   _mm256_cmp_pd(ag, _mm256_set1_pd(DBL_MAX), _CMP_LE_OQ));
-        __m256d v = _mm256_blendv_pd(_mm256_mul_pd(gv, a),
-                                     _mm256_fmadd_pd(gv, a, _mm256_mul_pd(gv, bl)), ok);
+        __m256d v = fs_bwd_x_f64_avx2(gv, xv, thv, tlv, dt.as_hi, dt.as_lo);
         v = _mm256_blendv_pd(_mm256_mul_pd(gv, _mm256_setzero_pd()), v, kept);
         v = _mm256_blendv_pd(v, _mm256_set1_pd(NAN), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
         _mm256_storeu_pd(os + k, v);
@@ -657,9 +614,10 @@ FS_INLINE void fs_tile_bwd_fused_f64(const double *gs, const double *xs, double 
                                      const uint32_t *wk, ptrdiff_t m, uint32_t thr, int drop_all,
                                      const double *prm, fs_table_f64 dt)
 {
-    /* the fast path where no x of the tile is at or below -700 (or NaN) */
+    /* the fast path where no x of the tile is at or below -700 (or NaN), and, without an FMA
+     * unit, no g outside fs_fma_small's range (fs_bwd_x_f64_hard_g) */
     int hard = 0;
-    for (ptrdiff_t k = 0; k < m; k++) hard |= fs_bwd_x_f64_hard(xs[k]);
+    for (ptrdiff_t k = 0; k < m; k++) hard |= fs_bwd_x_f64_hard_g(gs[k], xs[k]);
     if (!hard) {
         ptrdiff_t k0 = 0;
 #ifdef FS_DBWD_TILE_INTRINSICS
@@ -668,7 +626,7 @@ FS_INLINE void fs_tile_bwd_fused_f64(const double *gs, const double *xs, double 
         FS_IVDEP
         for (ptrdiff_t k = k0; k < m; k++) {
             double gv = gs[k];
-            double r = fs_dbwd_fused_f64_fast(gv, xs[k], dt);
+            double r = fs_dbwd_fused_f64_fast(gv, xs[k], dt, 0);
             os[k] = fs_canon64((wk[k] >= thr) & !drop_all ? r : gv * 0.0);
         }
         return;
@@ -676,8 +634,8 @@ FS_INLINE void fs_tile_bwd_fused_f64(const double *gs, const double *xs, double 
     for (ptrdiff_t k = 0; k < m; k++) {
         int keep = (wk[k] >= thr) & !drop_all;
         double gv = gs[k], xv = xs[k];
-        os[k] = keep && !fs_bwd_x_f64_hard(xv) ? fs_canon64(fs_dbwd_fused_f64_fast(gv, xv, dt))
-                                               : fs_do_bwd_f64(gv, xv, keep, prm, 1);
+        os[k] = keep && !fs_bwd_x_f64_hard(xv) ? fs_canon64(fs_dbwd_fused_f64_fast(gv, xv, dt, 1))
+                                               : fs_do_bwd_f64(gv, xv, keep, prm, 1, 1);
     }
 }
 
@@ -690,16 +648,19 @@ void FS_NAME(fs_dropout_bwd_f64)(const double *g, const double *x, double *out, 
         const double *gs = g + t0;
         const double *xs = x + t0;
         double *os = out + t0;
-        if (mode == 0) {
+        if (mode == 0 && !fs_dropout_f64_tile_hard(gs, m, 1)) {
             FS_IVDEP
             for (ptrdiff_t k = 0; k < m; k++)
-                os[k] = fs_do_bwd_f64(gs[k], gs[k], (wk[k] >= thr) & !drop_all, prm, 0);
+                os[k] = fs_do_bwd_f64(gs[k], gs[k], (wk[k] >= thr) & !drop_all, prm, 0, 0);
+        } else if (mode == 0) {
+            for (ptrdiff_t k = 0; k < m; k++)
+                os[k] = fs_do_bwd_f64(gs[k], gs[k], (wk[k] >= thr) & !drop_all, prm, 0, 1);
         } else if (mode == 1) {
             fs_tile_bwd_fused_f64(gs, xs, os, wk, m, thr, drop_all, prm, dt);
         } else {
             FS_IVDEP
             for (ptrdiff_t k = 0; k < m; k++)
-                os[k] = fs_do_bwd_f64(gs[k], xs[k], (wk[k] >= thr) & !drop_all, prm, 2);
+                os[k] = fs_do_bwd_f64(gs[k], xs[k], (wk[k] >= thr) & !drop_all, prm, 2, 1);
         })
 }
 #undef FS_DROPOUT_BODY

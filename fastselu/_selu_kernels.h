@@ -194,16 +194,29 @@ FS_INLINE double fs_fma_soft(double a, double b, double c)
 #define fs_fma_small(a, b, c) fs_fma_small_soft((a), (b), (c))
 #endif
 
-FS_INLINE double fs_fma_small_soft(double a, double b, double c)
+/* a*b - v exactly for v = RN(a*b) (Dekker's product; the conditions as fs_fma_small's) */
+FS_INLINE double fs_prod_err_soft(double a, double b, double v)
 {
     const double split = 0x1.0000002p+27;    /* 2^27 + 1 */
-    double v = a * b;
     double ga = a * split, gb = b * split;
     double ah = ga - (ga - a), bh = gb - (gb - b);
     double al = a - ah, bl = b - bh;
-    double e = ((ah * bh - v) + ah * bl + al * bh) + al * bl;   /* a*b = v + e exactly */
-    return v + fs_add_odd(e, c);
+    return ((ah * bh - v) + ah * bl + al * bh) + al * bl;
 }
+
+FS_INLINE double fs_fma_small_soft(double a, double b, double c)
+{
+    double v = a * b;
+    return v + fs_add_odd(fs_prod_err_soft(a, b, v), c);
+}
+
+/* a*b - RN(a*b), exact: one fma where there is an FMA unit, else Dekker's product, for operands
+ * as fs_fma_small's (the callers check them) */
+#ifdef FS_HW_FMA
+#define fs_prod_err(a, b, v) fma((a), (b), -(v))
+#else
+#define fs_prod_err(a, b, v) fs_prod_err_soft((a), (b), (v))
+#endif
 
 FS_INLINE double fs_clamp_below(double x, double lo) { return x < lo ? lo : x; } /* NaN passes */
 
@@ -246,12 +259,17 @@ FS_INLINE double fs_reduce_f32(double x, double *t)
 
 /* expm1(r) with relative error ~2e-8 (~1e-8 of the result; float32 needs 2^-24 in all, so this
  * adds at most ~0.2 ULP to the final rounding): a degree-4 polynomial suffices.  In double, for
- * float32 kernels evaluated in double (the fused SELU + AlphaDropout forward). */
+ * float32 kernels evaluated in double (the fused SELU + AlphaDropout forward), with plain
+ * operations only: a rounding more costs ~2^-52 of the result, where each emulated fma would
+ * cost the baseline tens of operations (n as fs_reduce's, either way near ties; n*LN2_HI exact). */
 FS_INLINE double fs_expm1_f32(double x, double *t)
 {
-    double r = fs_reduce_f32(x, t);
-    double q = fs_fma(fs_fma(fs_fma(fs_fma(Q2_C4, r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0);
-    return fs_fma(r * r, q, r);
+    double z = x * LOG2E + MAGIC_BIAS;
+    *t = fs_pow2_biased(z);
+    double n = z - MAGIC_BIAS;
+    double r = fs_fma_exact(n, -LN2_HI, x) - n * LN2_LO;
+    double q = (((Q2_C4 * r + Q2_C3) * r + Q2_C2) * r + Q2_C1) * r + Q2_C0;
+    return (r * r) * q + r;
 }
 
 /* SA * exp(x) = SA * exp(r) * 2^n for the float32 backward, relative error ~3e-9. */
@@ -491,11 +509,14 @@ FS_INLINE double fs_fwd_f64(double x)
 /* g * (dh + dl) rounded once where that is safe.  For g = +-0, +-inf or NaN the split product
  * could mix zero signs or make inf - inf, and where it overflows the two parts may overflow with
  * opposite signs; there one plain product is exact enough. */
-FS_INLINE double fs_dd_times(double g, double dh, double dl)
+FS_INLINE double fs_dd_times_k(double g, double dh, double dl, int exact)
 {
-    double v = fs_fma(g, dh, g * dl);
+    /* exact = 0: fs_fma_small, the same bits where its conditions hold (the caller checks) */
+    double v = exact ? fs_fma(g, dh, g * dl) : fs_fma_small(g, dh, g * dl);
     return g - g == 0.0 && g != 0.0 && v - v == 0.0 ? v : g * (dh + dl);
 }
+
+FS_INLINE double fs_dd_times(double g, double dh, double dl) { return fs_dd_times_k(g, dh, dl, 1); }
 
 /* g * d where d = SA*exp(x) (x <= 0) or SCALE, as hi + lo, scaled by 2^n in up to three
  * steps so that neither huge g nor tiny exp(x) leaves the range before the final rounding. */
@@ -603,17 +624,33 @@ FS_INLINE int fs_bwd_x_f64_hard_g(double g, double x)
 }
 #endif
 
+/* The four-entry table T[j] = K*2^(j/4) (hi + lo) and the positive side's K' (hi + lo) of
+ * g*K*exp(x) (x <= 0) or g*K' (x > 0), by value (scalars after inlining: loads through a pointer
+ * keep a loop from vectorizing): selu_backward's K = SA, K' = SCALE; the fused AlphaDropout
+ * backward's K = a*SA, K' = a*SCALE (per p, fastselu/_dropout.py). */
+typedef struct { float h0, h1, h2, h3, l0, l1, l2, l3, as_hi, as_lo; } fs_table_f32;
+typedef struct { double h0, h1, h2, h3, l0, l1, l2, l3, as_hi, as_lo; } fs_table_f64;
+#define FS_SELU_TABLE_F32                                                                      \
+    ((fs_table_f32){FS_T32_HI[0], FS_T32_HI[1], FS_T32_HI[2], FS_T32_HI[3], FS_T32_LO[0],      \
+                    FS_T32_LO[1], FS_T32_LO[2], FS_T32_LO[3], SCALE_HI_F, SCALE_LO_F})
+#define FS_SELU_TABLE_F64                                                                      \
+    ((fs_table_f64){FS_T64_HI[0], FS_T64_HI[1], FS_T64_HI[2], FS_T64_HI[3], FS_T64_LO[0],      \
+                    FS_T64_LO[1], FS_T64_LO[2], FS_T64_LO[3], SCALE_HI, SCALE_LO})
+#define FS_PICK4(j, a, b, c, d) ((j) == 0 ? (a) : (j) == 1 ? (b) : (j) == 2 ? (c) : (d))
+
 /* The derivative's two parts, a + bl (times g: fs_bwd_x_*_fast), with plain operations: only the
  * final product with g is an fma (so the baseline emulates one fma per element, not eight).
  * Rounding l = th*p + tl and p = s*s*q + s apart costs < 2^-27 of the result (|p| <= 0.091). */
-FS_INLINE void fs_bwd_x_f32_parts(float x, float *a, float *bl)
+FS_INLINE void fs_bwd_x_f32_parts(float x, fs_table_f32 tb, float *a, float *bl)
 {
     float z = x * LOG2E4_F + MAGIC_F;        /* low bits: k = round(4x/ln2), near ties either way */
     float k = z - MAGIC_F;
     float s = fs_fmaf_exact(k, -L4_HI_F, x) - k * L4_LO_F;
     uint32_t b;
     memcpy(&b, &z, sizeof b);
-    float th = FS_T32_HI[b & 3], tl = FS_T32_LO[b & 3];
+    uint32_t j = b & 3u;
+    float th = FS_PICK4(j, tb.h0, tb.h1, tb.h2, tb.h3);
+    float tl = FS_PICK4(j, tb.l0, tb.l1, tb.l2, tb.l3);
     /* 2^m, m = k >> 2: the exponent field (k + 4*127) >> 2 (arithmetic shift) */
     uint32_t eb = (uint32_t)((int32_t)(b - (MAGIC_F_BITS - 508u)) >> 2) << 23;
     float t;
@@ -621,26 +658,34 @@ FS_INLINE void fs_bwd_x_f32_parts(float x, float *a, float *bl)
     float p = (s * s) * (((s * EXPS_F_C3 + EXPS_F_C2) * s + EXPS_F_C1) * s + EXPS_F_C0) + s;
     float l = th * p + tl;
     int pos = x > 0.0f;
-    *a = pos ? SCALE_HI_F : th * t;
-    *bl = pos ? SCALE_LO_F : l * t;
+    *a = pos ? tb.as_hi : th * t;
+    *bl = pos ? tb.as_lo : l * t;
+}
+
+/* g*(a + bl) rounded once (g = +-0, +-inf, NaN: g*a alone, see fs_bwd_x_f32_hard) */
+FS_INLINE float fs_times_parts_f32(float g, float a, float bl)
+{
+    float ag = fabsf(g);
+    return ag > 0.0f && ag <= FLT_MAX ? fs_fmaf(g, a, g * bl) : fs_canon32(g * a);
 }
 
 FS_INLINE float fs_bwd_x_f32_fast(float g, float x)
 {
     float a, bl;
-    fs_bwd_x_f32_parts(x, &a, &bl);
-    float ag = fabsf(g);
-    return ag > 0.0f && ag <= FLT_MAX ? fs_fmaf(g, a, g * bl) : fs_canon32(g * a);
+    fs_bwd_x_f32_parts(x, FS_SELU_TABLE_F32, &a, &bl);
+    return fs_times_parts_f32(g, a, bl);
 }
 
-FS_INLINE void fs_bwd_x_f64_parts(double x, double *a, double *bl)
+FS_INLINE void fs_bwd_x_f64_parts(double x, fs_table_f64 tb, double *a, double *bl)
 {
     double z = x * LOG2E4 + MAGIC;
     double k = z - MAGIC;
     double s = fs_fma_exact(k, -L4_HI, x) - k * L4_LO;
     uint64_t b;
     memcpy(&b, &z, sizeof b);
-    double th = FS_T64_HI[b & 3], tl = FS_T64_LO[b & 3];
+    uint64_t j = b & 3u;
+    double th = FS_PICK4(j, tb.h0, tb.h1, tb.h2, tb.h3);
+    double tl = FS_PICK4(j, tb.l0, tb.l1, tb.l2, tb.l3);
     uint64_t eb = (uint64_t)((int64_t)(b - (MAGIC_BITS - 4092u)) >> 2) << 52;
     double t;
     memcpy(&t, &eb, sizeof t);
@@ -650,8 +695,8 @@ FS_INLINE void fs_bwd_x_f64_parts(double x, double *a, double *bl)
     double p = s2 * q + s;
     double l = th * p + tl;
     int pos = x > 0.0;
-    *a = pos ? SCALE_HI : th * t;
-    *bl = pos ? SCALE_LO : l * t;
+    *a = pos ? tb.as_hi : th * t;
+    *bl = pos ? tb.as_lo : l * t;
 }
 
 /* g*(a + bl) rounded once: |g*bl| <= 0.091 |g*a|, so fs_fma_small applies where its range holds
@@ -660,7 +705,7 @@ FS_INLINE void fs_bwd_x_f64_parts(double x, double *a, double *bl)
 FS_INLINE double fs_bwd_x_f64_fast(double g, double x)
 {
     double a, bl;
-    fs_bwd_x_f64_parts(x, &a, &bl);
+    fs_bwd_x_f64_parts(x, FS_SELU_TABLE_F64, &a, &bl);
     double ag = fabs(g);
     return ag > 0.0 && ag <= DBL_MAX ? fs_fma_small(g, a, g * bl) : fs_canon64(g * a);
 }
@@ -677,15 +722,10 @@ FS_INLINE double fs_bwd_x_f64_any(double g, double x)
     if (fs_bwd_x_f64_hard(x))
         return fs_canon64(fs_bwd_x_f64(g, x));
     double a, bl;
-    fs_bwd_x_f64_parts(x, &a, &bl);
+    fs_bwd_x_f64_parts(x, FS_SELU_TABLE_F64, &a, &bl);
     double ag = fabs(g);
     return ag > 0.0 && ag <= DBL_MAX ? fs_fma(g, a, g * bl) : fs_canon64(g * a);
 }
-
-/* (c3*s + c2)*s2 + (c1*s + c0) in mul + add, as fs_bwd_x_f64_parts (P: _mm256 or _mm512) */
-#define FS_EST_PD(P, c3, c2, s, s2, c1, c0)                                                       \
-    P##_add_pd(P##_mul_pd(P##_add_pd(P##_mul_pd(P##_set1_pd(c3), s), P##_set1_pd(c2)), s2),      \
-               P##_add_pd(P##_mul_pd(P##_set1_pd(c1), s), P##_set1_pd(c0)))
 
 /* Block by block: where no element of a block is hard, the fast kernel alone (a loop the
  * compiler vectorizes without the hard case's branches), else fs_bwd_KIND_*_any.  The scan reads
@@ -711,6 +751,83 @@ void FS_NAME(fs_backward_##KIND##_##BITS)(const T *g, const T *x, T *out, ptrdif
     }                                                                                             \
 }
 #define FS_NO_GROUPS(g, x, o, m) ((ptrdiff_t)0)
+
+/* (c3*s + c2)*s2 + (c1*s + c0) in mul + add, as fs_bwd_x_f64_parts (P: _mm256 or _mm512) */
+#define FS_EST_PD(P, c3, c2, s, s2, c1, c0)                                                       \
+    P##_add_pd(P##_mul_pd(P##_add_pd(P##_mul_pd(P##_set1_pd(c3), s), P##_set1_pd(c2)), s2),      \
+               P##_add_pd(P##_mul_pd(P##_set1_pd(c1), s), P##_set1_pd(c0)))
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+/* fs_bwd_x_*_parts and the final g*(a + bl) with AVX2: 8 / 4 lanes, the four-entry table in
+ * registers read by _mm256_permutevar8x32_ps (a float32 index picks T[b & 7] of the table twice
+ * over; a float64 index becomes the pair of 32-bit halves 2j, 2j + 1), where the compiler would
+ * emit scalar loads or gathers; the same operations (fnmadd(k, c, x) is fs_fma_exact(k, -c, x)),
+ * so the same bits.  g = +-0, +-inf, NaN (|g| not in (0, MAX]) take g * a alone; NaN results are
+ * left to the caller to canonicalise.  For x above the fast path's bound (fs_bwd_x_*_hard).
+ * selu_backward (AVX2 builds) and the fused AlphaDropout backward (AVX2 and AVX-512 builds). */
+FS_INLINE __m256 fs_bwd_x_f32_avx2(__m256 gv, __m256 xv, __m256 thv, __m256 tlv, float as_hi,
+                                   float as_lo)
+{
+    const __m256i ebias = _mm256_set1_epi32((int)(MAGIC_F_BITS - 508u));
+    __m256 z = _mm256_add_ps(_mm256_mul_ps(xv, _mm256_set1_ps(LOG2E4_F)), _mm256_set1_ps(MAGIC_F));
+    __m256 k = _mm256_sub_ps(z, _mm256_set1_ps(MAGIC_F));
+    __m256 s = _mm256_sub_ps(_mm256_fnmadd_ps(k, _mm256_set1_ps(L4_HI_F), xv),
+                             _mm256_mul_ps(k, _mm256_set1_ps(L4_LO_F)));
+    __m256i b = _mm256_castps_si256(z);
+    __m256 th = _mm256_permutevar8x32_ps(thv, b), tl = _mm256_permutevar8x32_ps(tlv, b);
+    __m256 t = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_srai_epi32(_mm256_sub_epi32(b, ebias), 2), 23));
+    __m256 q = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(EXPS_F_C3)),
+                             _mm256_set1_ps(EXPS_F_C2));
+    q = _mm256_add_ps(_mm256_mul_ps(q, s), _mm256_set1_ps(EXPS_F_C1));
+    q = _mm256_add_ps(_mm256_mul_ps(q, s), _mm256_set1_ps(EXPS_F_C0));
+    __m256 p = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(s, s), q), s);
+    __m256 l = _mm256_add_ps(_mm256_mul_ps(th, p), tl);
+    __m256 pos = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_GT_OQ);
+    __m256 a = _mm256_blendv_ps(_mm256_mul_ps(th, t), _mm256_set1_ps(as_hi), pos);
+    __m256 bl = _mm256_blendv_ps(_mm256_mul_ps(l, t), _mm256_set1_ps(as_lo), pos);
+    __m256 ag = _mm256_and_ps(gv, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
+    __m256 ok = _mm256_and_ps(_mm256_cmp_ps(ag, _mm256_setzero_ps(), _CMP_GT_OQ),
+                              _mm256_cmp_ps(ag, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ));
+    return _mm256_blendv_ps(_mm256_mul_ps(gv, a), _mm256_fmadd_ps(gv, a, _mm256_mul_ps(gv, bl)),
+                            ok);
+}
+
+FS_INLINE __m256d fs_bwd_x_f64_avx2(__m256d gv, __m256d xv, __m256 thv, __m256 tlv, double as_hi,
+                                    double as_lo)
+{
+    const __m256i ebias = _mm256_set1_epi64x((long long)(MAGIC_BITS - 4092u));
+    __m256d z = _mm256_add_pd(_mm256_mul_pd(xv, _mm256_set1_pd(LOG2E4)), _mm256_set1_pd(MAGIC));
+    __m256d k = _mm256_sub_pd(z, _mm256_set1_pd(MAGIC));
+    __m256d s = _mm256_sub_pd(_mm256_fnmadd_pd(k, _mm256_set1_pd(L4_HI), xv),
+                              _mm256_mul_pd(k, _mm256_set1_pd(L4_LO)));
+    __m256i b = _mm256_castpd_si256(z);
+    /* j = b & 3 -> 32-bit indices (2j, 2j + 1) of the table's halves */
+    __m256i j2 = _mm256_and_si256(_mm256_slli_epi64(b, 1), _mm256_set1_epi64x(6));
+    __m256i idx = _mm256_or_si256(j2, _mm256_slli_epi64(_mm256_add_epi64(j2,
+                                                        _mm256_set1_epi64x(1)), 32));
+    __m256d th = _mm256_castps_pd(_mm256_permutevar8x32_ps(thv, idx));
+    __m256d tl = _mm256_castps_pd(_mm256_permutevar8x32_ps(tlv, idx));
+    /* k + 4092 >= 0 here (x > -700): a logical shift is the scalar kernel's arithmetic one */
+    __m256d t = _mm256_castsi256_pd(
+        _mm256_slli_epi64(_mm256_srli_epi64(_mm256_sub_epi64(b, ebias), 2), 52));
+    __m256d s2 = _mm256_mul_pd(s, s);
+    __m256d q = FS_EST_PD(_mm256, EXPS_C7, EXPS_C6, s, s2, EXPS_C5, EXPS_C4);
+    q = _mm256_add_pd(_mm256_mul_pd(q, _mm256_mul_pd(s2, s2)),
+                      FS_EST_PD(_mm256, EXPS_C3, EXPS_C2, s, s2, EXPS_C1, EXPS_C0));
+    __m256d p = _mm256_add_pd(_mm256_mul_pd(s2, q), s);
+    __m256d l = _mm256_add_pd(_mm256_mul_pd(th, p), tl);
+    __m256d pos = _mm256_cmp_pd(xv, _mm256_setzero_pd(), _CMP_GT_OQ);
+    __m256d a = _mm256_blendv_pd(_mm256_mul_pd(th, t), _mm256_set1_pd(as_hi), pos);
+    __m256d bl = _mm256_blendv_pd(_mm256_mul_pd(l, t), _mm256_set1_pd(as_lo), pos);
+    __m256d ag = _mm256_and_pd(gv, _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll)));
+    __m256d ok = _mm256_and_pd(_mm256_cmp_pd(ag, _mm256_setzero_pd(), _CMP_GT_OQ),
+                               _mm256_cmp_pd(ag, _mm256_set1_pd(DBL_MAX), _CMP_LE_OQ));
+    return _mm256_blendv_pd(_mm256_mul_pd(gv, a), _mm256_fmadd_pd(gv, a, _mm256_mul_pd(gv, bl)),
+                            ok);
+}
+#endif
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #include <immintrin.h>
@@ -794,18 +911,12 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
     for (; i < n; i++) out[i] = fs_bwd_x_f64_any(g[i], x[i]);
 }
 #elif defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-/* The same with AVX2: 8 / 4 lanes, the four-entry tables in registers read by
- * _mm256_permutevar8x32_ps (a float32 index picks T[b & 7] of the table twice over; a float64
- * index becomes the pair of 32-bit halves 2j, 2j + 1), where the compiler would emit scalar
- * loads or gathers.  g = +-0, +-inf, NaN (|g| not in (0, FLT_MAX]) take g * a alone, and NaN
- * results become the default NaN, as in the scalar kernel. */
+/* The same with AVX2 (fs_bwd_x_*_avx2); NaN results become the default NaN, as in the scalar
+ * kernel. */
 void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrdiff_t n)
 {
     const __m256 thv = _mm256_broadcast_ps((const __m128 *)FS_T32_HI);
     const __m256 tlv = _mm256_broadcast_ps((const __m128 *)FS_T32_LO);
-    const __m256i ebias = _mm256_set1_epi32((int)(MAGIC_F_BITS - 508u));
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     ptrdiff_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 xv = _mm256_loadu_ps(x + i), gv = _mm256_loadu_ps(g + i);
@@ -813,29 +924,7 @@ void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrd
             for (ptrdiff_t j = i; j < i + 8; j++) out[j] = fs_bwd_x_f32_any(g[j], x[j]);
             continue;
         }
-        __m256 z = _mm256_add_ps(_mm256_mul_ps(xv, _mm256_set1_ps(LOG2E4_F)),
-                                 _mm256_set1_ps(MAGIC_F));
-        __m256 k = _mm256_sub_ps(z, _mm256_set1_ps(MAGIC_F));
-        __m256 s = _mm256_sub_ps(_mm256_fnmadd_ps(k, _mm256_set1_ps(L4_HI_F), xv),
-                                 _mm256_mul_ps(k, _mm256_set1_ps(L4_LO_F)));
-        __m256i b = _mm256_castps_si256(z);
-        __m256 th = _mm256_permutevar8x32_ps(thv, b), tl = _mm256_permutevar8x32_ps(tlv, b);
-        __m256 t = _mm256_castsi256_ps(
-            _mm256_slli_epi32(_mm256_srai_epi32(_mm256_sub_epi32(b, ebias), 2), 23));
-        __m256 q = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(EXPS_F_C3)),
-                                 _mm256_set1_ps(EXPS_F_C2));
-        q = _mm256_add_ps(_mm256_mul_ps(q, s), _mm256_set1_ps(EXPS_F_C1));
-        q = _mm256_add_ps(_mm256_mul_ps(q, s), _mm256_set1_ps(EXPS_F_C0));
-        __m256 p = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(s, s), q), s);
-        __m256 l = _mm256_add_ps(_mm256_mul_ps(th, p), tl);
-        __m256 pos = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_GT_OQ);
-        __m256 a = _mm256_blendv_ps(_mm256_mul_ps(th, t), _mm256_set1_ps(SCALE_HI_F), pos);
-        __m256 bl = _mm256_blendv_ps(_mm256_mul_ps(l, t), _mm256_set1_ps(SCALE_LO_F), pos);
-        __m256 ag = _mm256_and_ps(gv, absmask);
-        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(ag, _mm256_setzero_ps(), _CMP_GT_OQ),
-                                  _mm256_cmp_ps(ag, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ));
-        __m256 v = _mm256_blendv_ps(_mm256_mul_ps(gv, a),
-                                    _mm256_fmadd_ps(gv, a, _mm256_mul_ps(gv, bl)), ok);
+        __m256 v = fs_bwd_x_f32_avx2(gv, xv, thv, tlv, SCALE_HI_F, SCALE_LO_F);
         v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         _mm256_storeu_ps(out + i, v);
     }
@@ -846,8 +935,6 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
 {
     const __m256 thv = _mm256_castpd_ps(_mm256_loadu_pd(FS_T64_HI));
     const __m256 tlv = _mm256_castpd_ps(_mm256_loadu_pd(FS_T64_LO));
-    const __m256i ebias = _mm256_set1_epi64x((long long)(MAGIC_BITS - 4092u));
-    const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
     ptrdiff_t i = 0;
     for (; i + 4 <= n; i += 4) {
         __m256d xv = _mm256_loadu_pd(x + i), gv = _mm256_loadu_pd(g + i);
@@ -855,35 +942,7 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
             for (ptrdiff_t j = i; j < i + 4; j++) out[j] = fs_bwd_x_f64_any(g[j], x[j]);
             continue;
         }
-        __m256d z = _mm256_add_pd(_mm256_mul_pd(xv, _mm256_set1_pd(LOG2E4)),
-                                  _mm256_set1_pd(MAGIC));
-        __m256d k = _mm256_sub_pd(z, _mm256_set1_pd(MAGIC));
-        __m256d s = _mm256_sub_pd(_mm256_fnmadd_pd(k, _mm256_set1_pd(L4_HI), xv),
-                                  _mm256_mul_pd(k, _mm256_set1_pd(L4_LO)));
-        __m256i b = _mm256_castpd_si256(z);
-        /* j = b & 3 -> 32-bit indices (2j, 2j + 1) of the table's halves */
-        __m256i j2 = _mm256_and_si256(_mm256_slli_epi64(b, 1), _mm256_set1_epi64x(6));
-        __m256i idx = _mm256_or_si256(j2, _mm256_slli_epi64(_mm256_add_epi64(j2,
-                                                            _mm256_set1_epi64x(1)), 32));
-        __m256d th = _mm256_castps_pd(_mm256_permutevar8x32_ps(thv, idx));
-        __m256d tl = _mm256_castps_pd(_mm256_permutevar8x32_ps(tlv, idx));
-        /* k + 4092 >= 0 here (x > -700): a logical shift is the scalar kernel's arithmetic one */
-        __m256d t = _mm256_castsi256_pd(
-            _mm256_slli_epi64(_mm256_srli_epi64(_mm256_sub_epi64(b, ebias), 2), 52));
-        __m256d s2 = _mm256_mul_pd(s, s);
-        __m256d q = FS_EST_PD(_mm256, EXPS_C7, EXPS_C6, s, s2, EXPS_C5, EXPS_C4);
-        q = _mm256_add_pd(_mm256_mul_pd(q, _mm256_mul_pd(s2, s2)),
-                          FS_EST_PD(_mm256, EXPS_C3, EXPS_C2, s, s2, EXPS_C1, EXPS_C0));
-        __m256d p = _mm256_add_pd(_mm256_mul_pd(s2, q), s);
-        __m256d l = _mm256_add_pd(_mm256_mul_pd(th, p), tl);
-        __m256d pos = _mm256_cmp_pd(xv, _mm256_setzero_pd(), _CMP_GT_OQ);
-        __m256d a = _mm256_blendv_pd(_mm256_mul_pd(th, t), _mm256_set1_pd(SCALE_HI), pos);
-        __m256d bl = _mm256_blendv_pd(_mm256_mul_pd(l, t), _mm256_set1_pd(SCALE_LO), pos);
-        __m256d ag = _mm256_and_pd(gv, absmask);
-        __m256d ok = _mm256_and_pd(_mm256_cmp_pd(ag, _mm256_setzero_pd(), _CMP_GT_OQ),
-                                   _mm256_cmp_pd(ag, _mm256_set1_pd(DBL_MAX), _CMP_LE_OQ));
-        __m256d v = _mm256_blendv_pd(_mm256_mul_pd(gv, a),
-                                     _mm256_fmadd_pd(gv, a, _mm256_mul_pd(gv, bl)), ok);
+        __m256d v = fs_bwd_x_f64_avx2(gv, xv, thv, tlv, SCALE_HI, SCALE_LO);
         v = _mm256_blendv_pd(v, _mm256_set1_pd(NAN), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
         _mm256_storeu_pd(out + i, v);
     }
