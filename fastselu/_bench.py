@@ -18,13 +18,16 @@ Ops (bytes moved per element, in units of the item size, for GB/s):
 - ``forward_new``  ``selu(x)``                    2 (read x, write a new array)
 - ``inplace``      ``selu_(x)``                   2 (read and write x)
 - ``backward_out`` ``selu_backward(g, x, out=o)`` 3 (read g and x, write o)
+- ``backward_y_out`` ``selu_backward(g, y, is_result=True, out=o)`` 3 (read g and y = selu(x),
+  write o)
 
 Peers, each where installed: torch (``torch._C._nn.elu(t, ALPHA, SCALE, 1.0, out=o)``,
 ``torch.nn.functional.selu(t)``, ``torch.selu_(t)``,
-``torch.ops.aten.elu_backward.grad_input(g, ALPHA, SCALE, 1.0, False, x, grad_input=o)``), NumPy
+``torch.ops.aten.elu_backward.grad_input(g, ALPHA, SCALE, 1.0, False, x, grad_input=o)``, and
+with ``True, y`` from the result), NumPy
 (``SCALE * np.where(x > 0, x, ALPHA * np.expm1(x))``) and numexpr.  References at memory speed
 through the kernels' own OpenMP driver: ``_kernels.copy(x, o, nthreads)`` for the forward ops and
-``_kernels.add(g, x, o, nthreads)`` for the backward op.
+``_kernels.add(g, x, o, nthreads)`` for the backward ops.
 
 Method: for each dtype and size, every implementation is calibrated: calls are timed in batches
 of back-to-back calls lasting at least 20 µs (one call per batch for slow calls), and a round is
@@ -71,6 +74,7 @@ OPS = {  # op -> (label, bytes per element in item sizes, reference impl name)
     "forward_new": ("selu(x)", 2, "copy"),
     "inplace": ("selu_(x)", 2, "copy"),
     "backward_out": ("selu_backward(g, x, out=o)", 3, "add"),
+    "backward_y_out": ("selu_backward(g, y, is_result=True, out=o)", 3, "add"),
 }
 REF_OP = {"copy": "forward_out", "add": "backward_out"}  # where the reference rows live
 DEFAULT_SIZES = tuple(10**k for k in range(8))  # 1 .. 1e7
@@ -141,6 +145,7 @@ class Data:
         bufs[2].fill(0)  # touched: np.zeros would leave the pages unmapped
         self.x, self.g, self.o = (b[:n] for b in bufs)
         self.y = -np.abs(self.x)  # in-place buffer: negative data stays valid (see module doc)
+        self.r = fastselu.selu(self.x)  # a forward result, for the backward from it
         if dt.itemsize == 2:
             self.ref_x, self.ref_g, self.ref_o = (b.view(np.float32) for b in bufs)
         else:
@@ -148,13 +153,13 @@ class Data:
         torch = _optional("torch")
         if torch is not None:
             if dtype == "bfloat16":  # torch.from_numpy does not know ml_dtypes: share the bits
-                self.tx, self.tg, self.to, self.ty = (
+                self.tx, self.tg, self.to, self.ty, self.tr = (
                     torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-                    for a in (self.x, self.g, self.o, self.y)
+                    for a in (self.x, self.g, self.o, self.y, self.r)
                 )
             else:
-                self.tx, self.tg, self.to, self.ty = (
-                    torch.from_numpy(a) for a in (self.x, self.g, self.o, self.y)
+                self.tx, self.tg, self.to, self.ty, self.tr = (
+                    torch.from_numpy(a) for a in (self.x, self.g, self.o, self.y, self.r)
                 )
 
 
@@ -196,6 +201,14 @@ def implementations(compiled_only: bool = False) -> list[Impl]:
                 b,
                 mx,
             ),
+            Impl(
+                "backward_y_out",
+                name,
+                "fastselu",
+                lambda d: P(fastselu.selu_backward, d.g, d.r, is_result=True, out=d.o),
+                b,
+                mx,
+            ),
         ]
     torch = _optional("torch")
     if torch is not None:
@@ -215,6 +228,12 @@ def implementations(compiled_only: bool = False) -> list[Impl]:
                 "peer",
                 lambda d: P(bwd, d.tg, ALPHA, SCALE, 1.0, False, d.tx, grad_input=d.to),
             ),
+            Impl(
+                "backward_y_out",
+                "torch",
+                "peer",
+                lambda d: P(bwd, d.tg, ALPHA, SCALE, 1.0, True, d.tr, grad_input=d.to),
+            ),
         ]
     if not compiled_only:
         impls.append(Impl("forward_new", "numpy", "peer", lambda d: P(_np_selu, d.x)))
@@ -223,10 +242,18 @@ def implementations(compiled_only: bool = False) -> list[Impl]:
         f32_64 = ("float32", "float64")  # numexpr has no 16-bit floats
         fwd = "s * where(x > 0, x, a * expm1(x))"
         bwd_ = "g * where(x > 0, s, sa * exp(x))"
+        bwd_y = "g * where(r > 0, s, r + sa)"
 
         def consts(d: Data) -> dict[str, Any]:
             t = d.dtype.type
-            return {"x": d.x, "g": d.g, "s": t(SCALE), "a": t(ALPHA), "sa": t(SCALE * ALPHA)}
+            return {
+                "x": d.x,
+                "g": d.g,
+                "r": d.r,
+                "s": t(SCALE),
+                "a": t(ALPHA),
+                "sa": t(SCALE * ALPHA),
+            }
 
         impls += [
             Impl(
@@ -248,6 +275,13 @@ def implementations(compiled_only: bool = False) -> list[Impl]:
                 "numexpr",
                 "peer",
                 lambda d: P(ne.evaluate, bwd_, consts(d), {}, out=d.o),
+                dtypes=f32_64,
+            ),
+            Impl(
+                "backward_y_out",
+                "numexpr",
+                "peer",
+                lambda d: P(ne.evaluate, bwd_y, consts(d), {}, out=d.o),
                 dtypes=f32_64,
             ),
         ]
@@ -278,12 +312,13 @@ def check(impls: Sequence[Impl], dtype: str, n: int = 1000) -> list[tuple[Impl, 
     An entry that refuses the dtype with TypeError (fastselu before its bfloat16 support, say)
     is not an error: such entries are returned, with the reason, to be left out."""
     d = Data(dtype, n)
-    x, g, y = (a.astype(np.float64) for a in (d.x, d.g, d.y))
+    x, g, y, r = (a.astype(np.float64) for a in (d.x, d.g, d.y, d.r))
     want = {
         "forward_out": _np_selu(x),
         "forward_new": _np_selu(x),
         "inplace": _np_selu(y),
         "backward_out": g * np.where(x > 0, SCALE, SCALE * ALPHA * np.exp(x)),
+        "backward_y_out": g * np.where(r > 0, SCALE, r + SCALE * ALPHA),
     }
     refused = []
     for impl in impls:
@@ -644,7 +679,7 @@ def metadata(threads: dict[str, Optional[int]], settings: dict[str, Any]) -> dic
     }
 
 
-PLOT_PANELS = ("forward_out", "forward_new", "inplace", "backward_out")
+PLOT_PANELS = ("forward_out", "forward_new", "inplace", "backward_out", "backward_y_out")
 
 
 def plot(records: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
