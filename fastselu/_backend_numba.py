@@ -130,6 +130,7 @@ from ._selu_constants import (  # noqa: E402
     Q2_C2,
     Q2_C3,
     Q2_C4,
+    Q2_C5,
     Q3_C0,
     Q3_C1,
     Q3_C2,
@@ -338,7 +339,7 @@ def _expm1_f32(x):  # type: ignore[no-untyped-def]
     z = x * LOG2E + MAGIC_BIAS
     n = z - MAGIC_BIAS
     r = _fma(n, NEG_LN2_HI, x) - n * LN2_LO
-    q = (((Q2_C4 * r + Q2_C3) * r + Q2_C2) * r + Q2_C1) * r + Q2_C0
+    q = ((((Q2_C5 * r + Q2_C4) * r + Q2_C3) * r + Q2_C2) * r + Q2_C1) * r + Q2_C0
     return (r * r) * q + r, _shl52_bits(z)
 
 

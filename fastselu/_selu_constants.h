@@ -38,12 +38,13 @@
 
 /* Polynomials (near-minimax; max relative error of the rounded coefficients) */
 
-/* Q2 ~ (expm1(r) - r) / r^2, |r| <= ln2/2: degree 4, max relative error 1.34e-7 */
-#define Q2_C0 0x1.0000000000000p-1
-#define Q2_C1 0x1.5554dc8961859p-3
-#define Q2_C2 0x1.555518f5d1200p-5
-#define Q2_C3 0x1.120be1dcb42dcp-7
-#define Q2_C4 0x1.6d117cc039048p-10
+/* Q2 ~ (expm1(r) - r) / r^2, |r| <= ln2/2: degree 5, max relative error 2.92e-9 */
+#define Q2_C0 0x1.0000000ba132cp-1
+#define Q2_C1 0x1.5555555a800cdp-3
+#define Q2_C2 0x1.5554e8a22b84cp-5
+#define Q2_C3 0x1.1110e0c5c7f50p-7
+#define Q2_C4 0x1.6d43af18200d3p-10
+#define Q2_C5 0x1.a1256cd2f13c2p-13
 
 /* EXPM1_F ~ (expm1(r) - r) / r^2, |r| <= ln2/2: degree 5, max relative error 9.97e-9 */
 #define EXPM1_F_C0 0x1p-1f

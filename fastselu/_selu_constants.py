@@ -44,12 +44,13 @@ MAGIC_BITS = 0x4338000000000000
 
 # Polynomials (near-minimax; max relative error of the rounded coefficients)
 
-# Q2 ~ (expm1(r) - r) / r^2, |r| <= ln2/2: degree 4, max relative error 1.34e-7
-Q2_C0 = _h("0x1.0000000000000p-1")
-Q2_C1 = _h("0x1.5554dc8961859p-3")
-Q2_C2 = _h("0x1.555518f5d1200p-5")
-Q2_C3 = _h("0x1.120be1dcb42dcp-7")
-Q2_C4 = _h("0x1.6d117cc039048p-10")
+# Q2 ~ (expm1(r) - r) / r^2, |r| <= ln2/2: degree 5, max relative error 2.92e-9
+Q2_C0 = _h("0x1.0000000ba132cp-1")
+Q2_C1 = _h("0x1.5555555a800cdp-3")
+Q2_C2 = _h("0x1.5554e8a22b84cp-5")
+Q2_C3 = _h("0x1.1110e0c5c7f50p-7")
+Q2_C4 = _h("0x1.6d43af18200d3p-10")
+Q2_C5 = _h("0x1.a1256cd2f13c2p-13")
 
 # EXPM1_F ~ (expm1(r) - r) / r^2, |r| <= ln2/2: degree 5, max relative error 9.97e-9
 EXPM1_F_C0 = _f32(_h("0x1p-1"))

@@ -1,6 +1,7 @@
 """AlphaDropout, fused SELU + AlphaDropout, their backwards and lecun_normal (SPEC,
 "Self-normalizing companions"): mask, values against mpmath, layouts, special values, errors."""
 
+import math
 import os
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
@@ -166,6 +167,23 @@ def test_accuracy_near_cancellation(backend, dtype, kind, p):
         if seen.all():
             break
     err = ulp_error(vals, exact_kept(x, p, kind == "fused"), dtype)
+    assert err.max() <= 1.0, (err.max(), x[np.argmax(err)])
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.5, 0.9, 0.99])
+def test_fused_float32_at_reduction_boundaries(backend, p):
+    """The fused float32 forward where expm1's reduction switches n, x - ln(1 - p) ~ (k + 1/2) ln2:
+    there 2^n (1 + expm1(r)) - 1 amplifies the polynomial's error (a degree-4 polynomial reached
+    1.036 ULP at p = 0.9, x ~ -1.956, which the exhaustive test at p = 0.1 does not see)."""
+    centres = [np.float32(math.log1p(-p) + (k + 0.5) * math.log(2)) for k in range(-8, 8)]
+    steps = np.arange(-2048, 2049, dtype=np.int64)
+    x = np.concatenate(
+        [(np.int64(c.view(np.int32)) + steps).astype(np.int32).view(np.float32) for c in centres]
+    )
+    x = x[x <= 0]
+    o = np.empty_like(x)
+    _api._dropout_backend().dropout(x, o, _kept_everywhere(p, "float32"), (1, 2), 0, 1, True, 1)
+    err = ulp_error(o, f32_reference(x, p, True), np.float32)
     assert err.max() <= 1.0, (err.max(), x[np.argmax(err)])
 
 

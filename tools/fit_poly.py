@@ -4,8 +4,8 @@ fastselu/_selu_constants.py (the numba backend).  Both files are generated: edit
 
 The kernels reduce x = n*ln2 + r with |r| <= ln2/2 (the table-driven kernels: x = k*ln2/4 + s
 with |s| <= ln2/8 and a table of SA * 2^(j/4)) and need
-  q2(r) ~ (expm1(r) - r) / r**2            degree 4 in double (the fused SELU + AlphaDropout
-                                           float32 kernel), degree 5 in float32 (the forward)
+  q2(r) ~ (expm1(r) - r) / r**2            degree 5 in double (the fused SELU + AlphaDropout
+                                           float32 kernel) and in float32 (the forward)
   SA*exp(r)                                degree 6, float32 backward's full kernel (in double)
   q3(r) ~ (expm1(r) - r - r**2/2) / r**3   degree 9, float64 full kernels (double-double)
   q2(s) ~ (expm1(s) - s) / s**2, |s| <= ln2/8   degree 3 in float32 (the float32 forward and
@@ -179,7 +179,7 @@ def constants():
 
     section("Polynomials (near-minimax; max relative error of the rounded coefficients)")
     for name, args in (
-        ("Q2", (q2, 4)),
+        ("Q2", (q2, 5)),
         ("EXPM1_F", (q2, 5, R, np.float32)),
         ("EXPSA", (sa_exp, 6)),
         ("Q3", (q3, 9)),
