@@ -18,6 +18,13 @@
  *   bitcompare h16 OUT VARIANT...    every float16 and every bfloat16 input (2^16 each): writes
  *                                    forward(x), backward_x(1, x) and backward_y(1, forward(x))
  *                                    per format to OUT.VARIANT (raw bits)
+ *   bitcompare drop IN OUT VARIANT... the AlphaDropout kernels on inputs from file IN (int64 m,
+ *                                    n32, n64; m float32-result and m float64-result parameter
+ *                                    arrays of fastselu/_dropout.py's layout, 38 doubles each;
+ *                                    x32, g32 (n32 floats); x64, g64 (n64 doubles)): for each
+ *                                    parameter set, both forwards (fused, not, and fused with
+ *                                    feature-style inner = 3) and the three backward modes, a
+ *                                    nonzero start, to OUT.VARIANT (raw bits)
  *   bitcompare f32dump BLOCK VARIANT OUT  one block's raw outputs (to find a mismatch)
  *
  * A VARIANT the CPU lacks is reported as "skip" (fs_variant_supported).
@@ -188,11 +195,61 @@ static int run_h16(const char *out, int argc, char **argv)
     return 0;
 }
 
+#define N_PARAMS 38  /* fastselu/_dropout.py's N_PARAMS (tests check the header's FS_N_PARAMS) */
+static int run_drop(const char *in, const char *out, int argc, char **argv)
+{
+    FILE *f = fopen(in, "rb");
+    if (!f) return perror(in), 2;
+    int64_t hdr[3];
+    if (fread(hdr, 8, 3, f) != 3) return fprintf(stderr, "short\n"), 2;
+    size_t m = (size_t)hdr[0], n32 = (size_t)hdr[1], n64 = (size_t)hdr[2];
+    double *prm = malloc(2 * m * N_PARAMS * 8);
+    float *x32 = malloc(n32 * 4), *g32 = malloc(n32 * 4);
+    double *x64 = malloc(n64 * 8), *g64 = malloc(n64 * 8);
+    if (fread(prm, 8, 2 * m * N_PARAMS, f) != 2 * m * N_PARAMS || fread(x32, 4, n32, f) != n32
+        || fread(g32, 4, n32, f) != n32 || fread(x64, 8, n64, f) != n64
+        || fread(g64, 8, n64, f) != n64)
+        return fprintf(stderr, "short\n"), 2;
+    fclose(f);
+    size_t per = 6 * (n32 * 4 + n64 * 8);
+    unsigned char *r = malloc(m * per);
+    for (int a = 0; a < argc; a++) {
+        int vi = find(argv[a]);
+        if (vi < 0) {
+            printf("%s %s\n", argv[a], vi == -1 ? "not-built" : "skip");
+            continue;
+        }
+        const fs_kernels *k = fs_variant(vi);
+        unsigned char *w = r;
+        for (size_t j = 0; j < m; j++) {
+            const double *p32 = prm + j * N_PARAMS, *p64 = prm + (m + j) * N_PARAMS;
+            for (int c = 0; c < 3; c++) {  /* (fused, inner): (0, 1), (1, 1), (1, 3) */
+                k->dropout_f32(x32, (float *)w, (ptrdiff_t)n32, p32, 0x9E3779B9u, 7u,
+                               (int64_t)1 << 33, c == 2 ? 3 : 1, c > 0);
+                w += n32 * 4;
+                k->dropout_f64(x64, (double *)w, (ptrdiff_t)n64, p64, 0x9E3779B9u, 7u, 5,
+                               c == 2 ? 3 : 1, c > 0);
+                w += n64 * 8;
+            }
+            for (int mode = 0; mode < 3; mode++) {
+                k->dropout_bwd_f32(g32, x32, (float *)w, (ptrdiff_t)n32, p32, 1u, 0u, 11, 1, mode);
+                w += n32 * 4;
+                k->dropout_bwd_f64(g64, x64, (double *)w, (ptrdiff_t)n64, p64, 1u, 0u, 11, 1, mode);
+                w += n64 * 8;
+            }
+        }
+        if (save(out, argv[a], r, 1, m * per)) return 2;
+        printf("%s drop %zu x (%zu + %zu) inputs -> %s.%s\n", argv[a], m, n32, n64, out, argv[a]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "f32") == 0) return run_f32(argc - 2, argv + 2);
     if (argc >= 5 && strcmp(argv[1], "f64") == 0) return run_f64(argv[2], argv[3], argc - 4, argv + 4);
     if (argc >= 4 && strcmp(argv[1], "h16") == 0) return run_h16(argv[2], argc - 3, argv + 3);
+    if (argc >= 5 && strcmp(argv[1], "drop") == 0) return run_drop(argv[2], argv[3], argc - 4, argv + 4);
     if (argc == 5 && strcmp(argv[1], "f32dump") == 0) return run_f32dump(argv[2], argv[3], argv[4]);
     fprintf(stderr, "usage: see the comment at the top of tools/bitcompare.c\n");
     return 2;

@@ -20,8 +20,9 @@
 # forward and backward (grad_output = 1) for the aarch64 VARIANTS (default: neon), every 16th block
 # of 2^24 inputs for the other aarch64 variants; for every variant the float64 hard-input sets
 # of fastselu.check (_ulp.hard_inputs, about 2*10^6 inputs; forward, backward from x with g = 1
-# and with random g, backward from y) and every float16 and bfloat16 input (forward, backward
-# from x and from y, g = 1).
+# and with random g, backward from y), every float16 and bfloat16 input (forward, backward
+# from x and from y, g = 1), and the AlphaDropout kernels (both forwards and the three backward
+# modes, six p, float32 and float64, on hard_inputs plus each p's cancellation points).
 # sve runs at qemu's SVE vector length FASTSELU_SVE_VL (bytes, default 256 = 2048 bits, the
 # fastest to emulate) for float32, and at 16, 32, 64 and 256 bytes for float64 and the 16-bit
 # formats.  The full float32 pass needs about 30 CPU-minutes per variant under qemu (neon; sve
@@ -238,7 +239,37 @@ g = rng.standard_normal(x.size) * np.exp2(rng.integers(-60, 60, x.size))
 g[:64] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 5e-324] * 8
 np.concatenate([x, g]).tofile(\"/tmp/f64_inputs.bin\")
 print(x.size, \"float64 inputs\")'"
-    cp "$ROOT/tmp/f64_inputs.bin" "$W/"
+    # AlphaDropout kernels: parameters from fastselu._dropout (p = 1 drops everything), inputs
+    # from the same generator plus each p's cancellation points (fused x = ln(1 - p), v = -SA*p)
+    in_root "cd /tmp && python -c '
+import numpy as np
+from fastselu import _dropout
+from fastselu._ulp import hard_inputs
+ps = [0.01, 0.1, 0.5, 0.9, 0.999, 1.0]
+rng = np.random.default_rng(2)
+def pair(dt):
+    x = hard_inputs(dt, 100_000, seed=4)
+    near = []
+    for p in ps[:-1]:
+        prm = _dropout.params(p, "float64")
+        for c in (np.log1p(-p), -prm[_dropout.P_B_HI], -prm[_dropout.P_C_HI]):
+            c = dt(c)
+            near.append(c + np.arange(-64, 65).astype(dt) * (np.nextafter(c, dt(np.inf)) - c))
+    x = np.concatenate([x] + near).astype(dt)
+    g = (rng.standard_normal(x.size) * np.exp2(rng.integers(-60, 60, x.size))).astype(dt)
+    g[:8] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-45 if dt == np.float32 else 5e-324]
+    return x, g
+x32, g32 = pair(np.float32)
+x64, g64 = pair(np.float64)
+with open("/tmp/drop_inputs.bin", "wb") as f:
+    np.array([len(ps), x32.size, x64.size], np.int64).tofile(f)
+    for fmt in ("float32", "float64"):
+        for p in ps:
+            _dropout.params(p, fmt).tofile(f)
+    for a in (x32, g32, x64, g64):
+        a.tofile(f)
+print(x32.size, x64.size, "dropout inputs")'"
+    cp "$ROOT/tmp/f64_inputs.bin" "$ROOT/tmp/drop_inputs.bin" "$W/"
     fail=0
     bits=0
     x86ref=""
@@ -248,12 +279,13 @@ print(x.size, \"float64 inputs\")'"
         [ -f "$W/f64.x86.$v" ] || continue
         [ -n "$x86ref" ] || x86ref=$v
         "$W/x86_64/bitcompare" h16 "$W/h16.x86" "$v"
+        "$W/x86_64/bitcompare" drop "$W/drop_inputs.bin" "$W/drop.x86" "$v"
         OMP_NUM_THREADS=2 "$W/x86_64/bitcompare" f32 "$v" > "$W/f32.x86.raw.$v"
         f32sorted "$W/f32.x86.raw.$v" > "$W/f32.x86.$v" || rm -f "$W/f32.x86.$v"
     done
     n64=$(( $(stat -c %s "$W/f64_inputs.bin") / 16 ))
     for v in $(cut -f1 "$W/x86_64.variants"); do   # the x86 variants among themselves
-        for kind in f64 h16 f32; do
+        for kind in f64 h16 drop f32; do
             [ -f "$W/$kind.x86.$v" ] && ! cmp -s "$W/$kind.x86.$v" "$W/$kind.x86.$x86ref" \
                 && { echo "DIFFERENT: x86 $v vs $x86ref ($kind)"; fail=1; }
         done
@@ -278,6 +310,14 @@ print(x.size, \"float64 inputs\")'"
                 bits=$(( bits + 2 * 65536 * 3 * 16 ))
             else
                 echo "DIFFERENT: float16/bfloat16 aarch64 $v$at vs x86-64 $x86ref"; fail=1
+            fi
+            run_a64_vl "$vl" drop "$W/drop_inputs.bin" "$W/drop.a64" "$v" >/dev/null
+            if cmp -s "$W/drop.a64.$v" "$W/drop.x86.$x86ref"; then
+                echo "AlphaDropout: aarch64 $v$at == x86-64 $x86ref (6 p x 2 dtypes x" \
+                     "3 forwards and 3 backwards)"
+                bits=$(( bits + $(stat -c %s "$W/drop.a64.$v") * 8 ))
+            else
+                echo "DIFFERENT: AlphaDropout aarch64 $v$at vs x86-64 $x86ref"; fail=1
             fi
         done
         stride=16
