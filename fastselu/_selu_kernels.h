@@ -1383,6 +1383,65 @@ FS_INLINE void fs_bwd_x_f64_sse2(const double *gp, const double *xp, double *op)
                                    res[j], alt[j]);
     FS_EACH64 _mm_storeu_pd(op + 2 * j, res[j]);
 }
+
+/* fs_bwd_y_f64_fast in SSE2 for FS_NH64 pairs (gcc leaves the plain loop, and the block scan
+ * of fs_bwd_y_f64_hard_g, scalar and branchy), and that scan's test on the same TwoSum: returns
+ * a mask of the lanes it calls hard (NaN fails every comparison, so it is hard) */
+FS_INLINE __m128d fs_bwd_y_f64_sse2(const double *gp, const double *yp, double *op)
+{
+    const __m128d zero = _mm_setzero_pd(), sgn = FS_C(-0.0);
+    __m128d y[FS_NH64], g[FS_NH64], s[FS_NH64], bb[FS_NH64], e[FS_NH64], pos[FS_NH64];
+    __m128d dh[FS_NH64], dl[FS_NH64], c[FS_NH64], v[FS_NH64], res[FS_NH64], ag[FS_NH64];
+    __m128d adh[FS_NH64], ok[FS_NH64];
+    FS_EACH64 y[j] = _mm_loadu_pd(yp + 2 * j);
+    FS_EACH64 g[j] = _mm_loadu_pd(gp + 2 * j);
+    FS_EACH64 s[j] = FS_A(y[j], FS_C(SA_HI));
+    FS_EACH64 bb[j] = FS_S(s[j], y[j]);
+    FS_EACH64 e[j] = FS_A(FS_S(y[j], FS_S(s[j], bb[j])), FS_S(FS_C(SA_HI), bb[j]));
+    FS_EACH64 pos[j] = _mm_cmpgt_pd(y[j], zero);
+    FS_EACH64 dh[j] = fs_sse2_sel(pos[j], FS_C(SCALE_HI), s[j]);
+    FS_EACH64 dl[j] = fs_sse2_sel(pos[j], FS_C(SCALE_LO),
+                                  FS_A(FS_A(e[j], FS_C(SA_LO)), FS_C(SA_LO2)));
+    FS_EACH64 c[j] = FS_M(g[j], dl[j]);
+    fs_sse2_fma_small(g, dh, c, v, res);
+    /* g = 0: g*dh (v), whose sign is d's */
+    FS_EACH64 res[j] = fs_sse2_sel(_mm_cmpeq_pd(g[j], zero), v[j], res[j]);
+    FS_EACH64 _mm_storeu_pd(op + 2 * j, res[j]);
+    /* fs_bwd_y_f64_hard_g without an FMA unit */
+    FS_EACH64 ag[j] = _mm_andnot_pd(sgn, g[j]);
+    FS_EACH64 adh[j] = _mm_andnot_pd(sgn, dh[j]);
+    FS_EACH64 ok[j] = _mm_or_pd(_mm_cmpeq_pd(g[j], zero),
+                                _mm_and_pd(_mm_cmpge_pd(ag[j], FS_C(0x1p-400)),
+                                           _mm_cmple_pd(ag[j], FS_C(0x1p400))));
+    FS_EACH64 ok[j] = _mm_and_pd(ok[j], _mm_cmple_pd(_mm_andnot_pd(sgn, y[j]), FS_C(0x1p400)));
+    FS_EACH64 ok[j] = _mm_and_pd(ok[j], _mm_cmpge_pd(adh[j], FS_C(0x1p-50)));
+    FS_EACH64 ok[j] = _mm_and_pd(ok[j], _mm_cmple_pd(_mm_andnot_pd(sgn, dl[j]),
+                                                     FS_M(FS_C(0x1p-50), adh[j])));
+    __m128d hard = zero;
+    FS_EACH64 hard = _mm_or_pd(hard, _mm_andnot_pd(ok[j], _mm_castsi128_pd(_mm_set1_epi32(-1))));
+    return hard;
+}
+
+/* The backward from the result, block by block: the SSE2 groups (and the scan with them, on the
+ * same TwoSum), then fs_bwd_y_f64_any over a block with any hard element */
+void FS_NAME(fs_backward_y_f64)(const double *g, const double *y, double *out, ptrdiff_t n)
+{
+    for (ptrdiff_t b = 0; b < n; b += FS_BLOCK) {
+        const double *gb = g + b, *yb = y + b;
+        double *ob = out + b;
+        ptrdiff_t m = n - b < FS_BLOCK ? n - b : FS_BLOCK, i = 0;
+        __m128d hard = _mm_setzero_pd();
+        for (; i + 2 * FS_NH64 <= m; i += 2 * FS_NH64)
+            hard = _mm_or_pd(hard, fs_bwd_y_f64_sse2(gb + i, yb + i, ob + i));
+        int h = _mm_movemask_pd(hard);
+        for (; i < m; i++) {
+            h |= fs_bwd_y_f64_hard_g(gb[i], yb[i]);
+            ob[i] = fs_bwd_y_f64_fast(gb[i], yb[i]);
+        }
+        if (h)
+            for (i = 0; i < m; i++) ob[i] = fs_bwd_y_f64_any(gb[i], yb[i]);
+    }
+}
 #undef FS_A
 #undef FS_S
 #undef FS_M
@@ -1442,4 +1501,6 @@ void FS_NAME(fs_forward_f64)(const double *x, double *out, ptrdiff_t n)
 
 
 FS_BLOCKED_BACKWARD(y, float, f32, FS_NO_GROUPS)
-FS_BLOCKED_BACKWARD(y, double, f64, FS_NO_GROUPS)
+#if defined(FS_HW_FMA) || !(defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64))
+FS_BLOCKED_BACKWARD(y, double, f64, FS_NO_GROUPS)  /* (baseline x86-64: SSE2 groups, above) */
+#endif
