@@ -251,7 +251,7 @@ def pair(dt):
     x = hard_inputs(dt, 100_000, seed=4)
     near = []
     for p in ps[:-1]:
-        prm = _dropout.params(p, "float64")
+        prm = _dropout.params(p, \"float64\")
         for c in (np.log1p(-p), -prm[_dropout.P_B_HI], -prm[_dropout.P_C_HI]):
             c = dt(c)
             near.append(c + np.arange(-64, 65).astype(dt) * (np.nextafter(c, dt(np.inf)) - c))
@@ -261,14 +261,14 @@ def pair(dt):
     return x, g
 x32, g32 = pair(np.float32)
 x64, g64 = pair(np.float64)
-with open("/tmp/drop_inputs.bin", "wb") as f:
+with open(\"/tmp/drop_inputs.bin\", \"wb\") as f:
     np.array([len(ps), x32.size, x64.size], np.int64).tofile(f)
-    for fmt in ("float32", "float64"):
+    for fmt in (\"float32\", \"float64\"):
         for p in ps:
             _dropout.params(p, fmt).tofile(f)
     for a in (x32, g32, x64, g64):
         a.tofile(f)
-print(x32.size, x64.size, "dropout inputs")'"
+print(x32.size, x64.size, \"dropout inputs\")'"
     cp "$ROOT/tmp/f64_inputs.bin" "$ROOT/tmp/drop_inputs.bin" "$W/"
     fail=0
     bits=0
