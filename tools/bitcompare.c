@@ -46,6 +46,14 @@ static int find(const char *name)
     return -1;
 }
 
+/* The variant called name, or NULL when it is not built or this CPU lacks it (said on stdout) */
+static const fs_kernels *pick(const char *name)
+{
+    int vi = find(name);
+    if (vi < 0) printf("%s %s\n", name, vi == -1 ? "not-built" : "skip");
+    return vi < 0 ? NULL : fs_variant(vi);
+}
+
 static uint64_t hash32(const float *v, size_t n)
 {
     uint64_t h = 0x9E3779B97F4A7C15ull;
@@ -79,12 +87,8 @@ static void f32_block(const fs_kernels *k, size_t blk, float *x, float *g, float
 static int run_f32(int argc, char **argv)
 {
     for (int a = 0; a < argc; a++) {
-        int vi = find(argv[a]);
-        if (vi < 0) {
-            printf("%s %s\n", argv[a], vi == -1 ? "not-built" : "skip");
-            continue;
-        }
-        const fs_kernels *k = fs_variant(vi);
+        const fs_kernels *k = pick(argv[a]);
+        if (!k) continue;
         const char *st = getenv("BITCOMPARE_STRIDE");
         long stride = st && atol(st) > 0 ? atol(st) : 1;
         /* Blocks in bit-reversed order, each line printed (and flushed) as its block finishes:
@@ -152,12 +156,8 @@ static int run_f64(const char *in, const char *out, int argc, char **argv)
     fclose(f);
     for (size_t i = 0; i < n; i++) one[i] = 1.0;
     for (int a = 0; a < argc; a++) {
-        int vi = find(argv[a]);
-        if (vi < 0) {
-            printf("%s %s\n", argv[a], vi == -1 ? "not-built" : "skip");
-            continue;
-        }
-        const fs_kernels *k = fs_variant(vi);
+        const fs_kernels *k = pick(argv[a]);
+        if (!k) continue;
         k->forward_f64(x, r, (ptrdiff_t)n);
         k->backward_x_f64(one, x, r + n, (ptrdiff_t)n);
         k->backward_x_f64(g, x, r + 2 * n, (ptrdiff_t)n);
@@ -174,12 +174,8 @@ static int run_h16(const char *out, int argc, char **argv)
     static uint16_t x[N], one[N], r[6 * N];
     for (size_t i = 0; i < N; i++) x[i] = (uint16_t)i;
     for (int a = 0; a < argc; a++) {
-        int vi = find(argv[a]);
-        if (vi < 0) {
-            printf("%s %s\n", argv[a], vi == -1 ? "not-built" : "skip");
-            continue;
-        }
-        const fs_kernels *k = fs_variant(vi);
+        const fs_kernels *k = pick(argv[a]);
+        if (!k) continue;
         k->half_init();
         for (size_t i = 0; i < N; i++) one[i] = 0x3C00; /* float16 1.0 */
         k->forward_f16(x, r, N);
@@ -214,12 +210,8 @@ static int run_drop(const char *in, const char *out, int argc, char **argv)
     size_t per = 6 * (n32 * 4 + n64 * 8);
     unsigned char *r = malloc(m * per);
     for (int a = 0; a < argc; a++) {
-        int vi = find(argv[a]);
-        if (vi < 0) {
-            printf("%s %s\n", argv[a], vi == -1 ? "not-built" : "skip");
-            continue;
-        }
-        const fs_kernels *k = fs_variant(vi);
+        const fs_kernels *k = pick(argv[a]);
+        if (!k) continue;
         unsigned char *w = r;
         for (size_t j = 0; j < m; j++) {
             const double *p32 = prm + j * N_PARAMS, *p64 = prm + (m + j) * N_PARAMS;
