@@ -335,12 +335,13 @@ def _reduce_f32(x):  # type: ignore[no-untyped-def]
 
 @_inline
 def _expm1_f32(x):  # type: ignore[no-untyped-def]
-    """fs_expm1_f32: (expm1(r), t = 2^n) with x = n*ln2 + r, in double, plain operations."""
+    """fs_expm1_f32: (expm1(r), t = 2^n) with x = n*ln2 + r, in double (n and r in plain
+    operations)."""
     z = x * LOG2E + MAGIC_BIAS
     n = z - MAGIC_BIAS
     r = _fma(n, NEG_LN2_HI, x) - n * LN2_LO
-    q = ((((Q2_C5 * r + Q2_C4) * r + Q2_C3) * r + Q2_C2) * r + Q2_C1) * r + Q2_C0
-    return (r * r) * q + r, _shl52_bits(z)
+    q = _fma(_fma(_fma(_fma(_fma(Q2_C5, r, Q2_C4), r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0)
+    return _fma(r * r, q, r), _shl52_bits(z)
 
 
 @_inline
@@ -1191,9 +1192,9 @@ def _do_fwd_f32(v, keep, prm, fused):  # type: ignore[no-untyped-def]
     if fused:
         d = (x - prm[_P_L_HI]) - prm[_P_L_LO]
         pp, t = _expm1_f32(_clamp_below(d, -128.0))
-        e = t * pp + (t - 1.0)  # t*pp exact (t = 2^n)
+        e = _fma(t, pp, t - 1.0)  # t*pp exact (t = 2^n)
         neg = prm[_P_C_HI] * e
-        pos = x * prm[_P_AS_HI] + prm[_P_AB_HI]
+        pos = _fma(x, prm[_P_AS_HI], prm[_P_AB_HI])
         kept = pos if x > 0.0 else neg
         zero = _f32(-0.0) if xf == -np.inf else xf * ZERO_F  # SELU(-inf) = -SA is finite
     else:

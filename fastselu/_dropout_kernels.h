@@ -277,19 +277,24 @@ FS_INLINE double fs_dbwd_fused_f64_fast(double g, double x, fs_table_f64 dt, int
 
 /* ---------------- float32: evaluated in double, rounded once ---------------- */
 
-FS_INLINE float fs_do_fwd_f32(float xf, int keep, const double *prm, int fused)
+FS_INLINE float fs_do_fwd_f32(float xf, int keep, const double *prm, int fused, int chk,
+                              uint64_t *bad)
 {
+    (void)chk, (void)bad;  /* (with an FMA unit) */
     double x = (double)xf;
     double kept;
     float zero;
     if (fused) {
         double t;
         double d = (x - prm[FS_P_L_HI]) - prm[FS_P_L_LO];
-        double pp = fs_expm1_f32(fs_clamp_below(d, -128.0), &t);
-        double e = t * pp + (t - 1.0);         /* t*pp exact (t = 2^n) */
+        double pp = fs_expm1_f32(fs_clamp_below(d, -128.0), &t, chk);
+        double e = fs_fma_exact(t, pp, t - 1.0);   /* t*pp exact (t = 2^n): one rounding */
         double neg = prm[FS_P_C_HI] * e;
-        double pos = x * prm[FS_P_AS_HI] + prm[FS_P_AB_HI];
+        double pos = FS_FMA_CHK(x, prm[FS_P_AS_HI], prm[FS_P_AB_HI], chk);
         kept = x > 0.0 ? pos : neg;
+#ifndef FS_HW_FMA
+        *bad |= fs_f32_near_tie(kept);
+#endif
         zero = xf == -INFINITY ? -0.0f : xf * 0.0f;  /* SELU(-inf) = -SA is finite */
     } else {
         kept = ((x + prm[FS_P_B_HI]) + prm[FS_P_B_LO]) * prm[FS_P_A_HI];
@@ -452,14 +457,22 @@ void FS_NAME(fs_dropout_f32)(const float *x, float *out, ptrdiff_t n, const doub
     FS_DROPOUT_BODY(
         const float *xs = x + t0;
         float *os = out + t0;
+        uint64_t bad = 0;
         if (fused) {
+            /* without an FMA unit: plain operations, then the exact fmas for a tile where
+             * their difference could show (fs_f32_near_tie: ~2^-24 of the elements) */
             FS_IVDEP
             for (ptrdiff_t k = 0; k < m; k++)
-                os[k] = fs_do_fwd_f32(xs[k], (wk[k] >= thr) & !drop_all, prm, 1);
+                os[k] = fs_do_fwd_f32(xs[k], (wk[k] >= thr) & !drop_all, prm, 1, 1, &bad);
+#ifndef FS_HW_FMA
+            if (bad >> 63)
+                for (ptrdiff_t k = 0; k < m; k++)
+                    os[k] = fs_do_fwd_f32(xs[k], (wk[k] >= thr) & !drop_all, prm, 1, 0, &bad);
+#endif
         } else {
             FS_IVDEP
             for (ptrdiff_t k = 0; k < m; k++)
-                os[k] = fs_do_fwd_f32(xs[k], (wk[k] >= thr) & !drop_all, prm, 0);
+                os[k] = fs_do_fwd_f32(xs[k], (wk[k] >= thr) & !drop_all, prm, 0, 1, &bad);
         })
 }
 

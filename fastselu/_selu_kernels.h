@@ -257,21 +257,50 @@ FS_INLINE double fs_reduce_f32(double x, double *t)
     return fs_fma(z - MAGIC_BIAS, -LN2, x);
 }
 
+/* fma(a, b, c) in double for float32 results computed in double: the instruction where there is
+ * one; without, chk = 0 gives the exact fs_fma_soft, chk = 1 plain a*b + c, whose result the
+ * caller checks against the float32 rounding (fs_f32_near_tie) and redoes with chk = 0 where the
+ * difference could show. */
+#ifdef FS_HW_FMA
+#define FS_FMA_CHK(a, b, c, chk) fma((a), (b), (c))
+#else
+#define FS_FMA_CHK(a, b, c, chk) ((chk) ? (a) * (b) + (c) : fs_fma_soft((a), (b), (c)))
+#endif
+
 /* expm1(x) as t*(1 + p) - 1 with p = expm1(r), r = x - n*ln2, for float32 kernels evaluated in
  * double (the fused SELU + AlphaDropout forward).  Degree 5: p's relative error ~5e-10.  (Degree
  * 4's ~2.3e-8 at |r| = ln2/2 was enough for p alone, but t*(1 + p) - 1 amplifies it: 1.41x at
  * n = 1, x ~ ln2/2, where 1 + p ~ 0.71; with a result in the low half of its binade that was
- * 0.55 ULP, and the fused forward reached 1.036 ULP at p = 0.9, x ~ -1.956.)  Plain operations
- * only: a rounding more costs ~2^-52 of the result, where each emulated fma would cost the
- * baseline tens of operations (n as fs_reduce's, either way near ties; n*LN2_HI exact). */
-FS_INLINE double fs_expm1_f32(double x, double *t)
+ * 0.55 ULP, and the fused forward reached 1.036 ULP at p = 0.9, x ~ -1.956.)  n and r in plain
+ * operations, the same in every variant (n as fs_reduce's, either way near ties; n*LN2_HI
+ * exact); the polynomial's fmas by FS_FMA_CHK: the plain ones change p by < 2^-52 of it. */
+FS_INLINE double fs_expm1_f32(double x, double *t, int chk)
 {
+    (void)chk;  /* (with an FMA unit) */
     double z = x * LOG2E + MAGIC_BIAS;
     *t = fs_pow2_biased(z);
     double n = z - MAGIC_BIAS;
     double r = fs_fma_exact(n, -LN2_HI, x) - n * LN2_LO;
-    double q = ((((Q2_C5 * r + Q2_C4) * r + Q2_C3) * r + Q2_C2) * r + Q2_C1) * r + Q2_C0;
-    return (r * r) * q + r;
+    double q = FS_FMA_CHK(Q2_C5, r, Q2_C4, chk);
+    q = FS_FMA_CHK(q, r, Q2_C3, chk);
+    q = FS_FMA_CHK(q, r, Q2_C2, chk);
+    q = FS_FMA_CHK(q, r, Q2_C1, chk);
+    q = FS_FMA_CHK(q, r, Q2_C0, chk);
+    return FS_FMA_CHK(r * r, q, r, chk);
+}
+
+/* Top bit set where RN_float32(v) could differ from RN_float32(v') for any v' within 2^4 double
+ * ULPs of v (the low 29 bits of v within 16 of the midpoint between two floats), or where v is
+ * below float32's normal range (a coarser grid): v, computed with plain operations where the
+ * fma's own v' differs by a few ULPs, then rounds as v' does unless flagged.  Integer steps
+ * (and, add, sub) that SSE2 vectorizes. */
+FS_INLINE uint64_t fs_f32_near_tie(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    uint64_t d = ((u & 0x1FFFFFFFu) + 0x10000010u) & 0x1FFFFFFFu;   /* the midpoint -> 16 */
+    uint64_t tiny = (uint64_t)(fabs(v) < 0x1p-125) << 63;
+    return (d - 33u) | tiny;                                 /* d <= 32: wraps */
 }
 
 /* SA * exp(x) = SA * exp(r) * 2^n for the float32 backward, relative error ~3e-9. */
