@@ -287,7 +287,7 @@ FS_INLINE float fs_do_fwd_f32(float xf, int keep, const double *prm, int fused, 
     if (fused) {
         double t;
         double d = (x - prm[FS_P_L_HI]) - prm[FS_P_L_LO];
-        double pp = fs_expm1_f32(fs_clamp_below(d, -128.0), &t, chk);
+        double pp = fs_expm1_f32(fs_clamp_below(d, -128.0), &t, chk, bad);
         double e = fs_fma_exact(t, pp, t - 1.0);   /* t*pp exact (t = 2^n): one rounding */
         double neg = prm[FS_P_C_HI] * e;
         double pos = FS_FMA_CHK(x, prm[FS_P_AS_HI], prm[FS_P_AB_HI], chk);

@@ -271,16 +271,27 @@ FS_INLINE double fs_reduce_f32(double x, double *t)
  * double (the fused SELU + AlphaDropout forward).  Degree 5: p's relative error ~5e-10.  (Degree
  * 4's ~2.3e-8 at |r| = ln2/2 was enough for p alone, but t*(1 + p) - 1 amplifies it: 1.41x at
  * n = 1, x ~ ln2/2, where 1 + p ~ 0.71; with a result in the low half of its binade that was
- * 0.55 ULP, and the fused forward reached 1.036 ULP at p = 0.9, x ~ -1.956.)  n and r in plain
- * operations, the same in every variant (n as fs_reduce's, either way near ties; n*LN2_HI
- * exact); the polynomial's fmas by FS_FMA_CHK: the plain ones change p by < 2^-52 of it. */
-FS_INLINE double fs_expm1_f32(double x, double *t, int chk)
+ * 0.55 ULP, and the fused forward reached 1.036 ULP at p = 0.9, x ~ -1.956.)  With an FMA unit:
+ * n = RN(x*LOG2E + MAGIC_BIAS) - MAGIC_BIAS and r = RN(x - n*LN2), two fmas on the critical path
+ * (plain operations there cost the avx2 loop ~0.3 ns per element, C harness).  Without one, chk:
+ * n from the rounded x*LOG2E, the same except within 2^-45 of a tie (flagged in *bad, with
+ * x <= 64, the range where the result is used), and r as (x - n*LN2_HI) - n*(LN2 - LN2_HI):
+ * both terms exact (Sterbenz; 32- and 21-bit constants times |n| <= 185), so one rounding, the
+ * fma's; the polynomial's fmas plain (FS_FMA_CHK).  chk = 0: every fma exact. */
+FS_INLINE double fs_expm1_f32(double x, double *t, int chk, uint64_t *bad)
 {
-    (void)chk;  /* (with an FMA unit) */
-    double z = x * LOG2E + MAGIC_BIAS;
-    *t = fs_pow2_biased(z);
+#ifdef FS_HW_FMA
+    (void)chk, (void)bad;
+    double z = fma(x, LOG2E, MAGIC_BIAS);
+    double r = fma(z - MAGIC_BIAS, -LN2, x);
+#else
+    double y = x * LOG2E;
+    double z = chk ? y + MAGIC_BIAS : fs_fma_soft(x, LOG2E, MAGIC_BIAS);
     double n = z - MAGIC_BIAS;
-    double r = fs_fma_exact(n, -LN2_HI, x) - n * LN2_LO;
+    *bad |= (uint64_t)((fabs(y - n) >= 0.5 - 0x1p-40) & (x <= 64.0)) << 63;
+    double r = (x - n * LN2_HI) - n * (LN2 - LN2_HI);
+#endif
+    *t = fs_pow2_biased(z);
     double q = FS_FMA_CHK(Q2_C5, r, Q2_C4, chk);
     q = FS_FMA_CHK(q, r, Q2_C3, chk);
     q = FS_FMA_CHK(q, r, Q2_C2, chk);
