@@ -336,10 +336,9 @@ def _reduce_f32(x):  # type: ignore[no-untyped-def]
 @_inline
 def _expm1_f32(x):  # type: ignore[no-untyped-def]
     """fs_expm1_f32: (expm1(r), t = 2^n) with x = n*ln2 + r, in double."""
-    z = _fma(x, LOG2E, MAGIC_BIAS)
-    r = _fma(z - MAGIC_BIAS, NEG_LN2, x)
+    r, t = _reduce_f32(x)
     q = _fma(_fma(_fma(_fma(_fma(Q2_C5, r, Q2_C4), r, Q2_C3), r, Q2_C2), r, Q2_C1), r, Q2_C0)
-    return _fma(r * r, q, r), _shl52_bits(z)
+    return _fma(r * r, q, r), t
 
 
 @_inline

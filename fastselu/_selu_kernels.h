@@ -282,16 +282,15 @@ FS_INLINE double fs_expm1_f32(double x, double *t, int chk, uint64_t *bad)
 {
 #ifdef FS_HW_FMA
     (void)chk, (void)bad;
-    double z = fma(x, LOG2E, MAGIC_BIAS);
-    double r = fma(z - MAGIC_BIAS, -LN2, x);
+    double r = fs_reduce_f32(x, t);
 #else
     double y = x * LOG2E;
     double z = chk ? y + MAGIC_BIAS : fs_fma_soft(x, LOG2E, MAGIC_BIAS);
     double n = z - MAGIC_BIAS;
     *bad |= (uint64_t)((fabs(y - n) >= 0.5 - 0x1p-40) & (x <= 64.0)) << 63;
     double r = (x - n * LN2_HI) - n * (LN2 - LN2_HI);
-#endif
     *t = fs_pow2_biased(z);
+#endif
     double q = FS_FMA_CHK(Q2_C5, r, Q2_C4, chk);
     q = FS_FMA_CHK(q, r, Q2_C3, chk);
     q = FS_FMA_CHK(q, r, Q2_C2, chk);
