@@ -544,10 +544,23 @@ def _bwd_x_f32_parts(x, t_hi, t_lo, k_hi, k_lo):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
-    a, bl = _bwd_x_f32_parts(x, T32_HI, T32_LO, SCALE_HI_F, SCALE_LO_F)
+def _times_parts_f32(g, a, bl):  # type: ignore[no-untyped-def]
+    """fs_times_parts_f32: g*(a + bl) rounded once (g*a alone for g = +-0, +-inf, NaN)."""
     ag = abs(g)
     return _fma(g, a, g * bl) if (ag > ZERO_F) & (ag <= FLT_MAX) else _canon32(g * a)
+
+
+@_inline
+def _times_parts_f64(g, a, bl):  # type: ignore[no-untyped-def]
+    """fs_times_parts_f64 (with a hardware fma, fs_fma_small is fs_fma)."""
+    ag = abs(g)
+    return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= DBL_MAX) else _canon64(g * a)
+
+
+@_inline
+def _bwd_x_f32_fast(g, x):  # type: ignore[no-untyped-def]
+    a, bl = _bwd_x_f32_parts(x, T32_HI, T32_LO, SCALE_HI_F, SCALE_LO_F)
+    return _times_parts_f32(g, a, bl)
 
 
 @_inline
@@ -573,8 +586,7 @@ def _bwd_x_f64_parts(x, t_hi, t_lo, k_hi, k_lo):  # type: ignore[no-untyped-def]
 @_inline
 def _bwd_x_f64_fast(g, x):  # type: ignore[no-untyped-def]
     a, bl = _bwd_x_f64_parts(x, T64_HI, T64_LO, SCALE_HI, SCALE_LO)
-    ag = abs(g)
-    return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= DBL_MAX) else _canon64(g * a)
+    return _times_parts_f64(g, a, bl)
 
 
 @_inline
@@ -1276,8 +1288,7 @@ def _dbwd_fused_f32_fast(g, x, prm):  # type: ignore[no-untyped-def]
         _f32(prm[_P_FAS_HI]),
         _f32(prm[_P_FAS_LO]),
     )
-    ag = abs(g)
-    return _fma(g, a, g * bl) if (ag > ZERO_F) & (ag <= FLT_MAX) else _canon32(g * a)
+    return _times_parts_f32(g, a, bl)
 
 
 @_inline
@@ -1290,8 +1301,7 @@ def _dbwd_fused_f64_fast(g, x, prm):  # type: ignore[no-untyped-def]
         prm[_P_AS_HI],
         prm[_P_AS_LO],
     )
-    ag = abs(g)
-    return _fma(g, a, g * bl) if (ag > 0.0) & (ag <= DBL_MAX) else _canon64(g * a)
+    return _times_parts_f64(g, a, bl)
 
 
 @_inline

@@ -263,16 +263,13 @@ FS_INLINE float fs_dbwd_fused_f32_fast(float g, float x, fs_table_f32 ft)
     return fs_times_parts_f32(g, a, bl);
 }
 
-/* The same in float64.  `exact`: the general fs_fma, else fs_fma_small, which the baseline
- * emulates far more cheaply and which gives the same bits where fs_bwd_x_f64_hard_g is false
- * (|g*bl| <= 0.091 |g*a| as in selu_backward; the dropout's a >= 0.88 keeps |g*a| in its range) */
+/* The same in float64 (`exact` as fs_times_parts_f64's; the dropout's a >= 0.88 keeps |g*a| in
+ * fs_fma_small's range where fs_bwd_x_f64_hard_g is false) */
 FS_INLINE double fs_dbwd_fused_f64_fast(double g, double x, fs_table_f64 dt, int exact)
 {
     double a, bl;
     fs_bwd_x_f64_parts(x, dt, &a, &bl);
-    double ag = fabs(g);
-    double v = exact ? fs_fma(g, a, g * bl) : fs_fma_small(g, a, g * bl);
-    return ag > 0.0 && ag <= DBL_MAX ? v : fs_canon64(g * a);
+    return fs_times_parts_f64(g, a, bl, exact);
 }
 
 /* ---------------- float32: evaluated in double, rounded once ---------------- */

@@ -740,15 +740,21 @@ FS_INLINE void fs_bwd_x_f64_parts(double x, fs_table_f64 tb, double *a, double *
     *bl = pos ? tb.as_lo : l * t;
 }
 
-/* g*(a + bl) rounded once: |g*bl| <= 0.091 |g*a|, so fs_fma_small applies where its range holds
- * (fs_bwd_x_f64_hard says where not, for the baseline's emulation: the caller then takes
- * fs_bwd_x_f64_any, whose general fs_fma gives the same bits) */
+/* g*(a + bl) rounded once, as fs_times_parts_f32: |g*bl| <= 0.091 |g*a|, so fs_fma_small applies
+ * where its range holds (fs_bwd_x_f64_hard_g says where not, for the baseline's emulation: the
+ * caller then takes `exact`, the general fs_fma, which gives the same bits) */
+FS_INLINE double fs_times_parts_f64(double g, double a, double bl, int exact)
+{
+    double ag = fabs(g);
+    double v = exact ? fs_fma(g, a, g * bl) : fs_fma_small(g, a, g * bl);
+    return ag > 0.0 && ag <= DBL_MAX ? v : fs_canon64(g * a);
+}
+
 FS_INLINE double fs_bwd_x_f64_fast(double g, double x)
 {
     double a, bl;
     fs_bwd_x_f64_parts(x, FS_SELU_TABLE_F64, &a, &bl);
-    double ag = fabs(g);
-    return ag > 0.0 && ag <= DBL_MAX ? fs_fma_small(g, a, g * bl) : fs_canon64(g * a);
+    return fs_times_parts_f64(g, a, bl, 0);
 }
 
 /* Any element: the full kernel where hard, else the fast one (bit for bit what the fast loops
@@ -764,8 +770,7 @@ FS_INLINE double fs_bwd_x_f64_any(double g, double x)
         return fs_canon64(fs_bwd_x_f64(g, x));
     double a, bl;
     fs_bwd_x_f64_parts(x, FS_SELU_TABLE_F64, &a, &bl);
-    double ag = fabs(g);
-    return ag > 0.0 && ag <= DBL_MAX ? fs_fma(g, a, g * bl) : fs_canon64(g * a);
+    return fs_times_parts_f64(g, a, bl, 1);
 }
 
 /* Block by block: where no element of a block is hard, the fast kernel alone (a loop the
