@@ -462,36 +462,43 @@ FS_INLINE float fs_bwd_x_f32(float gf, float xf)
 }
 
 /* The backward from the result, g * (y + SA) (SCALE for y > 0), as g*dh + g*dl rounded once:
- * y + SA_HI = s + e exactly (TwoSum), dh = s and dl = e + SA_LO (+ SA_LO2 in float64).  g = 0
- * takes g*dh, whose sign is d's (dh = 0 only at y = -SA_HI, where d > 0), where g*dl could carry
- * the other one.  The fast form is exact enough for moderate g and y (fs_bwd_y_*_hard_g says
- * where not: g = inf gives inf - inf, y = -inf a NaN error term, huge y a g*dl that may
- * overflow with the other sign); fs_bwd_y_*_any keeps its result there where it is finite, or
- * an overflow whose parts were finite, else takes one plain product.
+ * y + SA_HI = s + e exactly, dh = s and dl = e + SA_LO (+ SA_LO2 in float64).  The fast form
+ * takes moderate g and y >= -SA_HI (every SELU result; fs_bwd_y_*_hard_g says where not): there
+ * |y| <= SA_HI wherever e is used, so Fast2Sum gives e, and d > 0, so g = 0 takes g itself (the
+ * sign of g*d) where g*dl could carry the other one.  The general form (fs_bwd_y_*_any) takes
+ * TwoSum and g*dh (y = -inf gives a NaN error term, huge y a g*dl that may overflow with the
+ * other sign, g = inf inf - inf): it keeps that result where it is finite, or an overflow whose
+ * parts were finite, else takes one plain product.
  * float32 lanes (the conversions of a double evaluation cost twice its arithmetic): where it
  * cancels (y near -SA_HI_F, Sterbenz) s is exact, e = 0, and the one other rounding, of
  * g*SA_LO_F, is at most 0.25 ULP of the result (|SA_LO_F| <= 0.243 |s + SA_LO_F| for every float
  * y there), so <= 0.75 ULP; elsewhere |d| >= 0.88 and it is ~0.5 ULP. */
-FS_INLINE float fs_bwd_y_f32_fast(float g, float y)
+FS_INLINE float fs_bwd_y_f32_k(float g, float y, int fast)
 {
-    float s = y + SA_HI_F;                   /* TwoSum(y, SA_HI_F) */
-    float bb = s - y;
-    float e = (y - (s - bb)) + (SA_HI_F - bb);
+    float s = y + SA_HI_F, e;
+    if (fast) {
+        e = y - (s - SA_HI_F);               /* Fast2Sum(SA_HI_F, y) */
+    } else {
+        float bb = s - y;                    /* TwoSum(y, SA_HI_F) */
+        e = (y - (s - bb)) + (SA_HI_F - bb);
+    }
     int pos = y > 0.0f;
     float dh = pos ? SCALE_HI_F : s;
     float dl = pos ? SCALE_LO_F : e + SA_LO_F;
     float v = fs_fmaf(g, dh, g * dl);
-    return g == 0.0f ? g * dh : v;
+    return g == 0.0f ? (fast ? g : g * dh) : v;
 }
+
+FS_INLINE float fs_bwd_y_f32_fast(float g, float y) { return fs_bwd_y_f32_k(g, y, 1); }
 
 FS_INLINE int fs_bwd_y_f32_hard_g(float g, float y)
 {
-    return !(fabsf(g) <= 0x1p100f && fabsf(y) <= 0x1p20f);
+    return !(fabsf(g) <= 0x1p100f && y >= -SA_HI_F && y <= 0x1p20f);
 }
 
-/* Where hard: the fast form's finite result, or its overflow where g is finite and |y| moderate
- * (|dl| <= 1, so g*dl was finite), else one plain product (d nonzero with d's sign, -inf at
- * y = -inf). */
+/* Where hard: the general form's finite result, or its overflow where g is finite and |y|
+ * moderate (|dl| <= 1, so g*dl was finite), else one plain product (d nonzero with d's sign,
+ * -inf at y = -inf). */
 #define FS_BWD_Y_ANY(BITS, CANON, v, g, y, BIG, MAX, HI, LO)                                   \
     (!fs_bwd_y_##BITS##_hard_g((g), (y)) || (v) - (v) == 0                                        \
      || ((v) == (v) && fabs(g) <= (MAX) && fabs(y) <= (BIG))                                      \
@@ -499,7 +506,7 @@ FS_INLINE int fs_bwd_y_f32_hard_g(float g, float y)
 
 FS_INLINE float fs_bwd_y_f32_any(float g, float y)
 {
-    float v = fs_bwd_y_f32_fast(g, y);
+    float v = fs_bwd_y_f32_k(g, y, 0);
     return FS_BWD_Y_ANY(f32, fs_canon32, v, g, y, 0x1p20f, FLT_MAX, HI_F, LO_F);
 }
 
@@ -586,16 +593,20 @@ FS_INLINE double fs_bwd_x_f64(double g, double x)
     return (v * u) * w;
 }
 
-/* As fs_bwd_y_f32_fast, with dl = (e + SA_LO) + SA_LO2: near the cancellation s is exact and
+/* As fs_bwd_y_f32_k, with dl = (e + SA_LO) + SA_LO2: near the cancellation s is exact and
  * e = 0, and dl's rounding is ~2^-52 of the result's ULP, except at y = -SA_HI (s = 0), a hard
  * y that takes dh = SA_LO and dl = SA_LO2 (RN(g*RN(SA_LO + SA_LO2)) was 1.25 ULP off).  The fma
  * is fs_fma_small (the instruction where there is one; exact where fs_bwd_y_f64_hard_g says so
- * without), or the general fs_fma where `exact`. */
+ * without), or the general fs_fma where `exact` (the general form). */
 FS_INLINE void fs_bwd_y_f64_parts(double y, double *dh, double *dl, int exact)
 {
-    double s = y + SA_HI;                    /* TwoSum(y, SA_HI) */
-    double bb = s - y;
-    double e = (y - (s - bb)) + (SA_HI - bb);
+    double s = y + SA_HI, e;
+    if (!exact) {
+        e = y - (s - SA_HI);                 /* Fast2Sum(SA_HI, y) */
+    } else {
+        double bb = s - y;                   /* TwoSum(y, SA_HI) */
+        e = (y - (s - bb)) + (SA_HI - bb);
+    }
     int pos = y > 0.0;
     int at = exact && y == -SA_HI;           /* d = SA_LO + SA_LO2, kept apart (a hard y) */
     *dh = pos ? SCALE_HI : at ? SA_LO : s;
@@ -607,7 +618,7 @@ FS_INLINE double fs_bwd_y_f64_k(double g, double y, int exact)
     double dh, dl;
     fs_bwd_y_f64_parts(y, &dh, &dl, exact);
     double v = exact ? fs_fma(g, dh, g * dl) : fs_fma_small(g, dh, g * dl);
-    return g == 0.0 ? g * dh : v;
+    return g == 0.0 ? (exact ? g * dh : g) : v;
 }
 
 FS_INLINE double fs_bwd_y_f64_fast(double g, double y) { return fs_bwd_y_f64_k(g, y, 0); }
@@ -616,16 +627,16 @@ FS_INLINE int fs_bwd_y_f64_hard_g(double g, double y)
 {
     double ag = fabs(g);
 #ifdef FS_HW_FMA
-    return !(ag <= 0x1p900 && fabs(y) <= 0x1p50) || y == -SA_HI;
+    return !(ag <= 0x1p900 && y > -SA_HI && y <= 0x1p50);
 #else
     /* and fs_fma_small's conditions, with margins: |dl| <= 2^-50 |dh| makes the addend small
      * enough (so y within ~0.011 of -SA_HI is hard), the bounds on g, y and dh keep the partial
      * products normal (bitwise operators: a branch-free loop) */
     double dh, dl;
-    fs_bwd_y_f64_parts(y, &dh, &dl, 0);      /* y = -SA_HI: dh = 0, so hard here too */
+    fs_bwd_y_f64_parts(y, &dh, &dl, 0);
     double adh = fabs(dh);
-    return !((g == 0.0) | ((ag >= 0x1p-400) & (ag <= 0x1p400))) | !(fabs(y) <= 0x1p400)
-           | !(adh >= 0x1p-50) | !(fabs(dl) <= 0x1p-50 * adh);
+    return !((g == 0.0) | ((ag >= 0x1p-400) & (ag <= 0x1p400))) | !(y > -SA_HI)
+           | !(y <= 0x1p400) | !(adh >= 0x1p-50) | !(fabs(dl) <= 0x1p-50 * adh);
 #endif
 }
 
@@ -1429,19 +1440,18 @@ FS_INLINE void fs_bwd_x_f64_sse2(const double *gp, const double *xp, double *op)
 }
 
 /* fs_bwd_y_f64_fast in SSE2 for FS_NH64 pairs (gcc leaves the plain loop, and the block scan
- * of fs_bwd_y_f64_hard_g, scalar and branchy), and that scan's test on the same TwoSum: returns
+ * of fs_bwd_y_f64_hard_g, scalar and branchy), and that scan's test on the same parts: returns
  * a mask of the lanes it calls hard (NaN fails every comparison, so it is hard) */
 FS_INLINE __m128d fs_bwd_y_f64_sse2(const double *gp, const double *yp, double *op)
 {
     const __m128d zero = _mm_setzero_pd(), sgn = FS_C(-0.0);
-    __m128d y[FS_NH64], g[FS_NH64], s[FS_NH64], bb[FS_NH64], e[FS_NH64], pos[FS_NH64];
+    __m128d y[FS_NH64], g[FS_NH64], s[FS_NH64], e[FS_NH64], pos[FS_NH64];
     __m128d dh[FS_NH64], dl[FS_NH64], c[FS_NH64], v[FS_NH64], res[FS_NH64], ag[FS_NH64];
     __m128d adh[FS_NH64], ok[FS_NH64];
     FS_EACH64 y[j] = _mm_loadu_pd(yp + 2 * j);
     FS_EACH64 g[j] = _mm_loadu_pd(gp + 2 * j);
     FS_EACH64 s[j] = FS_A(y[j], FS_C(SA_HI));
-    FS_EACH64 bb[j] = FS_S(s[j], y[j]);
-    FS_EACH64 e[j] = FS_A(FS_S(y[j], FS_S(s[j], bb[j])), FS_S(FS_C(SA_HI), bb[j]));
+    FS_EACH64 e[j] = FS_S(y[j], FS_S(s[j], FS_C(SA_HI)));  /* Fast2Sum: y > -SA_HI or hard */
     FS_EACH64 pos[j] = _mm_cmpgt_pd(y[j], zero);
     FS_EACH64 dh[j] = fs_sse2_sel(pos[j], FS_C(SCALE_HI), s[j]);
     FS_EACH64 dl[j] = fs_sse2_sel(pos[j], FS_C(SCALE_LO),
@@ -1457,7 +1467,8 @@ FS_INLINE __m128d fs_bwd_y_f64_sse2(const double *gp, const double *yp, double *
     FS_EACH64 ok[j] = _mm_or_pd(_mm_cmpeq_pd(g[j], zero),
                                 _mm_and_pd(_mm_cmpge_pd(ag[j], FS_C(0x1p-400)),
                                            _mm_cmple_pd(ag[j], FS_C(0x1p400))));
-    FS_EACH64 ok[j] = _mm_and_pd(ok[j], _mm_cmple_pd(_mm_andnot_pd(sgn, y[j]), FS_C(0x1p400)));
+    FS_EACH64 ok[j] = _mm_and_pd(ok[j], _mm_and_pd(_mm_cmpgt_pd(y[j], FS_C(-SA_HI)),
+                                                   _mm_cmple_pd(y[j], FS_C(0x1p400))));
     FS_EACH64 ok[j] = _mm_and_pd(ok[j], _mm_cmpge_pd(adh[j], FS_C(0x1p-50)));
     FS_EACH64 ok[j] = _mm_and_pd(ok[j], _mm_cmple_pd(_mm_andnot_pd(sgn, dl[j]),
                                                      FS_M(FS_C(0x1p-50), adh[j])));
@@ -1467,7 +1478,7 @@ FS_INLINE __m128d fs_bwd_y_f64_sse2(const double *gp, const double *yp, double *
 }
 
 /* The backward from the result, block by block: the SSE2 groups (and the scan with them, on the
- * same TwoSum), then fs_bwd_y_f64_any over a block with any hard element */
+ * same parts), then fs_bwd_y_f64_any over a block with any hard element */
 void FS_NAME(fs_backward_y_f64)(const double *g, const double *y, double *out, ptrdiff_t n)
 {
     for (ptrdiff_t b = 0; b < n; b += FS_BLOCK) {
