@@ -224,6 +224,19 @@ def test_special_values_exact(backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_from_result_zero_grad_sign(backend, dtype):
+    """g = +-0 gives a zero with the sign of g * (y + SA): -g below y = -SA (no SELU result, but a
+    valid argument), g above, also in blocks of fast-path elements."""
+    sa = dtype(np.longdouble(SCALE_ALPHA_STR))
+    y = np.array([-1e6, -17.0, -5.0, -3.6, -2.0, -1.0, 0.0, 2.0] * 300, dtype=dtype)
+    for g0 in (0.0, -0.0):
+        g = np.full(y.shape, g0, dtype)
+        d = fastselu.selu_backward(g, y, is_result=True)
+        want = np.signbit(g) ^ (y < -sa)
+        assert (d == 0).all() and (np.signbit(d) == want).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_overflow_boundary(backend, dtype):
     fi = np.finfo(dtype)
     x = _around(fi.max / np.float64(SCALE_STR), dtype, 200)
