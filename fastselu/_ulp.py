@@ -53,22 +53,22 @@ def ulp_error(result: npt.ArrayLike, exact: npt.ArrayLike, dtype: npt.DTypeLike)
     r, e = np.broadcast_arrays(r, e)
     # Round-to-nearest overflows from max + half an ULP (ties go to inf: max's significand is odd).
     overflow = work(fmax) + np.ldexp(work(1), maxexp - 1 - p)
+    # Whole-array operations and no boolean indexing where no special case occurs: the
+    # exhaustive checks call this on 2^32 elements.
     with np.errstate(all="ignore"):
-        err = np.empty(e.shape, dtype=work)
+        _, exp2 = np.frexp(e)  # |e| = m * 2^exp2, m in [0.5, 1): floor(log2|e|) = exp2 - 1
+        scale_exp = np.maximum(exp2 - 1, emin) - p + 1
+        err = np.asarray(np.ldexp(np.abs(r - e), -scale_exp))  # right where e is finite, nonzero
+        err[np.isnan(r)] = np.inf
         e_nan = np.isnan(e)
         e_inf = ~e_nan & (np.abs(e) >= overflow)
         e_zero = e == 0
-        normal = ~(e_nan | e_inf | e_zero)
-        _, exp2 = np.frexp(e)  # |e| = m * 2^exp2, m in [0.5, 1): floor(log2|e|) = exp2 - 1
-        scale_exp = np.maximum(exp2 - 1, emin) - p + 1
-        err[normal] = np.ldexp(np.abs(r - e), -scale_exp)[normal]
-        err[normal & np.isnan(r)] = np.inf
-        ok_inf = np.isinf(r) & (np.sign(r) == np.sign(e))
-        err[e_inf] = np.where(ok_inf, 0, np.inf)[e_inf]
-        err[e_nan] = np.where(np.isnan(r), 0, np.inf)[e_nan]
-        ok_zero = (r == 0) & (np.signbit(r) == np.signbit(e))
-        err[e_zero] = np.where(ok_zero, 0, np.inf)[e_zero]
-    return err.astype(np.float64)
+        if (e_nan | e_inf | e_zero).any():
+            same_sign = np.signbit(r) == np.signbit(e)
+            err = np.where(e_inf, np.where(np.isinf(r) & same_sign, 0, np.inf), err)
+            err = np.where(e_nan, np.where(np.isnan(r), 0, np.inf), err)
+            err = np.where(e_zero, np.where((r == 0) & same_sign, 0, np.inf), err)
+    return np.asarray(err, dtype=np.float64)
 
 
 def exact_selu(x: npt.ArrayLike, work: Any = LD) -> np.ndarray:

@@ -16,7 +16,8 @@ import pytest
 
 import fastselu
 
-pytestmark = pytest.mark.slow
+# one worker at a time under pytest-xdist (.ci/run): two of these at once could exhaust memory
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("huge")]
 
 GiB = 1 << 30
 NEED = 12 * GiB
