@@ -52,7 +52,8 @@ def test_accuracy_sampled(dtype, simd):
         err = ulp_error(run("backward_y", g, y), exact_selu_backward_result(g, y), dtype)
         assert err[keep].max() <= 1.5
         # any y, SELU results or not (below -SA the general form)
-        keep = np.abs(x.astype(np.longdouble) + sa) > 1e-12
+        with np.errstate(invalid="ignore"):  # signalling NaNs among the inputs
+            keep = np.abs(x.astype(np.longdouble) + sa) > 1e-12
         err = ulp_error(run("backward_y", g, x), exact_selu_backward_result(g, x), dtype)
         assert err[keep].max() <= 1.5
     finally:
