@@ -448,6 +448,28 @@ def _bwd_y_f32(g, y):  # type: ignore[no-untyped-def]
 
 
 @_inline
+def _bwd_y_f32_fast(g, y):  # type: ignore[no-untyped-def]
+    """fs_bwd_y_f32_fast: Fast2Sum (|y| <= SA_HI_F wherever e is used) and g itself at g = 0,
+    for the elements _bwd_y_f32_hard leaves."""
+    s = y + SA_HI_F
+    e = y - (s - SA_HI_F)
+    pos = y > 0.0
+    dh = SCALE_HI_F if pos else s
+    dl = SCALE_LO_F if pos else e + SA_LO_F
+    return g if g == 0.0 else _fma(g, dh, g * dl)
+
+
+@_inline
+def _bwd_y_f32_hard(g, y):  # type: ignore[no-untyped-def]
+    return not (abs(g) <= np.float32(2.0**100) and y >= -SA_HI_F and y <= np.float32(2.0**20))
+
+
+@_inline
+def _bwd_y_f32_any(g, y):  # type: ignore[no-untyped-def]
+    return _canon32(_bwd_y_f32(g, y))
+
+
+@_inline
 def _bwd_y_any(v, g, y, hard, big, vmax, d_plain):  # type: ignore[no-untyped-def]
     """FS_BWD_Y_ANY: where hard, a finite v, or an overflow of finite parts, else the plain
     product g * d_plain, d_plain = (SCALE_HI or y + SA_HI) + SA_LO."""
@@ -614,6 +636,37 @@ def _bwd_y_f64(g, y):  # type: ignore[no-untyped-def]
     return _bwd_y_any(v, g, y, hard, 2.0**50, DBL_MAX, (SCALE_HI if pos else s) + SA_LO)
 
 
+@_inline
+def _bwd_y_f64_fast(g, y):  # type: ignore[no-untyped-def]
+    """fs_bwd_y_f64_fast, as _bwd_y_f32_fast."""
+    s = y + SA_HI
+    e = y - (s - SA_HI)
+    pos = y > 0.0
+    dh = SCALE_HI if pos else s
+    dl = SCALE_LO if pos else (e + SA_LO) + SA_LO2
+    return g if g == 0.0 else _fma(g, dh, g * dl)
+
+
+@_inline
+def _bwd_y_f64_hard(g, y):  # type: ignore[no-untyped-def]
+    return not (abs(g) <= 2.0**900 and y > -SA_HI and y <= 2.0**50)
+
+
+@_inline
+def _bwd_y_f64_any(g, y):  # type: ignore[no-untyped-def]
+    return _canon64(_bwd_y_f64(g, y))
+
+
+@_inline
+def _bwd_x_f32_hard_g(g, x):  # type: ignore[no-untyped-def]
+    return _bwd_x_f32_hard(x)
+
+
+@_inline
+def _bwd_x_f64_hard_g(g, x):  # type: ignore[no-untyped-def]
+    return _bwd_x_f64_hard(x)
+
+
 # ---------------------------------------------------------------------------------------------
 # Loops over [lo, hi).  LLVM only vectorizes a loop whose output may alias an input after a
 # run-time overlap check, and that check fails when out *is* the input (in-place calls), so each
@@ -670,9 +723,9 @@ BLOCK = 1024
 
 
 def _make_chunk2_split(fast: Any, hard: Any, any_: Any) -> Any:
-    """The backward's blocks, as the header's generic FS_BLOCKED_BACKWARD: the fast kernel alone
-    where no x of the block is hard, else ``any_`` (the full kernel where hard, the fast one
-    elsewhere: the same bits for every element that is not hard, so blocking never shows)."""
+    """The backward's blocks, as the header's generic FS_BLOCKED_BACKWARD (scanning first): the
+    fast kernel alone where no (g, x) of the block is hard, else ``any_`` (the full kernel where
+    hard, the fast one's bits elsewhere, so blocking never shows)."""
     fast_chunk = _make_chunk2(fast, _same)
     any_chunk = _make_chunk2(any_, _same)
 
@@ -680,10 +733,11 @@ def _make_chunk2_split(fast: Any, hard: Any, any_: Any) -> Any:
     def chunk(g, x, out, lo, hi):  # type: ignore[no-untyped-def]
         for b in range(lo, hi, BLOCK):
             e = min(b + BLOCK, hi)
+            gs = g[b:e]
             xs = x[b:e]
             h = False
             for i in range(xs.size):
-                h |= hard(xs[i])
+                h |= hard(gs[i], xs[i])
             if h:
                 any_chunk(g, x, out, b, e)
             else:
@@ -697,10 +751,14 @@ def _make_chunk2_split(fast: Any, hard: Any, any_: Any) -> Any:
 _CHUNKS = {
     ("forward", "float32"): _make_chunk1(_fwd_f32, _same),
     ("forward", "float64"): _make_chunk1(_fwd_f64, _same),
-    ("backward_x", "float32"): _make_chunk2_split(_bwd_x_f32_fast, _bwd_x_f32_hard, _bwd_x_f32_any),
-    ("backward_x", "float64"): _make_chunk2_split(_bwd_x_f64_fast, _bwd_x_f64_hard, _bwd_x_f64_any),
-    ("backward_y", "float32"): _make_chunk2(_bwd_y_f32, _canon32),
-    ("backward_y", "float64"): _make_chunk2(_bwd_y_f64, _canon64),
+    ("backward_x", "float32"): _make_chunk2_split(
+        _bwd_x_f32_fast, _bwd_x_f32_hard_g, _bwd_x_f32_any
+    ),
+    ("backward_x", "float64"): _make_chunk2_split(
+        _bwd_x_f64_fast, _bwd_x_f64_hard_g, _bwd_x_f64_any
+    ),
+    ("backward_y", "float32"): _make_chunk2_split(_bwd_y_f32_fast, _bwd_y_f32_hard, _bwd_y_f32_any),
+    ("backward_y", "float64"): _make_chunk2_split(_bwd_y_f64_fast, _bwd_y_f64_hard, _bwd_y_f64_any),
 }
 
 
