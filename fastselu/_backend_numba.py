@@ -434,6 +434,12 @@ def _bwd_x_f32(gf, xf):  # type: ignore[no-untyped-def]
 
 
 @_inline
+def _bwd_y_f32_hard(g, y):  # type: ignore[no-untyped-def]
+    """fs_bwd_y_f32_hard_g: where the fast form does not apply."""
+    return not (abs(g) <= np.float32(2.0**100) and y >= -SA_HI_F and y <= np.float32(2.0**20))
+
+
+@_inline
 def _bwd_y_f32(g, y):  # type: ignore[no-untyped-def]
     """fs_bwd_y_f32_any: float32 lanes, TwoSum and one fma."""
     s = y + SA_HI_F
@@ -443,7 +449,7 @@ def _bwd_y_f32(g, y):  # type: ignore[no-untyped-def]
     dh = SCALE_HI_F if pos else s
     dl = SCALE_LO_F if pos else e + SA_LO_F
     v = g * dh if g == 0.0 else _fma(g, dh, g * dl)
-    hard = not (abs(g) <= np.float32(2.0**100) and abs(y) <= np.float32(2.0**20))
+    hard = _bwd_y_f32_hard(g, y)
     return _bwd_y_any(v, g, y, hard, np.float32(2.0**20), FLT_MAX, dh + SA_LO_F)
 
 
@@ -457,11 +463,6 @@ def _bwd_y_f32_fast(g, y):  # type: ignore[no-untyped-def]
     dh = SCALE_HI_F if pos else s
     dl = SCALE_LO_F if pos else e + SA_LO_F
     return g if g == 0.0 else _fma(g, dh, g * dl)
-
-
-@_inline
-def _bwd_y_f32_hard(g, y):  # type: ignore[no-untyped-def]
-    return not (abs(g) <= np.float32(2.0**100) and y >= -SA_HI_F and y <= np.float32(2.0**20))
 
 
 @_inline
@@ -622,6 +623,12 @@ def _bwd_x_f64_any(g, x):  # type: ignore[no-untyped-def]
 
 
 @_inline
+def _bwd_y_f64_hard(g, y):  # type: ignore[no-untyped-def]
+    """fs_bwd_y_f64_hard_g (with a hardware fma)."""
+    return not (abs(g) <= 2.0**900 and y > -SA_HI and y <= 2.0**50)
+
+
+@_inline
 def _bwd_y_f64(g, y):  # type: ignore[no-untyped-def]
     """fs_bwd_y_f64_any (with a hardware fma, fs_fma_small is fs_fma)."""
     s = y + SA_HI
@@ -632,7 +639,7 @@ def _bwd_y_f64(g, y):  # type: ignore[no-untyped-def]
     dh = SCALE_HI if pos else (SA_LO if at else s)
     dl = SCALE_LO if pos else (SA_LO2 if at else (e + SA_LO) + SA_LO2)
     v = g * dh if g == 0.0 else _fma(g, dh, g * dl)
-    hard = not (abs(g) <= 2.0**900 and abs(y) <= 2.0**50)
+    hard = _bwd_y_f64_hard(g, y)
     return _bwd_y_any(v, g, y, hard, 2.0**50, DBL_MAX, (SCALE_HI if pos else s) + SA_LO)
 
 
@@ -645,11 +652,6 @@ def _bwd_y_f64_fast(g, y):  # type: ignore[no-untyped-def]
     dh = SCALE_HI if pos else s
     dl = SCALE_LO if pos else (e + SA_LO) + SA_LO2
     return g if g == 0.0 else _fma(g, dh, g * dl)
-
-
-@_inline
-def _bwd_y_f64_hard(g, y):  # type: ignore[no-untyped-def]
-    return not (abs(g) <= 2.0**900 and y > -SA_HI and y <= 2.0**50)
 
 
 @_inline
