@@ -6,12 +6,13 @@
  *
  * Design: a 16-bit format has only 2^16 inputs, so
  * - forward: a table of the 2^16 results, looked up by bit pattern;
- * - backward: g * d with d from a table of the 2^15 inputs with the sign bit set (d = SCALE for
- *   x > 0): d(x) = SA*exp(x), d(y) = (y + SA_HI) + SA_LO, as float32 rounded to odd (fs_ro32),
- *   so that g*d is exact in double (8 or 11 + 24 bits) and is rounded once by integer code; or
- *   (AVX2) as p = g*d in float32 plus its exact error by fma, p rounded to odd, then one rounding
- *   to nearest (F16C for float16): the same bits (Boldo and Melquiond: rounding to odd with 2
- *   extra bits, then to nearest, is rounding to nearest once).  bfloat16's g reaches 2^128, so
+ * - backward: g * d with d from a table of the 2^16 inputs: d(x) = SA*exp(x),
+ *   d(y) = (y + SA_HI) + SA_LO (SCALE where x > 0), as float32 rounded to odd (fs_ro32), so
+ *   that g*d is exact in double (8 or 11 + 24 bits) and is rounded once by integer code; or
+ *   (AVX2) as p = g*d in float32 plus its exact error e by fma, then one rounding to nearest
+ *   decided by p and the sign of e (float16: p rounded to odd, then F16C; Boldo and Melquiond:
+ *   rounding to odd with 2 extra bits, then to nearest, is rounding to nearest once): the same
+ *   bits.  bfloat16's g reaches 2^128, so
  *   where d(x) nears float32's subnormals (|x| >= 80) d stays a double, g*d rounded to double
  *   first (exact for g = 1).  With g = 1 the product is d itself: d rounded once.  Other g: d's
  *   rounding to odd adds < 2^-20 ULP (bound: 1 ULP).
@@ -24,7 +25,7 @@
  * NaN: the forward returns the input's NaN quieted (table entry = input | quiet bit); backward
  * NaNs are the default quiet NaN (0x7E00 / 0x7FC0), as in the float32/float64 kernels.
  * Memory per variant, written when a 16-bit kernel first runs (fs_half_init; the driver calls it
- * before going parallel): 2 x 128 KiB of results, 4 x 128 KiB of float32 derivatives, 256 KiB of
+ * before going parallel): 2 x 128 KiB of results, 4 x 256 KiB of float32 derivatives, 256 KiB of
  * bfloat16's double derivatives (read only where |x| >= 80).
  */
 #ifndef FS_HALF_SHARED
@@ -140,13 +141,16 @@ FS_INLINE int fs_bf16_pos(uint16_t b) { return (uint16_t)(b - 1u) < FS_BF16_INF;
 
 /* Per variant (each _simd_<isa>.c has its own copy, built by its own float64 kernels). */
 static uint16_t fs_fwd_tab_f16[1 << 16], fs_fwd_tab_bf16[1 << 16];
-/* Derivatives of the 2^15 inputs with the sign bit set, d(x) = SA*exp(x) and
- * d(y) = (y + SA_HI) + SA_LO, as float32 rounded to odd (g*d is then exact in double, and in
- * float32 plus an fma error term: see the AVX2 loops).  bfloat16's g reaches 2^128, so where
- * d(x) nears float32's subnormals (|x| >= 80) it is kept as a double: fs_dx64_tab_bf16 holds
- * that double there and the float32 one (exactly) elsewhere. */
-static float fs_dx_tab_f16[1 << 15], fs_dy_tab_f16[1 << 15];
-static float fs_dx_tab_bf16[1 << 15], fs_dy_tab_bf16[1 << 15];
+/* Derivatives of the 2^16 inputs, d(x) = SA*exp(x) and d(y) = (y + SA_HI) + SA_LO, as float32
+ * rounded to odd (g*d is then exact in double, and in float32 plus an fma error term: see the
+ * AVX2 loops); SCALE rounded to odd where x > 0, and the entry of -x at +0 and NaN.  Both
+ * halves, so that a lookup needs no test of the sign (on AVX2 a 16-bit backward took ~10%
+ * longer with the 2^15 entries of the negative inputs and a blend).  bfloat16's g reaches
+ * 2^128, so where d(x) nears float32's subnormals (|x| >= 80) it is kept as a double:
+ * fs_dx64_tab_bf16 holds that double there and the float32 one (exactly) elsewhere, for the
+ * inputs with the sign bit set. */
+static float fs_dx_tab_f16[1 << 16], fs_dy_tab_f16[1 << 16];
+static float fs_dx_tab_bf16[1 << 16], fs_dy_tab_bf16[1 << 16];
 static double fs_dx64_tab_bf16[1 << 15];
 static float fs_scale_ro;
 #define FS_BF16_HARD 0x42A0u  /* |x| >= 80 (and inf, NaN): fs_dx64_tab_bf16's double */
@@ -174,32 +178,39 @@ void FS_NAME(fs_half_init)(void)
         fs_fwd_tab_bf16[i] = xb != xb ? (uint16_t)(i | FS_BF16_QUIET) : fs_to_bf16(fs_fwd_f64(xb));
     }
     for (uint32_t i = 0; i < (1u << 15); i++) {
-        double xh = fs_f16_to_double((uint16_t)(i | 0x8000u));
-        double xb = fs_bf16_to_double((uint16_t)(i | 0x8000u));
-        fs_dx_tab_f16[i] = fs_ro32(fs_half_deriv(xh));
-        fs_dy_tab_f16[i] = fs_ro32((xh + SA_HI) + SA_LO);
+        uint16_t n = (uint16_t)(i | 0x8000u);  /* x with the sign bit set */
+        double xh = fs_f16_to_double(n), xb = fs_bf16_to_double(n);
+        fs_dx_tab_f16[n] = fs_ro32(fs_half_deriv(xh));
+        fs_dy_tab_f16[n] = fs_ro32((xh + SA_HI) + SA_LO);
         double db = fs_half_deriv(xb);
-        fs_dx_tab_bf16[i] = fs_ro32(db);
-        fs_dx64_tab_bf16[i] = i >= FS_BF16_HARD ? db : (double)fs_dx_tab_bf16[i];
-        fs_dy_tab_bf16[i] = fs_ro32((xb + SA_HI) + SA_LO);
+        fs_dx_tab_bf16[n] = fs_ro32(db);
+        fs_dx64_tab_bf16[i] = i >= FS_BF16_HARD ? db : (double)fs_dx_tab_bf16[n];
+        fs_dy_tab_bf16[n] = fs_ro32((xb + SA_HI) + SA_LO);
+        /* x without it: SCALE where x > 0, else (+0, NaN) the entry of -x */
+        int ph = fs_f16_pos((uint16_t)i), pb = fs_bf16_pos((uint16_t)i);
+        fs_dx_tab_f16[i] = ph ? fs_scale_ro : fs_dx_tab_f16[n];
+        fs_dy_tab_f16[i] = ph ? fs_scale_ro : fs_dy_tab_f16[n];
+        fs_dx_tab_bf16[i] = pb ? fs_scale_ro : fs_dx_tab_bf16[n];
+        fs_dy_tab_bf16[i] = pb ? fs_scale_ro : fs_dy_tab_bf16[n];
     }
     fesetexceptflag(&saved, FE_ALL_EXCEPT);
     fs_half_ready = 1;
 }
 
 /* Element by element, the definition of every result (the vector loops give the same bits):
- * g times the tabulated d (or SCALE rounded to odd), in double, rounded once to the format.
+ * g times the tabulated d, in double, rounded once to the format.
  * The product is exact except for bfloat16's double entries (|x| >= 80), where it is rounded
  * to double first (g = 1: exact). */
-#define FS_HALF_ELEMENT(NAME, POS, TO_DOUBLE, TO_SMALL, T)                                         \
+#define FS_HALF_ELEMENT(NAME, D, TO_DOUBLE, TO_SMALL, T)                                           \
 FS_INLINE uint16_t NAME(uint16_t g, uint16_t x, const T *t)                                        \
 {                                                                                                  \
-    double d = POS(x) ? (double)fs_scale_ro : (double)t[x & 0x7FFFu];                              \
+    double d = D;                                                                                  \
     return TO_SMALL(TO_DOUBLE(g) * d);                                                             \
 }
-FS_HALF_ELEMENT(fs_bwd_f16, fs_f16_pos, fs_f16_to_double, fs_to_f16, float)
-FS_HALF_ELEMENT(fs_bwd_bf16, fs_bf16_pos, fs_bf16_to_double, fs_to_bf16, float)
-FS_HALF_ELEMENT(fs_bwd_bf16_64, fs_bf16_pos, fs_bf16_to_double, fs_to_bf16, double)
+FS_HALF_ELEMENT(fs_bwd_f16, (double)t[x], fs_f16_to_double, fs_to_f16, float)
+FS_HALF_ELEMENT(fs_bwd_bf16, (double)t[x], fs_bf16_to_double, fs_to_bf16, float)
+FS_HALF_ELEMENT(fs_bwd_bf16_64, fs_bf16_pos(x) ? (double)fs_scale_ro : t[x & 0x7FFFu],
+                fs_bf16_to_double, fs_to_bf16, double)
 #define fs_bwd_x_f16(g, x) fs_bwd_f16(g, x, fs_dx_tab_f16)
 #define fs_bwd_y_f16(g, y) fs_bwd_f16(g, y, fs_dy_tab_f16)
 #define fs_bwd_x_bf16(g, x) fs_bwd_bf16_64(g, x, fs_dx64_tab_bf16)
@@ -208,10 +219,11 @@ FS_HALF_ELEMENT(fs_bwd_bf16_64, fs_bf16_pos, fs_bf16_to_double, fs_to_bf16, doub
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 #include <immintrin.h>
 /* The backward 8 lanes at a time in float32 (gcc vectorises none of the loops above: the table
- * load is a gather): p = g*d rounded, e = g*d - p exactly by fma; p rounded to odd (one step
- * toward zero where e has the other sign, last bit set where e != 0) is g*d to 24 bits and
- * odd, so one more rounding to nearest (F16C for float16, integer code for bfloat16) gives g*d
- * rounded once (Boldo and Melquiond): the bits of the element functions.  e is exact where
+ * load is a gather): p = g*d rounded, e = g*d - p exactly by fma.  float16: p rounded to odd
+ * (one step toward zero where e has the other sign, last bit set where e != 0) is g*d to 24
+ * bits and odd, so one more rounding to nearest (F16C) gives g*d rounded once (Boldo and
+ * Melquiond); bfloat16 rounds p at bit 16 with e's sign for the half-way case (see its loop):
+ * the bits of the element functions.  e is exact where
  * |p| >= 2^-100; a vector with a smaller nonzero |p| there (or, for bfloat16, an |x| >= 80)
  * runs the element functions instead.  (float16 needs no such check: below 2^-26 its result is
  * +-0 whatever the rounding.) */
@@ -229,19 +241,15 @@ FS_INLINE __m256 fs_ro_product8(__m256 gv, __m256 d, __m256 *p_out)
     return _mm256_castsi256_ps(pb);
 }
 
-/* d for 8 lanes: the table entry, or SCALE rounded to odd where x > 0 (+0 < bits <= +inf).
- * Eight scalar loads, not a gather: on Zen 3 _mm256_i32gather_ps alone took 0.63 ns per
+/* d for 8 lanes: the table entries.  Eight scalar loads, not a gather: on Zen 3 _mm256_i32gather_ps alone took 0.63 ns per
  * element, the loads and inserts 0.33 (bfloat16 backward at 10^6: 0.90 -> 0.65 ns). */
-FS_INLINE __m256 fs_deriv8(const uint16_t *x, __m256i wx, const float *t, int inf)
+FS_INLINE __m256 fs_deriv8(const uint16_t *x, const float *t)
 {
-#define FS_D(j) t[x[j] & 0x7FFFu]
+#define FS_D(j) t[x[j]]
     __m256 d = _mm256_set_m128(_mm_set_ps(FS_D(7), FS_D(6), FS_D(5), FS_D(4)),
                                _mm_set_ps(FS_D(3), FS_D(2), FS_D(1), FS_D(0)));
 #undef FS_D
-    __m256i tpos = _mm256_and_si256(_mm256_add_epi32(wx, _mm256_set1_epi32(0xFFFF)),
-                                    _mm256_set1_epi32(0xFFFF));
-    __m256i pos = _mm256_cmpgt_epi32(_mm256_set1_epi32(inf), tpos);
-    return _mm256_blendv_ps(d, _mm256_set1_ps(fs_scale_ro), _mm256_castsi256_ps(pos));
+    return d;
 }
 
 FS_INLINE ptrdiff_t fs_bwd_f16_avx2(const uint16_t *g, const uint16_t *x, uint16_t *out,
@@ -250,8 +258,7 @@ FS_INLINE ptrdiff_t fs_bwd_f16_avx2(const uint16_t *g, const uint16_t *x, uint16
     ptrdiff_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 gv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + i)));
-        __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
-        __m256 p, r = fs_ro_product8(gv, fs_deriv8(x + i, wx, t, FS_F16_INF), &p);
+        __m256 p, r = fs_ro_product8(gv, fs_deriv8(x + i, t), &p);
         r = _mm256_blendv_ps(r, _mm256_set1_ps(NAN), _mm256_cmp_ps(p, p, _CMP_UNORD_Q));
         _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT));
     }
@@ -266,7 +273,8 @@ FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint1
         __m256i wg = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(g + i)));
         __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
         __m256 gv = _mm256_castsi256_ps(_mm256_slli_epi32(wg, 16));
-        __m256 p, r = fs_ro_product8(gv, fs_deriv8(x + i, wx, t, FS_BF16_INF), &p);
+        __m256 d = fs_deriv8(x + i, t);
+        __m256 p = _mm256_mul_ps(gv, d);
         __m256 ap = _mm256_and_ps(p, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
         __m256 tiny = _mm256_and_ps(_mm256_cmp_ps(ap, _mm256_set1_ps(0x1p-100f), _CMP_LT_OQ),
                                     _mm256_cmp_ps(ap, _mm256_setzero_ps(), _CMP_NEQ_OQ));
@@ -280,10 +288,17 @@ FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint1
                 out[j] = t64 == NULL ? fs_bwd_bf16(g[j], x[j], t) : fs_bwd_bf16_64(g[j], x[j], t64);
             continue;
         }
-        /* to nearest even at bit 16; NaN: the default NaN */
-        __m256i rb = _mm256_castps_si256(r);
-        __m256i odd = _mm256_and_si256(_mm256_srli_epi32(rb, 16), _mm256_set1_epi32(1));
-        rb = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(rb, _mm256_set1_epi32(0x7FFF)), odd), 16);
+        /* g*d = p + e rounded at bit 16 of p: up where p's low 16 bits exceed 0x8000, and where
+         * they are exactly 0x8000 (half) if e has p's sign (g*d is then beyond the half); never
+         * a tie to even: with e = 0, g*d has d's last bits (exact, so g is a power of two), and
+         * every entry of the tables it reads is odd or a bfloat16 value.  The element
+         * function's bits, with 7 vector operations fewer than rounding p to odd first.
+         * NaN: the default NaN. */
+        __m256i pb = _mm256_castps_si256(p);
+        __m256i e = _mm256_castps_si256(_mm256_fmsub_ps(gv, d, p));
+        __m256i other = _mm256_srli_epi32(_mm256_xor_si256(pb, e), 31);
+        __m256i rb = _mm256_srli_epi32(
+            _mm256_sub_epi32(_mm256_add_epi32(pb, _mm256_set1_epi32(0x8000)), other), 16);
         rb = _mm256_blendv_epi8(rb, _mm256_set1_epi32(FS_BF16_QNAN),
                                 _mm256_castps_si256(_mm256_cmp_ps(p, p, _CMP_UNORD_Q)));
         _mm_storeu_si128((__m128i *)(out + i),
@@ -364,12 +379,14 @@ FS_INLINE __m128i fs_sse2_pack16(__m128i h0, __m128i h1, __m128i h2, __m128i h3)
     return _mm_packs_epi32(lo, hi);
 }
 
-/* d of two lanes j, j + 1 as doubles: the table entry, or SCALE rounded to odd where pos */
+/* d of two lanes j, j + 1 as doubles: the float32 table's entry, or from bfloat16's double
+ * table (the inputs with the sign bit set) or SCALE rounded to odd where pos */
 FS_INLINE __m128d fs_sse2_deriv2(const uint16_t *x, int j, __m128i pos, const float *t,
                                  const double *t64)
 {
-    __m128d d = t64 != NULL ? _mm_set_pd(t64[x[j + 1] & 0x7FFFu], t64[x[j] & 0x7FFFu])
-                            : _mm_set_pd((double)t[x[j + 1] & 0x7FFFu], (double)t[x[j] & 0x7FFFu]);
+    if (t64 == NULL)
+        return _mm_set_pd((double)t[x[j + 1]], (double)t[x[j]]);
+    __m128d d = _mm_set_pd(t64[x[j + 1] & 0x7FFFu], t64[x[j] & 0x7FFFu]);
     return _mm_castsi128_pd(fs_sse2_seli(pos, _mm_castpd_si128(_mm_set1_pd((double)fs_scale_ro)),
                                         _mm_castpd_si128(d)));
 }

@@ -118,6 +118,75 @@ def test_every_variant_correctly_rounded_and_bit_identical(fmt, simd):
         assert np.array_equal(a, b)
 
 
+def near_half_way_pairs(fmt, kind):
+    """(g, v, expected) for the backward from x (kind "x") or from the result ("y") where g*d
+    lies within ~2^-22 of a rounding boundary of the format, d being the table's entry (rounded
+    to odd: SA*exp(x) by the float64 kernel, or (y + SA_HI) + SA_LO): the products whose
+    rounding hangs on the kernels' half-way logic (rounding to odd, e's sign) and on d's last
+    bits.  g runs over one binade's significands with both signs (any other g is one of them
+    times a power of two), v over every negative pattern above -80 (x) or with y + SA > 0 (y);
+    expected = g*d (exact in double) rounded once: the element functions' definition."""
+    m = _half.FORMATS[fmt][0]
+    v_bits = np.arange(1 << 15, 1 << 16, dtype=np.uint32).astype(np.uint16)
+    v = _half.to_float64(v_bits, fmt)
+    with np.errstate(invalid="ignore"):  # NaN
+        ok = v > -80 if kind == "x" else v + _half.SA_HI > 0
+    v_bits, v = v_bits[ok], v[ok]
+    if kind == "x":
+        with switched_backend(next(b for b in BACKENDS if b != "numpy")):
+            d = _half.ro32(fastselu.selu_backward(np.ones_like(v), v))
+    else:
+        d = _half.ro32((v + _half.SA_HI) + _half.SA_LO)
+    d = d.astype(np.float64)
+    g = 1.0 + np.arange(1 << m) / (1 << m)
+    g = np.where(np.arange(1 << m) % 3 == 0, -g, g)
+    out = []
+    for s in range(0, v.shape[0], 2048):
+        p = (g * d[s : s + 2048, None]).ravel()
+        lo, hi = (_half.from_float64(p * (1.0 + k * 2.0**-22), fmt) for k in (-1, 1))
+        i, j = np.divmod(np.nonzero(lo != hi)[0], g.shape[0])
+        out.append(
+            (_half.from_float64(g[j], fmt), v_bits[s + i], _half.from_float64(g[j] * d[s + i], fmt))
+        )
+    return [np.concatenate(a) for a in zip(*out)]
+
+
+@pytest.mark.skipif(BACKENDS == ["numpy"], reason="the numpy backend computes no table")
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("kind", ["x", "y"])
+def test_backward_near_half_way(fmt, kind):
+    g16, v16, expected = near_half_way_pairs(fmt, kind)
+    assert g16.shape[0] >= 20  # float16 ~11000 for each kind, bfloat16 23 (y) and ~550 (x)
+    g, v = g16.view(dtype_of(fmt)), v16.view(dtype_of(fmt))
+    runs = [(name, None) for name in BACKENDS if name != "numpy"]  # numpy: not the table's d
+    runs += [("cython", simd) for simd in VARIANTS]
+    for name, simd in runs:
+        with switched_backend(name):
+            before = K.simd() if simd else None
+            try:
+                if simd:
+                    K.set_simd(simd)
+                got = bits(fastselu.selu_backward(g, v, is_result=kind == "y"))
+            finally:
+                if simd:
+                    K.set_simd(before)
+        bad = np.nonzero(got != expected)[0]
+        assert bad.shape[0] == 0, (name, simd, bad.shape[0], g16[bad[:3]], v16[bad[:3]])
+
+
+@needs_bf16
+def test_bfloat16_tables_hold_no_exact_half_way_product():
+    """The AVX2 bfloat16 backward rounds g*d = p + e at bit 16 of p with e's sign for the
+    half-way case, which is right unless e = 0 there (a tie to even): an exact g*d has d's last
+    bits (g a power of two), so every float32 entry it reads must be odd or a bfloat16 value."""
+    _nb = pytest.importorskip("fastselu._backend_numba")
+    _, dx, dy = _half.tables("bfloat16", _nb.forward, _nb.backward_x)
+    vector = np.arange(1 << 15) < _half.BF16_HARD  # |x| >= 80: the element functions
+    for d in (dx[vector].astype(np.float32), dy):
+        b = d[np.isfinite(d)].view(np.uint32)
+        assert (((b & 1) == 1) | ((b & 0xFFFF) == 0)).all()
+
+
 @pytest.mark.skipif(K is None, reason="no compiled backend")
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_simd_variants_bit_identical_across_processes(fmt, tmp_path):
