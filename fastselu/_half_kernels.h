@@ -12,10 +12,9 @@
  *   (AVX2) as p = g*d in float32 plus its exact error e by fma, then one rounding to nearest
  *   decided by p and the sign of e (float16: p rounded to odd, then F16C; Boldo and Melquiond:
  *   rounding to odd with 2 extra bits, then to nearest, is rounding to nearest once): the same
- *   bits.  bfloat16's g reaches 2^128, so
- *   where d(x) nears float32's subnormals (|x| >= 80) d stays a double, g*d rounded to double
- *   first (exact for g = 1).  With g = 1 the product is d itself: d rounded once.  Other g: d's
- *   rounding to odd adds < 2^-20 ULP (bound: 1 ULP).
+ *   bits.  bfloat16's g reaches 2^128, so where d(x) nears float32's subnormals (|x| >= 80) d
+ *   stays a double, g*d rounded to double first (exact for g = 1).  With g = 1 the product is
+ *   d itself: d rounded once.  Other g: d's rounding to odd adds < 2^-20 ULP (bound: 1 ULP).
  * Tables are built at first use from the float64 kernels of _selu_kernels.h (the same IEEE
  * operations everywhere, so every variant and platform builds the same bits), each entry
  * rounded once from double (fs_to_f16 / fs_to_bf16: to nearest, ties to even).  Nothing is
@@ -241,15 +240,16 @@ FS_INLINE __m256 fs_ro_product8(__m256 gv, __m256 d, __m256 *p_out)
     return _mm256_castsi256_ps(pb);
 }
 
-/* d for 8 lanes: the table entries.  Eight scalar loads, not a gather: on Zen 3 _mm256_i32gather_ps alone took 0.63 ns per
- * element, the loads and inserts 0.33 (bfloat16 backward at 10^6: 0.90 -> 0.65 ns). */
+/* d for 8 lanes, the table entries: eight scalar loads, not a gather (on Zen 3
+ * _mm256_i32gather_ps alone took 0.63 ns per element, the loads and inserts 0.33; bfloat16
+ * backward at 10^6: 0.90 -> 0.65 ns).  Loading the indices by two 8-byte loads and shifts
+ * measured no faster. */
 FS_INLINE __m256 fs_deriv8(const uint16_t *x, const float *t)
 {
 #define FS_D(j) t[x[j]]
-    __m256 d = _mm256_set_m128(_mm_set_ps(FS_D(7), FS_D(6), FS_D(5), FS_D(4)),
-                               _mm_set_ps(FS_D(3), FS_D(2), FS_D(1), FS_D(0)));
+    return _mm256_set_m128(_mm_set_ps(FS_D(7), FS_D(6), FS_D(5), FS_D(4)),
+                           _mm_set_ps(FS_D(3), FS_D(2), FS_D(1), FS_D(0)));
 #undef FS_D
-    return d;
 }
 
 FS_INLINE ptrdiff_t fs_bwd_f16_avx2(const uint16_t *g, const uint16_t *x, uint16_t *out,
@@ -278,9 +278,9 @@ FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint1
         __m256 ap = _mm256_and_ps(p, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
         __m256 tiny = _mm256_and_ps(_mm256_cmp_ps(ap, _mm256_set1_ps(0x1p-100f), _CMP_LT_OQ),
                                     _mm256_cmp_ps(ap, _mm256_setzero_ps(), _CMP_NEQ_OQ));
-        /* |x| >= 80 (d(x) a double there); also tested for y, where it only costs time in
-         * rare cases and measured faster (1.4 -> 0.9 ns per element on Zen 3: the schedule
-         * gcc makes without it runs slower) */
+        /* |x| >= 80 (d(x) a double there); also tested for y (never a SELU result there): one
+         * loop for both, no slower than one without the test (once measured faster: 1.4 ->
+         * 0.9 ns per element on Zen 3, the schedule gcc made without it) */
         __m256i hard = _mm256_cmpgt_epi32(_mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)),
                                           _mm256_set1_epi32((int)FS_BF16_HARD - 1));
         if (_mm256_movemask_ps(_mm256_or_ps(tiny, _mm256_castsi256_ps(hard)))) {
