@@ -55,6 +55,96 @@ def _from_bits32(typingctx, b):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
+_I32, _F32 = ir.IntType(32), ir.FloatType()
+_BLOCK = 1024  # elements per block of the backward (scratch: 6 KiB)
+
+
+def _k32(v: int) -> ir.Constant:
+    return ir.Constant(_I32, v)
+
+
+def _product(builder: Any, gf: Any, d: Any) -> Tuple[Any, Any, Any, Any]:
+    """p = g*d in float32 and its exact error e (llvm.fma), with their bits."""
+    fma = builder.module.declare_intrinsic("llvm.fma", [_F32], ir.FunctionType(_F32, [_F32] * 3))
+    p = builder.fmul(gf, d)
+    e = builder.call(fma, [gf, d, builder.fsub(ir.Constant(_F32, -0.0), p)])
+    return p, e, builder.bitcast(p, _I32), builder.bitcast(e, _I32)
+
+
+# The AVX2 loops of _half_kernels.h (fs_bwd_f16_avx2, fs_bwd_bf16_avx2) one lane at a time, as
+# LLVM IR on 32-bit integers: numba widens uint32 arithmetic to 64 bits, which halves the lanes
+# LLVM vectorises this with (and triples the time).  Arguments: g's bits and the table's d.
+
+
+@intrinsic
+def _lane_f16(typingctx, g, d):  # type: ignore[no-untyped-def]
+    """g*d rounded once to float16: g to float32 exactly, p and e, p rounded to odd, then to
+    nearest float16 by integer code (F16C's vcvtps2ph for every non-NaN float32)."""
+    sig = types.uint32(types.uint16, types.float32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        b = builder
+        h = b.zext(args[0], _I32)
+        a = b.and_(h, _k32(0x7FFF))
+        sh = b.shl(a, _k32(13))
+        bits = b.select(
+            b.icmp_signed(">=", a, _k32(0x7C00)),
+            b.or_(sh, _k32(0x7F800000)),
+            b.add(sh, _k32((127 - 15) << 23)),
+        )
+        sub = b.bitcast(b.fmul(b.sitofp(a, _F32), ir.Constant(_F32, 2.0**-24)), _I32)
+        bits = b.select(b.icmp_signed("<", a, _k32(0x400)), sub, bits)
+        bits = b.or_(bits, b.shl(b.and_(h, _k32(0x8000)), _k32(16)))
+        p, e, pb, eb = _product(b, b.bitcast(bits, _F32), args[1])
+        inexact = b.fcmp_ordered("!=", e, ir.Constant(_F32, 0.0))
+        other = b.icmp_signed("<", b.xor(pb, eb), _k32(0))
+        pb = b.sub(pb, b.zext(b.and_(other, inexact), _I32))
+        pb = b.or_(pb, b.zext(inexact, _I32))
+        a = b.and_(pb, _k32(0x7FFFFFFF))
+        norm = b.add(b.add(a, _k32(0xFFF)), b.and_(b.lshr(a, _k32(13)), _k32(1)))
+        norm = b.sub(b.lshr(norm, _k32(13)), _k32((127 - 15) << 10))
+        half = ir.Constant(_F32, 0.5)  # its ULP is float16's subnormal step, 2^-24
+        small = b.sub(b.bitcast(b.fadd(b.bitcast(a, _F32), half), _I32), _k32(0x3F000000))
+        r = b.select(b.icmp_signed("<", a, _k32(0x38800000)), small, norm)
+        r = b.select(b.icmp_signed(">=", a, _k32(0x477FF000)), _k32(0x7C00), r)
+        r = b.or_(r, b.and_(b.lshr(pb, _k32(16)), _k32(0x8000)))
+        return b.select(b.fcmp_unordered("!=", p, p), _k32(0x7E00), r)
+
+    return sig, codegen
+
+
+@intrinsic
+def _lane_bf16(typingctx, g, d):  # type: ignore[no-untyped-def]
+    """g*d rounded once to bfloat16: p rounded at bit 16, the half-way case by e's sign; bit 16
+    of the result flags 0 < |p| < 2^-100, where e may be inexact (the element function then)."""
+    sig = types.uint32(types.uint16, types.float32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        b = builder
+        gf = b.bitcast(b.shl(b.zext(args[0], _I32), _k32(16)), _F32)
+        p, e, pb, eb = _product(b, gf, args[1])
+        other = b.lshr(b.xor(pb, eb), _k32(31))
+        r = b.lshr(b.sub(b.add(pb, _k32(0x8000)), other), _k32(16))
+        r = b.select(b.fcmp_unordered("!=", p, p), _k32(0x7FC0), r)
+        a = b.and_(pb, _k32(0x7FFFFFFF))
+        tiny = b.and_(
+            b.icmp_signed("<", a, _k32(0x0D800000)), b.icmp_signed("!=", a, _k32(0))
+        )  # 0x0D800000: 2^-100
+        return b.or_(r, b.shl(b.zext(tiny, _I32), _k32(16)))
+
+    return sig, codegen
+
+
+@intrinsic
+def _or32(typingctx, a, b):  # type: ignore[no-untyped-def]
+    sig = types.uint32(types.uint32, types.uint32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.or_(args[0], args[1])
+
+    return sig, codegen
+
+
 @njit(inline="always", cache=False)
 def _f16_to_double(h):  # type: ignore[no-untyped-def]
     a = _U(h) & _U(0x7FFF)
@@ -121,14 +211,45 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
             out[i] = t[x[i]]
 
     scale_ro = _half.SCALE_RO
+    lane = _lane_f16 if fmt == "float16" else _lane_bf16
+    flagged = np.uint32(0x10000)
 
-    @njit(inline="always", cache=False)
-    def bwd_chunk(g, x, out, t, lo, hi):  # type: ignore[no-untyped-def]
-        # the header's fs_bwd_f16 / fs_bwd_bf16(_64): g * tabulated d in double, rounded once
-        for i in range(lo, hi):
-            xb = x[i]
-            d = scale_ro if pos(xb) else np.float64(t[xb & low])
-            out[i] = to_small(to_double(g[i]) * d)
+    def make_bwd(hard_from: int) -> Any:
+        """Blocks of BLOCK elements: d from the full float32 table tf (a loop of its own: a
+        lookup in the arithmetic's loop keeps LLVM from vectorising it), the results by
+        `lane` into a scratch block, copied out unless an element is hard (bfloat16: x with
+        |x| >= 80, where d(x) is a double, or a tiny product), where the block is done again
+        by the element function (the header's fs_bwd_f16 / fs_bwd_bf16(_64): g * the
+        tabulated d in double, rounded once), the same bits.  The scratch keeps `out` unread
+        until a block's inputs are: out may be g or x."""
+        hard_from = np.uint16(hard_from)
+
+        @njit(inline="always", cache=False)
+        def bwd_chunk(g, x, out, t, tf, lo, hi):  # type: ignore[no-untyped-def]
+            dbuf = np.empty(_BLOCK, np.float32)
+            obuf = np.empty(_BLOCK, np.uint16)
+            for b0 in range(lo, hi, _BLOCK):
+                e = min(hi, b0 + _BLOCK)
+                gs, xs, os = g[b0:e], x[b0:e], out[b0:e]  # slices: indices LLVM knows >= 0
+                hard = False
+                for k in range(xs.size):
+                    xb = xs[k]
+                    dbuf[k] = tf[xb]
+                    hard |= (xb & low) >= hard_from
+                flag = np.uint32(0)
+                for k in range(xs.size):
+                    r = lane(gs[k], dbuf[k])
+                    obuf[k] = np.uint16(r)
+                    flag = _or32(flag, r)
+                if hard or flag >= flagged:
+                    for k in range(xs.size):
+                        xb = xs[k]
+                        d = scale_ro if pos(xb) else np.float64(t[xb & low])
+                        os[k] = to_small(to_double(gs[k]) * d)
+                else:
+                    os[:] = obuf[: xs.size]
+
+        return bwd_chunk
 
     f32r = types.Array(types.float32, 1, "C", readonly=True)
     dxtab = types.Array(types.float64, 1, "C", readonly=True) if fmt == "bfloat16" else f32r
@@ -157,26 +278,26 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
         else:
             if parallel:
 
-                def k(g, x, out, t, nt):  # type: ignore[no-untyped-def]
+                def k(g, x, out, t, tf, nt):  # type: ignore[no-untyped-def]
                     env = _nb._fenv_save()
                     n = out.size
                     for c in prange(nt):
-                        chunk(g, x, out, t, _nb._bound(n, nt, c), _nb._bound(n, nt, c + 1))
+                        chunk(g, x, out, t, tf, _nb._bound(n, nt, c), _nb._bound(n, nt, c + 1))
                     _nb._fenv_restore(env)
             else:
 
-                def k(g, x, out, t, nt):  # type: ignore[no-untyped-def]
+                def k(g, x, out, t, tf, nt):  # type: ignore[no-untyped-def]
                     env = _nb._fenv_save()
-                    chunk(g, x, out, t, 0, out.size)
+                    chunk(g, x, out, t, tf, 0, out.size)
                     _nb._fenv_restore(env)
 
-            sig = types.void(u16r, u16r, u16w, table, types.intp)
+            sig = types.void(u16r, u16r, u16w, table, f32r, types.intp)
         return njit(sig, parallel=parallel, nogil=True, cache=False)(k)
 
     parts = {
         "forward": (fwd_chunk, 1, u16r),
-        "backward_x": (bwd_chunk, 2, dxtab),
-        "backward_y": (bwd_chunk, 2, f32r),
+        "backward_x": (make_bwd(_half.BF16_HARD if fmt == "bfloat16" else 0x8000), 2, dxtab),
+        "backward_y": (make_bwd(_half.BF16_HARD if fmt == "bfloat16" else 0x8000), 2, f32r),
     }
     return lambda kind, par: driver(*parts[kind], par)
 
@@ -189,20 +310,34 @@ _tables: Dict[str, Any] = {}
 _lock = threading.Lock()
 
 
-def _get(fmt: str, kind: str, par: bool) -> Tuple[Any, np.ndarray]:
+def _full(neg: np.ndarray, fmt: str) -> np.ndarray:
+    """A derivative table over all 2^16 patterns, as the header's (float32): `neg` (the inputs
+    with the sign bit set) for those, SCALE rounded to odd where x > 0, else (+0, NaN) the entry
+    of -x."""
+    neg = np.asarray(neg).astype(np.float32)
+    inf = _FMT[fmt][2]
+    pos = (np.arange(1 << 15) - 1).astype(np.uint16) < inf
+    return np.concatenate([np.where(pos, np.float32(_half.SCALE_RO), neg), neg])
+
+
+def _get(fmt: str, kind: str, par: bool) -> Tuple[Any, Tuple[np.ndarray, ...]]:
     k = _kernels.get((fmt, kind, par))
     if k is None:
         with _lock:
             if fmt not in _half.FORMATS:
                 raise ValueError(f"fmt must be None, 'float16' or 'bfloat16', not {fmt!r}")
             if fmt not in _tables:
-                _tables[fmt] = _half.tables(fmt, _nb.forward, _nb.backward_x)
+                fwd, dx, dy = _half.tables(fmt, _nb.forward, _nb.backward_x)
+                _tables[fmt] = {
+                    "forward": (fwd,),
+                    "backward_x": (dx, _full(dx, fmt)),
+                    "backward_y": (dy, _full(dy, fmt)),
+                }
                 _makers[fmt] = _make_kernels(fmt)
             if (fmt, kind, par) not in _kernels:
                 _kernels[(fmt, kind, par)] = _makers[fmt](kind, par)
             k = _kernels[(fmt, kind, par)]
-    fwd, dx, dy = _tables[fmt]
-    return k, {"forward": fwd, "backward_x": dx, "backward_y": dy}[kind]
+    return k, _tables[fmt][kind]
 
 
 def run(
@@ -216,18 +351,18 @@ def run(
     n = out.shape[0]
     nt = 1 if nthreads < 2 or n < _nb._PAR_MIN else _nb._threads_for(n, nthreads)
     if nt > 1 and _nb._threads_startable(nt - 1 if _nb._layer is not None else _nb._MAX_THREADS):
-        kernel, table = _get(fmt, kind, True)
+        kernel, tables = _get(fmt, kind, True)
         if _nb._layer is not None and _nb._layer != "workqueue":
-            _nb._call_parallel(kernel, (*arrays, out, table), nt)
+            _nb._call_parallel(kernel, (*arrays, out, *tables), nt)
             return
         lock = _nb._par_lock
         if lock.acquire(blocking=False):
             try:
-                _nb._call_parallel(kernel, (*arrays, out, table), nt)
+                _nb._call_parallel(kernel, (*arrays, out, *tables), nt)
                 if _nb._layer is None:
                     _nb._layer = numba.threading_layer()
             finally:
                 lock.release()
             return
-    kernel, table = _get(fmt, kind, False)
-    kernel(*arrays, out, table, 1)
+    kernel, tables = _get(fmt, kind, False)
+    kernel(*arrays, out, *tables, 1)
