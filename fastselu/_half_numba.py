@@ -130,7 +130,7 @@ def _lane_bf16(typingctx, g, d):  # type: ignore[no-untyped-def]
         tiny = b.and_(
             b.icmp_signed("<", a, _k32(0x0D800000)), b.icmp_signed("!=", a, _k32(0))
         )  # 0x0D800000: 2^-100
-        return b.or_(r, b.shl(b.zext(tiny, _I32), _k32(16)))
+        return b.select(tiny, b.or_(r, _k32(0x10000)), r)
 
     return sig, codegen
 
