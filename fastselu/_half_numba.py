@@ -73,7 +73,7 @@ def _product(builder: Any, gf: Any, d: Any) -> Tuple[Any, Any, Any, Any]:
 
 # The AVX2 loops of _half_kernels.h (fs_bwd_f16_avx2, fs_bwd_bf16_avx2) one lane at a time, as
 # LLVM IR on 32-bit integers: numba widens uint32 arithmetic to 64 bits, which halves the lanes
-# LLVM vectorises this with (and triples the time).  Arguments: g's bits and the table's d.
+# LLVM vectorises this with.  Arguments: g's bits and the table's d.
 
 
 @intrinsic
@@ -215,13 +215,14 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
     flagged = np.uint32(0x10000)
 
     def make_bwd(hard_from: int) -> Any:
-        """Blocks of BLOCK elements: d from the full float32 table tf (a loop of its own: a
+        """Blocks of _BLOCK elements: d from the full float32 table tf (a loop of its own: a
         lookup in the arithmetic's loop keeps LLVM from vectorising it), the results by
-        `lane` into a scratch block, copied out unless an element is hard (bfloat16: x with
-        |x| >= 80, where d(x) is a double, or a tiny product), where the block is done again
-        by the element function (the header's fs_bwd_f16 / fs_bwd_bf16(_64): g * the
-        tabulated d in double, rounded once), the same bits.  The scratch keeps `out` unread
-        until a block's inputs are: out may be g or x."""
+        `lane` into a scratch block, copied out unless an element is hard (bfloat16: |v| >= 80,
+        where d(x) is a double and d(y), from 2^54 on, a bfloat16 value whose exact products
+        can tie; or a tiny product), where the block is done again by the element function
+        (the header's fs_bwd_f16 / fs_bwd_bf16(_64): g * the tabulated d in double, rounded
+        once), the same bits.  The scratch keeps `out` unwritten until a block's inputs are
+        read: out may be g or x."""
         hard_from = np.uint16(hard_from)
 
         @njit(inline="always", cache=False)
@@ -294,10 +295,11 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
             sig = types.void(u16r, u16r, u16w, table, f32r, types.intp)
         return njit(sig, parallel=parallel, nogil=True, cache=False)(k)
 
+    bwd_chunk = make_bwd(_half.BF16_HARD if fmt == "bfloat16" else 0x8000)  # 0x8000: never
     parts = {
         "forward": (fwd_chunk, 1, u16r),
-        "backward_x": (make_bwd(_half.BF16_HARD if fmt == "bfloat16" else 0x8000), 2, dxtab),
-        "backward_y": (make_bwd(_half.BF16_HARD if fmt == "bfloat16" else 0x8000), 2, f32r),
+        "backward_x": (bwd_chunk, 2, dxtab),
+        "backward_y": (bwd_chunk, 2, f32r),
     }
     return lambda kind, par: driver(*parts[kind], par)
 
