@@ -440,14 +440,23 @@ def _bwd_y_f32_hard(g, y):  # type: ignore[no-untyped-def]
 
 
 @_inline
+def _bwd_y_f32_parts(y, fast):  # type: ignore[no-untyped-def]
+    """fs_bwd_y_f32_k's d = dh + dl: Fast2Sum where fast (|y| <= SA_HI_F wherever e is used),
+    else TwoSum."""
+    s = y + SA_HI_F
+    if fast:
+        e = y - (s - SA_HI_F)
+    else:
+        bb = s - y
+        e = (y - (s - bb)) + (SA_HI_F - bb)
+    pos = y > 0.0
+    return (SCALE_HI_F if pos else s), (SCALE_LO_F if pos else e + SA_LO_F)
+
+
+@_inline
 def _bwd_y_f32(g, y):  # type: ignore[no-untyped-def]
     """fs_bwd_y_f32_any: float32 lanes, TwoSum and one fma."""
-    s = y + SA_HI_F
-    bb = s - y
-    e = (y - (s - bb)) + (SA_HI_F - bb)
-    pos = y > 0.0
-    dh = SCALE_HI_F if pos else s
-    dl = SCALE_LO_F if pos else e + SA_LO_F
+    dh, dl = _bwd_y_f32_parts(y, False)
     v = g * dh if g == 0.0 else _fma(g, dh, g * dl)
     hard = _bwd_y_f32_hard(g, y)
     return _bwd_y_any(v, g, y, hard, np.float32(2.0**20), FLT_MAX, dh + SA_LO_F)
@@ -455,13 +464,8 @@ def _bwd_y_f32(g, y):  # type: ignore[no-untyped-def]
 
 @_inline
 def _bwd_y_f32_fast(g, y):  # type: ignore[no-untyped-def]
-    """fs_bwd_y_f32_fast: Fast2Sum (|y| <= SA_HI_F wherever e is used) and g itself at g = 0,
-    for the elements _bwd_y_f32_hard leaves."""
-    s = y + SA_HI_F
-    e = y - (s - SA_HI_F)
-    pos = y > 0.0
-    dh = SCALE_HI_F if pos else s
-    dl = SCALE_LO_F if pos else e + SA_LO_F
+    """fs_bwd_y_f32_fast: g itself at g = 0, for the elements _bwd_y_f32_hard leaves."""
+    dh, dl = _bwd_y_f32_parts(y, True)
     return g if g == 0.0 else _fma(g, dh, g * dl)
 
 
@@ -629,28 +633,36 @@ def _bwd_y_f64_hard(g, y):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _bwd_y_f64(g, y):  # type: ignore[no-untyped-def]
-    """fs_bwd_y_f64_any (with a hardware fma, fs_fma_small is fs_fma)."""
+def _bwd_y_f64_parts(y, exact):  # type: ignore[no-untyped-def]
+    """fs_bwd_y_f64_parts: TwoSum where exact (the general form, which keeps y = -SA_HI's
+    d = SA_LO + SA_LO2 apart), else Fast2Sum."""
     s = y + SA_HI
-    bb = s - y
-    e = (y - (s - bb)) + (SA_HI - bb)
+    if exact:
+        bb = s - y
+        e = (y - (s - bb)) + (SA_HI - bb)
+    else:
+        e = y - (s - SA_HI)
     pos = y > 0.0
-    at = s == 0.0  # y = -SA_HI: d = SA_LO + SA_LO2, kept apart
+    at = exact and s == 0.0
     dh = SCALE_HI if pos else (SA_LO if at else s)
     dl = SCALE_LO if pos else (SA_LO2 if at else (e + SA_LO) + SA_LO2)
+    return dh, dl
+
+
+@_inline
+def _bwd_y_f64(g, y):  # type: ignore[no-untyped-def]
+    """fs_bwd_y_f64_any (with a hardware fma, fs_fma_small is fs_fma)."""
+    dh, dl = _bwd_y_f64_parts(y, True)
     v = g * dh if g == 0.0 else _fma(g, dh, g * dl)
     hard = _bwd_y_f64_hard(g, y)
-    return _bwd_y_any(v, g, y, hard, 2.0**50, DBL_MAX, (SCALE_HI if pos else s) + SA_LO)
+    plain = (SCALE_HI if y > 0.0 else y + SA_HI) + SA_LO
+    return _bwd_y_any(v, g, y, hard, 2.0**50, DBL_MAX, plain)
 
 
 @_inline
 def _bwd_y_f64_fast(g, y):  # type: ignore[no-untyped-def]
     """fs_bwd_y_f64_fast, as _bwd_y_f32_fast."""
-    s = y + SA_HI
-    e = y - (s - SA_HI)
-    pos = y > 0.0
-    dh = SCALE_HI if pos else s
-    dl = SCALE_LO if pos else (e + SA_LO) + SA_LO2
+    dh, dl = _bwd_y_f64_parts(y, False)
     return g if g == 0.0 else _fma(g, dh, g * dl)
 
 
