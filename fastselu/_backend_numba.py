@@ -1100,9 +1100,13 @@ def backward_y(
 def _half_run(
     kind: str, fmt: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int
 ) -> None:
-    from . import _half_numba  # imported on the first 16-bit call
-
+    global _half_numba
+    if _half_numba is None:  # imported on the first 16-bit call
+        from . import _half_numba
     _half_numba.run(kind, fmt, arrays, out, nthreads)
+
+
+_half_numba: Any = None
 
 
 def threading_layer() -> str:

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import _backend_numba as _nb, _half
@@ -56,93 +57,123 @@ def _from_bits32(typingctx, b):  # type: ignore[no-untyped-def]
 
 
 _I32, _F32 = ir.IntType(32), ir.FloatType()
-_BLOCK = 1024  # elements per block of the backward (scratch: 6 KiB)
+_W = 8  # lanes, as the header's AVX2 loops
+_SIZES = "all arrays must have the same number of elements"
+_VI, _VF = ir.VectorType(_I32, _W), ir.VectorType(_F32, _W)
+_V16, _VH = ir.VectorType(ir.IntType(16), _W), ir.VectorType(ir.HalfType(), _W)
 
 
-def _k32(v: int) -> ir.Constant:
-    return ir.Constant(_I32, v)
+def _k(v: int) -> ir.Constant:
+    return ir.Constant(_VI, [v] * _W)
 
 
-def _product(builder: Any, gf: Any, d: Any) -> Tuple[Any, Any, Any, Any]:
-    """p = g*d in float32 and its exact error e (llvm.fma), with their bits."""
-    fma = builder.module.declare_intrinsic("llvm.fma", [_F32], ir.FunctionType(_F32, [_F32] * 3))
-    p = builder.fmul(gf, d)
-    e = builder.call(fma, [gf, d, builder.fsub(ir.Constant(_F32, -0.0), p)])
-    return p, e, builder.bitcast(p, _I32), builder.bitcast(e, _I32)
+def _kf(v: float) -> ir.Constant:
+    return ir.Constant(_VF, [v] * _W)
 
 
-# The AVX2 loops of _half_kernels.h (fs_bwd_f16_avx2, fs_bwd_bf16_avx2) one lane at a time, as
-# LLVM IR on 32-bit integers: numba widens uint32 arithmetic to 64 bits, which halves the lanes
-# LLVM vectorises this with.  Arguments: g's bits and the table's d.
-
-
-@intrinsic
-def _lane_f16(typingctx, g, d):  # type: ignore[no-untyped-def]
-    """g*d rounded once to float16: g to float32 exactly, p and e, p rounded to odd, then to
-    nearest float16 by integer code (F16C's vcvtps2ph for every non-NaN float32)."""
-    sig = types.uint32(types.uint16, types.float32)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        b = builder
-        h = b.zext(args[0], _I32)
-        a = b.and_(h, _k32(0x7FFF))
-        sh = b.shl(a, _k32(13))
+def _lanes_f16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
+    """g*d rounded once to float16 (g: <8 x i16> bits): g to float32 exactly, p = g*d and its
+    exact error e (fma), p rounded to odd, then to nearest float16 (F16C's vcvtps2ph, or the
+    same by integer code for every non-NaN float32).  No element is flagged."""
+    if f16c:
+        gf = b.fpext(b.bitcast(g, _VH), _VF)
+    else:
+        h = b.zext(g, _VI)
+        a = b.and_(h, _k(0x7FFF))
+        sh = b.shl(a, _k(13))
         bits = b.select(
-            b.icmp_signed(">=", a, _k32(0x7C00)),
-            b.or_(sh, _k32(0x7F800000)),
-            b.add(sh, _k32((127 - 15) << 23)),
+            b.icmp_signed(">=", a, _k(0x7C00)),
+            b.or_(sh, _k(0x7F800000)),
+            b.add(sh, _k(112 << 23)),
         )
-        sub = b.bitcast(b.fmul(b.sitofp(a, _F32), ir.Constant(_F32, 2.0**-24)), _I32)
-        bits = b.select(b.icmp_signed("<", a, _k32(0x400)), sub, bits)
-        bits = b.or_(bits, b.shl(b.and_(h, _k32(0x8000)), _k32(16)))
-        p, e, pb, eb = _product(b, b.bitcast(bits, _F32), args[1])
-        inexact = b.fcmp_ordered("!=", e, ir.Constant(_F32, 0.0))
-        other = b.icmp_signed("<", b.xor(pb, eb), _k32(0))
-        pb = b.sub(pb, b.zext(b.and_(other, inexact), _I32))
-        pb = b.or_(pb, b.zext(inexact, _I32))
-        a = b.and_(pb, _k32(0x7FFFFFFF))
-        norm = b.add(b.add(a, _k32(0xFFF)), b.and_(b.lshr(a, _k32(13)), _k32(1)))
-        norm = b.sub(b.lshr(norm, _k32(13)), _k32((127 - 15) << 10))
-        half = ir.Constant(_F32, 0.5)  # its ULP is float16's subnormal step, 2^-24
-        small = b.sub(b.bitcast(b.fadd(b.bitcast(a, _F32), half), _I32), _k32(0x3F000000))
-        r = b.select(b.icmp_signed("<", a, _k32(0x38800000)), small, norm)
-        r = b.select(b.icmp_signed(">=", a, _k32(0x477FF000)), _k32(0x7C00), r)
-        r = b.or_(r, b.and_(b.lshr(pb, _k32(16)), _k32(0x8000)))
-        return b.select(b.fcmp_unordered("!=", p, p), _k32(0x7E00), r)
-
-    return sig, codegen
-
-
-@intrinsic
-def _lane_bf16(typingctx, g, d):  # type: ignore[no-untyped-def]
-    """g*d rounded once to bfloat16: p rounded at bit 16, the half-way case by e's sign; bit 16
-    of the result flags 0 < |p| < 2^-100, where e may be inexact (the element function then)."""
-    sig = types.uint32(types.uint16, types.float32)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        b = builder
-        gf = b.bitcast(b.shl(b.zext(args[0], _I32), _k32(16)), _F32)
-        p, e, pb, eb = _product(b, gf, args[1])
-        other = b.lshr(b.xor(pb, eb), _k32(31))
-        r = b.lshr(b.sub(b.add(pb, _k32(0x8000)), other), _k32(16))
-        r = b.select(b.fcmp_unordered("!=", p, p), _k32(0x7FC0), r)
-        a = b.and_(pb, _k32(0x7FFFFFFF))
-        tiny = b.and_(
-            b.icmp_signed("<", a, _k32(0x0D800000)), b.icmp_signed("!=", a, _k32(0))
-        )  # 0x0D800000: 2^-100
-        return b.select(tiny, b.or_(r, _k32(0x10000)), r)
-
-    return sig, codegen
+        sub = b.bitcast(b.fmul(b.sitofp(a, _VF), _kf(2.0**-24)), _VI)
+        bits = b.select(b.icmp_signed("<", a, _k(0x400)), sub, bits)
+        gf = b.bitcast(b.or_(bits, b.shl(b.and_(h, _k(0x8000)), _k(16))), _VF)
+    p, e, pb, eb = _product(b, gf, d)
+    inexact = b.fcmp_ordered("!=", e, _kf(0.0))
+    other = b.icmp_signed("<", b.xor(pb, eb), _k(0))
+    pb = b.sub(pb, b.zext(b.and_(other, inexact), _VI))
+    pb = b.or_(pb, b.zext(inexact, _VI))
+    if f16c:
+        r = b.zext(b.bitcast(b.fptrunc(b.bitcast(pb, _VF), _VH), _V16), _VI)
+    else:
+        a = b.and_(pb, _k(0x7FFFFFFF))
+        norm = b.add(b.add(a, _k(0xFFF)), b.and_(b.lshr(a, _k(13)), _k(1)))
+        norm = b.sub(b.lshr(norm, _k(13)), _k(112 << 10))
+        # 0.5's ULP is float16's subnormal step, 2^-24
+        small = b.sub(b.bitcast(b.fadd(b.bitcast(a, _VF), _kf(0.5)), _VI), _k(0x3F000000))
+        r = b.select(b.icmp_signed("<", a, _k(0x38800000)), small, norm)
+        r = b.select(b.icmp_signed(">=", a, _k(0x477FF000)), _k(0x7C00), r)
+        r = b.or_(r, b.and_(b.lshr(pb, _k(16)), _k(0x8000)))
+    return b.select(b.fcmp_unordered("!=", p, p), _k(0x7E00), r), None
 
 
-@intrinsic
-def _or32(typingctx, a, b):  # type: ignore[no-untyped-def]
-    sig = types.uint32(types.uint32, types.uint32)
+def _lanes_bf16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
+    """g*d rounded once to bfloat16 (g: <8 x i16> bits): p rounded at bit 16, the half-way case
+    by e's sign.  Flagged: 0 < |p| < 2^-100, where e may be inexact."""
+    p, e, pb, eb = _product(b, b.bitcast(b.shl(b.zext(g, _VI), _k(16)), _VF), d)
+    other = b.lshr(b.xor(pb, eb), _k(31))
+    r = b.lshr(b.sub(b.add(pb, _k(0x8000)), other), _k(16))
+    r = b.select(b.fcmp_unordered("!=", p, p), _k(0x7FC0), r)
+    a = b.and_(pb, _k(0x7FFFFFFF))
+    tiny = b.and_(b.icmp_signed("<", a, _k(0x0D800000)), b.icmp_signed("!=", a, _k(0)))
+    return r, tiny
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.or_(args[0], args[1])
 
-    return sig, codegen
+def _product(b: Any, gf: Any, d: Any) -> Tuple[Any, Any, Any, Any]:
+    """p = g*d in float32 and its exact error e (llvm.fma), with their bits."""
+    fma = cgutils.get_or_insert_function(
+        b.module, ir.FunctionType(_VF, [_VF] * 3), "llvm.fma.v8f32"
+    )
+    p = b.fmul(gf, d)
+    e = b.call(fma, [gf, d, b.fsub(_kf(-0.0), p)])
+    return p, e, b.bitcast(p, _VI), b.bitcast(e, _VI)
+
+
+def _make_lanes(lanes: Any, hard_from: int) -> Any:
+    """The header's AVX2 loop (fs_bwd_f16_avx2, fs_bwd_bf16_avx2) for the 8 elements from i, as
+    LLVM vector IR: numba widens uint32 arithmetic to 64 bits, and LLVM vectorises no loop with
+    a table lookup in it.  d from the full float32 table tf by 8 scalar loads, as the header.
+    The results are stored, and True returned, unless an element is hard (bfloat16: |v| >= 80,
+    where d(x) is a double and d(y), from 2^54 on, a bfloat16 value whose exact products can
+    tie; or a flagged lane): then nothing is written (out may be g or x), and the caller does
+    the 8 elements by the element function."""
+
+    @intrinsic
+    def run8(typingctx, g, x, out, tf, i):  # type: ignore[no-untyped-def]
+        sig = types.boolean(g, x, out, tf, i)
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            b, i = builder, args[4]
+            g, x, out, tf = (
+                context.make_array(ty)(context, b, a).data
+                for ty, a in zip(signature.args[:4], args[:4])
+            )
+            # F16C where the target has it (numba compiles for the host, or NUMBA_CPU_*);
+            # without, LLVM's half conversions would be calls to runtime functions
+            f16c = "+f16c" in getattr(context.codegen(), "_tm_features", "").split(",")
+            d = ir.Constant(_VF, ir.Undefined)
+            for j in range(_W):  # scalar index loads, as the header's fs_deriv8
+                xj = b.zext(b.load(b.gep(x, [b.add(i, ir.Constant(i.type, j))])), i.type)
+                d = b.insert_element(d, b.load(b.gep(tf, [xj])), ir.Constant(_I32, j))
+            gv = b.load(b.bitcast(b.gep(g, [i]), _V16.as_pointer()), align=2)
+            r, flag = lanes(b, gv, d, f16c)
+            if hard_from < 0x8000:
+                xv = b.load(b.bitcast(b.gep(x, [i]), _V16.as_pointer()), align=2)
+                hard = b.icmp_unsigned(">=", b.and_(b.zext(xv, _VI), _k(0x7FFF)), _k(hard_from))
+                flag = hard if flag is None else b.or_(flag, hard)
+            ok = cgutils.true_bit
+            if flag is not None:
+                none = ir.Constant(ir.IntType(_W), 0)
+                ok = b.icmp_unsigned("==", b.bitcast(flag, ir.IntType(_W)), none)
+            with b.if_then(ok, likely=True):
+                dst = b.bitcast(b.gep(out, [i]), _V16.as_pointer())
+                b.store(b.trunc(r, _V16), dst, align=2)
+            return ok
+
+        return sig, codegen
+
+    return run8
 
 
 @njit(inline="always", cache=False)
@@ -211,46 +242,28 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
             out[i] = t[x[i]]
 
     scale_ro = _half.SCALE_RO
-    lane = _lane_f16 if fmt == "float16" else _lane_bf16
-    flagged = np.uint32(0x10000)
+    run8 = _make_lanes(
+        _lanes_f16 if fmt == "float16" else _lanes_bf16,
+        _half.BF16_HARD if fmt == "bfloat16" else 0x8000,  # 0x8000: never
+    )
 
-    def make_bwd(hard_from: int) -> Any:
-        """Blocks of _BLOCK elements: d from the full float32 table tf (a loop of its own: a
-        lookup in the arithmetic's loop keeps LLVM from vectorising it), the results by
-        `lane` into a scratch block, copied out unless an element is hard (bfloat16: |v| >= 80,
-        where d(x) is a double and d(y), from 2^54 on, a bfloat16 value whose exact products
-        can tie; or a tiny product), where the block is done again by the element function
-        (the header's fs_bwd_f16 / fs_bwd_bf16(_64): g * the tabulated d in double, rounded
-        once), the same bits.  The scratch keeps `out` unwritten until a block's inputs are
-        read: out may be g or x."""
-        hard_from = np.uint16(hard_from)
+    @njit(inline="always", cache=False)
+    def elem(g, x, out, t, k):  # type: ignore[no-untyped-def]
+        """The header's fs_bwd_f16 / fs_bwd_bf16(_64): g * the tabulated d in double, rounded
+        once; the same bits as run8's lanes."""
+        xb = x[k]
+        d = scale_ro if pos(xb) else np.float64(t[xb & low])
+        out[k] = to_small(to_double(g[k]) * d)
 
-        @njit(inline="always", cache=False)
-        def bwd_chunk(g, x, out, t, tf, lo, hi):  # type: ignore[no-untyped-def]
-            dbuf = np.empty(_BLOCK, np.float32)
-            obuf = np.empty(_BLOCK, np.uint16)
-            for b0 in range(lo, hi, _BLOCK):
-                e = min(hi, b0 + _BLOCK)
-                gs, xs, os = g[b0:e], x[b0:e], out[b0:e]  # slices: indices LLVM knows >= 0
-                hard = False
-                for k in range(xs.size):
-                    xb = xs[k]
-                    dbuf[k] = tf[xb]
-                    hard |= (xb & low) >= hard_from
-                flag = np.uint32(0)
-                for k in range(xs.size):
-                    r = lane(gs[k], dbuf[k])
-                    obuf[k] = np.uint16(r)
-                    flag = _or32(flag, r)
-                if hard or flag >= flagged:
-                    for k in range(xs.size):
-                        xb = xs[k]
-                        d = scale_ro if pos(xb) else np.float64(t[xb & low])
-                        os[k] = to_small(to_double(gs[k]) * d)
-                else:
-                    os[:] = obuf[: xs.size]
-
-        return bwd_chunk
+    @njit(inline="always", cache=False)
+    def bwd_chunk(g, x, out, t, tf, lo, hi):  # type: ignore[no-untyped-def]
+        n8 = lo + (hi - lo) // _W * _W
+        for i in range(lo, n8, _W):
+            if not run8(g, x, out, tf, i):
+                for k in range(i, i + _W):
+                    elem(g, x, out, t, k)
+        for k in range(n8, hi):
+            elem(g, x, out, t, k)
 
     f32r = types.Array(types.float32, 1, "C", readonly=True)
     dxtab = types.Array(types.float64, 1, "C", readonly=True) if fmt == "bfloat16" else f32r
@@ -263,6 +276,8 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
             if parallel:
 
                 def k(x, out, t, nt):  # type: ignore[no-untyped-def]
+                    if x.size != out.size:
+                        raise ValueError(_SIZES)
                     env = _nb._fenv_save()
                     n = out.size
                     for c in prange(nt):
@@ -271,6 +286,8 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
             else:
 
                 def k(x, out, t, nt):  # type: ignore[no-untyped-def]
+                    if x.size != out.size:
+                        raise ValueError(_SIZES)
                     env = _nb._fenv_save()
                     chunk(x, out, t, 0, out.size)
                     _nb._fenv_restore(env)
@@ -280,6 +297,8 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
             if parallel:
 
                 def k(g, x, out, t, tf, nt):  # type: ignore[no-untyped-def]
+                    if g.size != out.size or x.size != out.size:
+                        raise ValueError(_SIZES)
                     env = _nb._fenv_save()
                     n = out.size
                     for c in prange(nt):
@@ -288,6 +307,8 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
             else:
 
                 def k(g, x, out, t, tf, nt):  # type: ignore[no-untyped-def]
+                    if g.size != out.size or x.size != out.size:
+                        raise ValueError(_SIZES)
                     env = _nb._fenv_save()
                     chunk(g, x, out, t, tf, 0, out.size)
                     _nb._fenv_restore(env)
@@ -295,7 +316,6 @@ def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
             sig = types.void(u16r, u16r, u16w, table, f32r, types.intp)
         return njit(sig, parallel=parallel, nogil=True, cache=False)(k)
 
-    bwd_chunk = make_bwd(_half.BF16_HARD if fmt == "bfloat16" else 0x8000)  # 0x8000: never
     parts = {
         "forward": (fwd_chunk, 1, u16r),
         "backward_x": (bwd_chunk, 2, dxtab),
@@ -346,10 +366,6 @@ def run(
     kind: str, fmt: str, arrays: Tuple[np.ndarray, ...], out: np.ndarray, nthreads: int
 ) -> None:
     """A 16-bit kernel on uint16 views (the seam's ``fmt=`` calls)."""
-    arrays = tuple(a.view(np.uint16) for a in arrays)
-    out = out.view(np.uint16)
-    if any(a.shape != out.shape for a in arrays):
-        raise ValueError("all arrays must have the same number of elements")
     n = out.shape[0]
     nt = 1 if nthreads < 2 or n < _nb._PAR_MIN else _nb._threads_for(n, nthreads)
     if nt > 1 and _nb._threads_startable(nt - 1 if _nb._layer is not None else _nb._MAX_THREADS):

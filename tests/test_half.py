@@ -9,6 +9,8 @@ cannot hide a misrounding; the slow test takes mpmath at 100 bits for every nega
 bfloat16 parts need ml_dtypes (the `test` extra) and skip without it.
 """
 
+import platform
+
 import numpy as np
 import pytest
 
@@ -174,6 +176,52 @@ def test_backward_near_half_way(fmt, kind):
         assert bad.shape[0] == 0, (name, simd, bad.shape[0], g16[bad[:3]], v16[bad[:3]])
 
 
+@pytest.mark.skipif(
+    "numba" not in BACKENDS or K is None or platform.machine().lower() not in ("x86_64", "amd64"),
+    reason="needs numba and the compiled backend, on x86-64",
+)
+def test_numba_float16_lanes_without_f16c(tmp_path):
+    """numba's float16 lanes convert by F16C where the target has it, else by integer code (as
+    on aarch64): the integer code compiled for baseline x86-64 (NUMBA_CPU_*) here, on the
+    near-half-way pairs and on every input with random g, against the compiled backend."""
+    rng = np.random.default_rng(13)
+    g_all = rng.integers(0, 1 << 16, 1 << 16).astype(np.uint16)
+    v_all = all_inputs("float16").view(np.uint16)
+    cases = [(*near_half_way_pairs("float16", k)[:2], k) for k in ("x", "y")]
+    cases += [(g_all, v_all, "x"), (g_all, v_all, "y")]
+    arrays = {f"{n}{i}": a for i, c in enumerate(cases) for n, a in zip("gv", c[:2])}
+    np.savez(tmp_path / "in.npz", **arrays)
+    code = f"""
+    import sys, numpy as np, fastselu
+    from fastselu import _half_numba
+    a = np.load(sys.argv[1])
+    out = []
+    for i, kind in enumerate({[c[2] for c in cases]!r}):
+        g, v = a[f"g{{i}}"].view(np.float16), a[f"v{{i}}"].view(np.float16)
+        out.append(fastselu.selu_backward(g, v, is_result=kind == "y").view(np.uint16))
+    kernel = _half_numba._get("float16", "backward_x", False)[0]
+    assert "cvtph2ps" not in "".join(kernel.inspect_asm().values())
+    np.savez(sys.argv[2], *out)
+    """
+    p = run_python(
+        code,
+        str(tmp_path / "in.npz"),
+        str(tmp_path / "out.npz"),
+        timeout=600,
+        FASTSELU_BACKEND="numba",
+        NUMBA_CPU_NAME="x86-64",
+        NUMBA_CPU_FEATURES="+64bit,+cx8,+fxsr,+mmx,+sse,+sse2",
+    )
+    assert p.returncode == 0, p.stderr
+    got = np.load(tmp_path / "out.npz")
+    with switched_backend("cython"):
+        for i, (g, v, kind) in enumerate(cases):
+            want = fastselu.selu_backward(
+                g.view(np.float16), v.view(np.float16), is_result=kind == "y"
+            )
+            assert np.array_equal(got[f"arr_{i}"], bits(want)), kind
+
+
 @needs_bf16
 def test_bfloat16_tables_hold_no_exact_half_way_product():
     """The bfloat16 backward's vector lanes (AVX2, numba) round g*d = p + e at bit 16 of p with
@@ -229,6 +277,26 @@ def test_backends_bit_identical(fmt):
         if name != "numpy" and BACKENDS[0] != "numpy":
             for a, b in zip(rg, first[1]):
                 assert np.array_equal(a, b), name
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_seam_refuses_mismatched_lengths(fmt, nthreads):
+    """The compiled and numba 16-bit kernels raise on arrays of different lengths, writing
+    nothing (neither checks bounds per element).  (The numpy backend's NumPy operations raise
+    their own errors.)"""
+    x = np.linspace(-3, 3, 200_001).astype(dtype_of(fmt)).view(np.uint16)
+    for name in (b for b in BACKENDS if b != "numpy"):
+        B = fastselu._backends.load(name)
+        for kernel, args in (
+            (B.forward, (x[:-1],)),
+            (B.backward_x, (x, x[:-1])),
+            (B.backward_y, (x[:-1], x)),
+        ):
+            out = np.zeros(x.shape, np.uint16)
+            with pytest.raises(ValueError, match="same number of elements"):
+                kernel(*args, out, nthreads, fmt=fmt)
+            assert not out.any(), (name, kernel.__name__)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
