@@ -855,15 +855,18 @@ def _kernel(kind: str, dtype: str, parallel: bool) -> Any:
             rw = types.Array(_NUMBA_DTYPES[dtype], 1, "C")
             arrays = (ro,) if kind == "forward" else (ro, ro)
             sig = types.void(*arrays, rw, types.intp)
-            py_func = _define(kind, dtype, parallel)
-            try:
-                d = njit(sig, parallel=parallel, cache=True, nogil=True)(py_func)
-            except RuntimeError as exc:  # no writable cache directory anywhere: compile only
-                if "cannot cache" not in str(exc):
-                    raise
-                d = njit(sig, parallel=parallel, cache=False, nogil=True)(py_func)
-            _dispatchers[k] = d
+            d = _dispatchers[k] = _jit(sig, parallel, _define(kind, dtype, parallel))
     return d
+
+
+def _jit(sig: Any, parallel: bool, py_func: Any) -> Any:
+    """njit with the on-disk cache, or without it where no cache directory is writable."""
+    try:
+        return njit(sig, parallel=parallel, cache=True, nogil=True)(py_func)
+    except RuntimeError as exc:
+        if "cannot cache" not in str(exc):
+            raise
+        return njit(sig, parallel=parallel, cache=False, nogil=True)(py_func)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1651,31 +1654,41 @@ def _dropout_bwd(g, x, out, prm, k0, k1, start, inner, mode, nt):  # type: ignor
     _fenv_restore(env)
 
 
-# numba's on-disk cache is keyed by the Python function, not by the parallel flag: the serial
-# drivers are copies of the two functions above under their own names.
+# numba's on-disk cache keeps all of a function's signatures in one index file, whose updates
+# race between processes compiling at once (numba #4807: one signature's entry can end up naming
+# another's code).  So, as for the SELU drivers, each (driver, dtype, serial/parallel) is its own
+# function, under its own name, with one explicit signature (inputs read-only, which writable
+# ones also take).
 def _renamed(f: Any, name: str) -> Any:
     g = _pytypes.FunctionType(f.__code__, globals(), name)
     g.__qualname__ = name
     return g
 
 
-_dropout_fwd_ser = _renamed(_dropout_fwd, "_dropout_fwd_ser")
-_dropout_bwd_ser = _renamed(_dropout_bwd, "_dropout_bwd_ser")
-_dropout_drivers: Dict[bool, Any] = {}
+_dropout_drivers: Dict[Tuple[int, str, bool], Any] = {}
 
 
-def _dropout_kernels(nt: int) -> Tuple[Any, int]:
-    """(fwd, bwd) drivers and the thread count to run them with (serial ones in a forked child,
-    for small arrays or one thread; see the module docstring)."""
-    par = nt > 1 and not _serial_only
-    d = _dropout_drivers.get(par)
+def _dropout_driver(which: int, dtype: str, par: bool) -> Any:
+    """Driver `which` (0 forward, 1 backward) for dtype, parallel or serial, created and
+    compiled (or loaded from the on-disk cache) on first use."""
+    k = (which, dtype, par)
+    d = _dropout_drivers.get(k)
     if d is None:
         with _compile_lock:
-            fns = (_dropout_fwd, _dropout_bwd) if par else (_dropout_fwd_ser, _dropout_bwd_ser)
-            d = _dropout_drivers[par] = tuple(
-                njit(parallel=par, nogil=True, cache=True)(f) for f in fns
-            )
-    return d, (nt if par else 1)
+            d = _dropout_drivers.get(k)
+            if d is None:
+                ro = types.Array(_NUMBA_DTYPES[dtype], 1, "C", readonly=True)
+                rw = types.Array(_NUMBA_DTYPES[dtype], 1, "C")
+                prm = types.Array(types.float64, 1, "C", readonly=True)
+                keys = (types.uint64, types.uint64, types.int64, types.int64)
+                if which == 0:
+                    sig = types.void(ro, rw, prm, *keys, types.boolean, types.intp)
+                else:
+                    sig = types.void(ro, ro, rw, prm, *keys, types.int64, types.intp)
+                f = (_dropout_fwd, _dropout_bwd)[which]
+                name = f"{f.__name__}_{dtype}_{'par' if par else 'ser'}"
+                d = _dropout_drivers[k] = _jit(sig, par, _renamed(f, name))
+    return d
 
 
 def _dropout_threads(n: int, nthreads: int) -> int:
@@ -1687,21 +1700,24 @@ def _dropout_threads(n: int, nthreads: int) -> int:
 
 def _dropout_launch(which: int, args: Tuple[Any, ...], n: int, nthreads: int) -> None:
     """Run driver `which` (0 forward, 1 backward) as _run_parallel runs the SELU kernels: the
-    same lock while the threading layer is unknown or 'workqueue', the serial twin otherwise."""
+    same lock while the threading layer is unknown or 'workqueue', the serial twin otherwise
+    (and in a forked child, for small arrays or one thread; see the module docstring)."""
     global _layer
-    (kernels, nt) = _dropout_kernels(_dropout_threads(n, nthreads))
-    if nt == 1:
-        kernels[which](*args, 1)
+    dtype = args[0].dtype.name
+    nt = _dropout_threads(n, nthreads)
+    if nt == 1 or _serial_only:
+        _dropout_driver(which, dtype, False)(*args, 1)
         return
+    kernel = _dropout_driver(which, dtype, True)
     if _layer is not None and _layer != "workqueue":
-        _call_parallel(kernels[which], args, nt)
+        _call_parallel(kernel, args, nt)
         return
     lock = _par_lock
     if not lock.acquire(blocking=False):
-        _dropout_kernels(1)[0][which](*args, 1)
+        _dropout_driver(which, dtype, False)(*args, 1)
         return
     try:
-        _call_parallel(kernels[which], args, nt)
+        _call_parallel(kernel, args, nt)
         if _layer is None:
             _layer = numba.threading_layer()
     finally:

@@ -209,6 +209,7 @@ def test_numba_float16_lanes_without_f16c(tmp_path):
         str(tmp_path / "out.npz"),
         timeout=600,
         FASTSELU_BACKEND="numba",
+        NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"),  # no other target's entries beside ours
         NUMBA_CPU_NAME="x86-64",
         NUMBA_CPU_FEATURES="+64bit,+cx8,+fxsr,+mmx,+sse,+sse2",
     )
