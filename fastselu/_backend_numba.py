@@ -1541,7 +1541,7 @@ def _do_bwd_typed(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
 def _params_tuple(typingctx, prm):  # type: ignore[no-untyped-def]
     """prm's values as a tuple, which the per-element functions index as they index prm: values
     LLVM keeps in registers, where loads from the array stay in every loop that stores (it
-    cannot rule out that the store changes them); 1.5-2.5x faster tiles."""
+    cannot rule out that the store changes them); tiles 1.2-2.5x faster."""
     n = _dp.N_PARAMS
     sig = types.UniTuple(types.float64, n)(prm)
 

@@ -109,8 +109,9 @@ def _lanes_f16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
 
 
 def _lanes_bf16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
-    """g*d rounded once to bfloat16 (g: <8 x i16> bits): p rounded at bit 16, the half-way case
-    by e's sign.  Flagged: 0 < |p| < 2^-100, where e may be inexact."""
+    """g*d rounded once to bfloat16 (g: <8 x i16> bits, to float32 by a shift: f16c unused):
+    p rounded at bit 16, the half-way case by e's sign.  Flagged: 0 < |p| < 2^-100, where e may
+    be inexact."""
     p, e, pb, eb = _product(b, b.bitcast(b.shl(b.zext(g, _VI), _k(16)), _VF), d)
     other = b.lshr(b.xor(pb, eb), _k(31))
     r = b.lshr(b.sub(b.add(pb, _k(0x8000)), other), _k(16))
