@@ -569,6 +569,34 @@ def test_cython_and_numba_bit_identical(dtype):
         assert np.array_equal(u, v), i
 
 
+def test_numba_drivers_one_signature_each(restore_threads):
+    """numba's on-disk cache keeps a function's signatures in one index, whose updates race
+    between processes compiling at once (numba #4807): every numba driver compiles exactly one
+    signature, whatever the dtype, thread count or writability of the inputs."""
+    if "numba" not in fs.available_backends():
+        pytest.skip("needs the numba backend")
+    from fastselu import _backend_numba as nb
+
+    with switched_backend("numba"):
+        for nt in (1, 2):
+            fs.set_num_threads(nt)
+            for dtype in DTYPES:
+                x = np.linspace(-3, 3, 200_001).astype(dtype)
+                ro = x.copy()
+                ro.flags.writeable = False
+                for a in (x, ro):
+                    z = fs.selu_alpha_dropout(a, 0.1, seed=1)
+                    fs.alpha_dropout(a, 0.1, seed=1)
+                    fs.selu_alpha_dropout_backward(a, a, 0.1, seed=1)
+                    fs.selu_alpha_dropout_backward(a, z, 0.1, seed=1, is_result=True)
+                    fs.selu_backward(a, a)
+    drivers = {**nb._dropout_drivers, **nb._dispatchers}
+    names = {np.dtype(d).name for d in DTYPES}
+    assert {(w, d) for w, d, _ in nb._dropout_drivers} == {(w, d) for w in (0, 1) for d in names}
+    for key, d in drivers.items():
+        assert len(d.signatures) == 1, (key, d.signatures)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_threads_and_chunk_splits_bit_identical(backend, dtype, restore_threads):
     n = 3 * 65536 + 5  # large enough for two threads
