@@ -1340,7 +1340,8 @@ def _dropped_f64(v, prm, fused):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _do_bwd_f32(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
+def _do_bwd_f32(gv, v, prm, mode):  # type: ignore[no-untyped-def]
+    """A kept element's gradient in fs_do_bwd_f32 (a dropped one's is _bwd_dropped)."""
     gf = gv
     xf = v
     g = np.float64(gf)
@@ -1354,7 +1355,7 @@ def _do_bwd_f32(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
         z = np.float64(xf)
         d_neg = (z + prm[_P_C_HI]) + prm[_P_C_LO]
         d = prm[_P_AS_HI] if z >= prm[_P_ZMIN] else d_neg
-    return _canon32(np.float32(g * d) if keep else gf * ZERO_F)
+    return _canon32(np.float32(g * d))
 
 
 @_inline
@@ -1433,19 +1434,19 @@ _tile_bwd_fused_f64 = _make_tile_bwd_fused(
 
 
 @_inline
-def _do_bwd_f32_fast(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
-    """One element of fs_dropout_bwd_f32's tile loops (mode 1: the fast path for x >= -80)."""
-    if mode == 1 and keep and not _bwd_x_f32_hard(v):
+def _do_bwd_f32_fast(gv, v, prm, mode):  # type: ignore[no-untyped-def]
+    """A kept element of fs_dropout_bwd_f32's tile loops (mode 1: the fast path for x >= -80)."""
+    if mode == 1 and not _bwd_x_f32_hard(v):
         return _canon32(_dbwd_fused_f32_fast(gv, v, _fused_tab_f32(prm)))
-    return _do_bwd_f32(gv, v, keep, prm, mode)
+    return _do_bwd_f32(gv, v, prm, mode)
 
 
 @_inline
-def _do_bwd_f64_fast(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
-    """One element of fs_dropout_bwd_f64's tile loops (mode 1: the fast path for x > -700)."""
-    if mode == 1 and keep and not _bwd_x_f64_hard(v):
+def _do_bwd_f64_fast(gv, v, prm, mode):  # type: ignore[no-untyped-def]
+    """A kept element of fs_dropout_bwd_f64's tile loops (mode 1: the fast path for x > -700)."""
+    if mode == 1 and not _bwd_x_f64_hard(v):
         return _canon64(_dbwd_fused_f64_fast(gv, v, _fused_tab_f64(prm)))
-    return _do_bwd_f64(gv, v, keep, prm, mode)
+    return _do_bwd_f64(gv, v, prm, mode)
 
 
 @_inline
@@ -1469,7 +1470,8 @@ def _bwd_exp_f64(g, x, k_hi, k_lo):  # type: ignore[no-untyped-def]
 
 
 @_inline
-def _do_bwd_f64(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
+def _do_bwd_f64(gv, v, prm, mode):  # type: ignore[no-untyped-def]
+    """A kept element's gradient in fs_do_bwd_f64 (as _do_bwd_f32)."""
     g = gv
     x = v
     if mode == 0:
@@ -1487,7 +1489,7 @@ def _do_bwd_f64(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
         dl2 = 0.0 if pos else prm[_P_C_LO2]
         v = _fma(g, dh, _fma(g, dl, g * dl2))  # the constant in three words
         kept = v if (g - g == 0.0) & (g != 0.0) & (v - v == 0.0) else g * ((dh + dl) + dl2)
-    return _canon64(kept if keep else g * 0.0)
+    return _canon64(kept)
 
 
 def _kept(v, prm, fused):  # type: ignore[no-untyped-def]
@@ -1498,7 +1500,7 @@ def _dropped(v, prm, fused):  # type: ignore[no-untyped-def]
     """_dropped_f32 or _dropped_f64, picked by v's type when numba compiles."""
 
 
-def _do_bwd(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
+def _do_bwd(gv, v, prm, mode):  # type: ignore[no-untyped-def]
     """_do_bwd_f32 or _do_bwd_f64, picked by gv's type when numba compiles."""
 
 
@@ -1533,7 +1535,7 @@ def _dropped_typed(v, prm, fused):  # type: ignore[no-untyped-def]
 
 
 @overload(_do_bwd, inline="always")
-def _do_bwd_typed(gv, v, keep, prm, mode):  # type: ignore[no-untyped-def]
+def _do_bwd_typed(gv, v, prm, mode):  # type: ignore[no-untyped-def]
     return (_do_bwd_f32_fast if gv == types.float32 else _do_bwd_f64_fast).py_func
 
 
@@ -1594,20 +1596,21 @@ def _dropout_chunk(  # type: ignore[no-untyped-def]
 
 
 def _make_tile_bwd(mode: int) -> Any:
-    """A tile of the backward of AlphaDropout alone (mode 0) or of the fused one from its result
-    (mode 2), the mode fixed when numba compiles: as _make_tile_fwd."""
+    """A tile of the backward of AlphaDropout alone (mode 0), of the fused one from x (mode 1,
+    a tile with a hard x) or from its result (mode 2), the mode fixed when numba compiles: as
+    _make_tile_fwd."""
 
     @njit(cache=False)
     def tile(gs, xs, os, buf, w, thr, drop_all, c):  # type: ignore[no-untyped-def]
         for k in range(gs.size):
-            buf[k] = _do_bwd(gs[k], xs[k], True, c, mode)
+            buf[k] = _do_bwd(gs[k], xs[k], c, mode)
         for k in range(gs.size):
             os[k] = buf[k] if (w[k] >= thr) & (not drop_all) else _bwd_dropped(gs[k])
 
     return tile
 
 
-_tile_bwd_alone, _tile_bwd_result = _make_tile_bwd(0), _make_tile_bwd(2)
+_tile_bwd_alone, _tile_bwd_hard, _tile_bwd_result = (_make_tile_bwd(m) for m in (0, 1, 2))
 
 
 @njit(cache=False)
@@ -1629,9 +1632,7 @@ def _dropout_bwd_chunk(  # type: ignore[no-untyped-def]
         elif mode == 2:
             _tile_bwd_result(gs, xs, os, buf, w, thr, drop_all, c)
         elif not _tile_bwd_fused(gs, xs, os, buf, w, thr, drop_all, c):
-            for k in range(m):  # a tile with a hard x
-                keep = (w[k] >= thr) and not drop_all
-                os[k] = _do_bwd(gs[k], xs[k], keep, c, 1)
+            _tile_bwd_hard(gs, xs, os, buf, w, thr, drop_all, c)
 
 
 def _dropout_fwd(x, out, prm, k0, k1, start, inner, fused, nt):  # type: ignore[no-untyped-def]

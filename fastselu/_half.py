@@ -101,7 +101,8 @@ def tables(
     2^15 inputs with the sign bit set), as _half_kernels.h's fs_half_init builds them: float32
     rounded to odd, except bfloat16's d(x), float64 (the float32 value, or where |x| >= 80 the
     double itself).  The C tables also hold the other half (SCALE rounded to odd where x > 0,
-    else the entry of -x); the numba kernels take SCALE_RO by a test of the sign instead."""
+    else the entry of -x), as _half_numba._full builds them for numba's lanes; the element
+    functions take SCALE_RO by a test of the sign instead."""
     bits = np.arange(1 << 16, dtype=np.uint64).astype(np.uint16)
     fwd = np.empty(1 << 16, np.uint16)
     evaluate("forward", fmt, forward64, (bits,), fwd)
