@@ -12,7 +12,7 @@ threading layer are handled as for the float kernels (``_backend_numba._run_para
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import numba
 import numpy as np
@@ -228,7 +228,7 @@ _FMT = {
 }
 
 
-def _make_kernels(fmt: str) -> Dict[Tuple[str, bool], Any]:
+def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
     to_double, to_small, inf = _FMT[fmt]
     one = np.uint16(1)
     low = np.uint16(0x7FFF)
