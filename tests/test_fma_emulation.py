@@ -172,6 +172,55 @@ def test_float64_forward_variants_agree_on_sign_runs_block_edges_and_tails():
     _forward_agrees_in_every_variant(K, cases)
 
 
+# (g, x) whose final fma the baseline's SSE2 backward flags (found by its test): double sums on a
+# float midpoint (exact ties, which cvtpd2ps rounds right: the test is cheaper than knowing
+# that), and results at or below FLT_MIN (x > 0 among them)
+FLAGGED_BWD = """-0x1.8p+22 -0x1.2b991ap+1  -0x1.6p-30 -0x1.6aa05cp+4  0x1.4p+29 -0x1.74a37cp+1
+-0x1.4169d2p-19 0x1.8e5892p-1  0x1.08p+0 -0x1.54183cp+5  -0x1.38p-3 -0x1.9f77dep+0
+-0x1.4169d2p-10 0x1.088d9cp+2  0x1.ep-1 -0x1.d0a5cap+0  -0x1.000048p-126 -0x1.2b991ap+1
+0x1.00004cp-126 -0x1.2b991ap+1  0x1p-149 0x1p+0  -0x1p-126 0x1p-3  0x1.2p-140 -0x1p+1"""
+
+
+def test_float32_backward_variants_agree_on_flagged_groups():
+    """The float32 backward from x of every variant gives the same bits where the baseline's SSE2
+    groups flag an element, so that its group of 8 is computed again by the exact scalar kernel:
+    each flagged pair at every position of two groups and a tail, written to a new array, into g
+    and into x (a flagged group must store nothing before the redo reads its inputs)."""
+    np = pytest.importorskip("numpy")
+    K = pytest.importorskip("fastselu._kernels")
+    if len(K.SUPPORTED) < 2:
+        pytest.skip("one SIMD variant on this machine")
+    vals = [float.fromhex(h) for h in FLAGGED_BWD.split()]
+    pairs = list(zip(vals[::2], vals[1::2]))
+    rng = np.random.default_rng(5)
+    cases = []
+    for gp, xp in pairs:
+        for pos in range(19):
+            g = rng.standard_normal(19).astype(np.float32)
+            x = rng.standard_normal(19).astype(np.float32)
+            g[pos], x[pos] = gp, xp
+            cases.append((g, x))
+    out = {}
+    try:
+        for v in K.SUPPORTED:
+            K.set_simd(v)
+            res = []
+            for g, x in cases:
+                o = np.empty_like(x)
+                K.backward_x(g, x, o, 1)
+                g2, x2 = g.copy(), x.copy()
+                K.backward_x(g2, x, g2, 1)
+                K.backward_x(g, x2, x2, 1)
+                res.append(np.concatenate([o, g2, x2]).view(np.uint32))
+            out[v] = np.concatenate(res)
+    finally:
+        K.set_simd(None)
+    first = out[K.SUPPORTED[0]]
+    for v, res in out.items():
+        bad = np.flatnonzero(first != res)
+        assert bad.size == 0, (v, bad.size, [hex(first[i]) for i in bad[:4]])
+
+
 def _forward_agrees_in_every_variant(K, cases):
     """K.forward of each array in `cases`, to a new array and in place, has the same bits in
     every SIMD variant this CPU runs."""
