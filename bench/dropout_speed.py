@@ -13,7 +13,11 @@ faults included: what a busy machine distorts least).  Rows:
 * ``fs fwd``: ``fastselu.torch.selu_alpha_dropout(t, p, True)`` on the same kind of leaf;
 * ``fs fwd+bwd``: the same, then ``.backward(g)``;
 * ``np fwd out=``: ``fastselu.selu_alpha_dropout(x, p, seed=1, out=o)`` (NumPy API);
-* ``np selu out=``: ``fastselu.selu(x, out=o)``.
+* ``np selu out=``: ``fastselu.selu(x, out=o)``;
+* ``np drop out=``: ``fastselu.alpha_dropout(x, p, seed=1, out=o)``, AlphaDropout alone: the
+  Philox mask and an affine map, what the fused kernel adds to a SELU.  The last column,
+  ``torch f / np drop``, is the most any fused forward drawing this mask could gain over torch's
+  forward (the SELU then free).
 
 Both libraries get the same thread count (torch draws its mask serially, so a second thread
 helps it little).  Not a test: on a shared machine only ratios taken in one run mean something.
@@ -75,6 +79,9 @@ def rows(n: int, dtype: torch.dtype, p: float):  # type: ignore[no-untyped-def]
     def np_selu() -> None:
         fastselu.selu(x, out=o)
 
+    def np_drop() -> None:
+        fastselu.alpha_dropout(x, p, seed=1, out=o)
+
     return {
         "torch fwd": torch_fwd,
         "torch fwd+bwd": torch_fb,
@@ -82,6 +89,7 @@ def rows(n: int, dtype: torch.dtype, p: float):  # type: ignore[no-untyped-def]
         "fs fwd+bwd": fs_fb,
         "np fwd out=": np_fwd,
         "np selu out=": np_selu,
+        "np drop out=": np_drop,
     }
 
 
@@ -104,14 +112,15 @@ def main() -> None:
         print(f"\n{nt} thread(s): medians in ms; ratios torch / fastselu, fused / selu")
         print(
             f"{'n':>5} {'dtype':>8} | {'torch f':>8} {'fs f':>7} {'x':>5} | {'torch fb':>8} "
-            f"{'fs fb':>7} {'x':>5} | {'np f':>7} {'selu':>7} {'f/selu':>6}"
+            f"{'fs fb':>7} {'x':>5} | {'np f':>7} {'selu':>7} {'f/selu':>6} | {'drop':>7} "
+            f"{'bound':>5}"
         )
         for size in (int(float(s)) for s in args.sizes.split(",")):
             for dn in args.dtypes.split(","):
                 fns = rows(size, getattr(torch, dn), args.p)
                 names = list(fns)
                 res: dict[str, list[float]] = {k: [] for k in names}
-                ratio_f, ratio_fb, ratio_sel = [], [], []
+                ratio_f, ratio_fb, ratio_sel, bound = [], [], [], []
                 for r in range(args.repeat):
                     order = names[r % len(names) :] + names[: r % len(names)]
                     got = {k: timed(fns[k], args.min_time) for k in order}
@@ -120,13 +129,15 @@ def main() -> None:
                     ratio_f.append(got["torch fwd"] / got["fs fwd"])
                     ratio_fb.append(got["torch fwd+bwd"] / got["fs fwd+bwd"])
                     ratio_sel.append(got["np fwd out="] / got["np selu out="])
+                    bound.append(got["torch fwd"] / got["np drop out="])
                 m = {k: statistics.median(v) * 1e3 for k, v in res.items()}
                 print(
                     f"{size:>5.0e} {dn:>8} | {m['torch fwd']:8.3f} {m['fs fwd']:7.3f} "
                     f"{statistics.median(ratio_f):5.1f} | {m['torch fwd+bwd']:8.3f} "
                     f"{m['fs fwd+bwd']:7.3f} {statistics.median(ratio_fb):5.1f} | "
                     f"{m['np fwd out=']:7.3f} {m['np selu out=']:7.3f} "
-                    f"{statistics.median(ratio_sel):6.2f}",
+                    f"{statistics.median(ratio_sel):6.2f} | {m['np drop out=']:7.3f} "
+                    f"{statistics.median(bound):5.1f}",
                     flush=True,
                 )
 
