@@ -586,7 +586,7 @@ FS_INLINE void fs_tile_bwd_fused_f32(const float *gs, const float *xs, float *os
         for (ptrdiff_t k = k0; k < m; k++) {
             float gv = gs[k];
             float r = fs_dbwd_fused_f32_fast(gv, xs[k], ft);
-            os[k] = fs_canon32((wk[k] >= thr) & !drop_all ? r : gv * 0.0f);
+            os[k] = fs_canon32(((wk[k] >= thr) & !drop_all) ? r : gv * 0.0f);
         }
         return;
     }
@@ -637,7 +637,7 @@ FS_INLINE void fs_tile_bwd_fused_f64(const double *gs, const double *xs, double 
         for (ptrdiff_t k = k0; k < m; k++) {
             double gv = gs[k];
             double r = fs_dbwd_fused_f64_fast(gv, xs[k], dt, 0);
-            os[k] = fs_canon64((wk[k] >= thr) & !drop_all ? r : gv * 0.0);
+            os[k] = fs_canon64(((wk[k] >= thr) & !drop_all) ? r : gv * 0.0);
         }
         return;
     }
