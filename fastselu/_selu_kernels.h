@@ -1071,6 +1071,16 @@ void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
 /* RN_float(d), as a double */
 FS_INLINE __m128d fs_sse2_rnf(__m128d d) { return _mm_cvtps_pd(_mm_cvtpd_ps(d)); }
 
+/* Masks, in lane order, of the four doubles of lo and hi whose low 29 bits are 1 << 28: a sum
+ * rounded to double that fell on a float midpoint, where rounding it to float again may differ
+ * from rounding the exact sum once (fs_fmaf_k's test, on the low 32 bits) */
+FS_INLINE __m128i fs_sse2_on_float_midpoint(__m128d lo, __m128d hi)
+{
+    __m128 lw = _mm_shuffle_ps(_mm_castpd_ps(lo), _mm_castpd_ps(hi), _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(lw), _mm_set1_epi32(0x1FFFFFFF)),
+                           _mm_set1_epi32(0x10000000));
+}
+
 /* a*b + c rounded to float when it lies in the binade of B: bc = B + c */
 FS_INLINE __m128d fs_sse2_grid(__m128d a, __m128d b, double bc, double big)
 {
@@ -1171,16 +1181,10 @@ FS_INLINE int fs_fwd_f32_sse2_group(const float *x, float *out, int exact)
         xd[j + 1] = _mm_cvtps_pd(_mm_movehl_ps(xv[j / 2], xv[j / 2]));
     }
     fs_fwd_f32_sse2(xd, r, chk, exact);
-    const __m128i mask = _mm_set1_epi32(0x1FFFFFFF), mid = _mm_set1_epi32(0x10000000);
     __m128i acc = _mm_setzero_si128();
-    for (int i = 0; i < 5; i++) {            /* the low 32 bits of the sums, four at a time */
-        for (int j = 0; j < FS_NH; j += 2) {
-            __m128 lw = _mm_shuffle_ps(_mm_castpd_ps(chk[i][j]), _mm_castpd_ps(chk[i][j + 1]),
-                                       _MM_SHUFFLE(2, 0, 2, 0));
-            acc = _mm_or_si128(acc, _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(lw), mask),
-                                                    mid));
-        }
-    }
+    for (int i = 0; i < 5; i++)              /* the sums, four at a time */
+        for (int j = 0; j < FS_NH; j += 2)
+            acc = _mm_or_si128(acc, fs_sse2_on_float_midpoint(chk[i][j], chk[i][j + 1]));
     if (!exact && _mm_movemask_ps(_mm_castsi128_ps(acc)))
         return 1;
     /* every result has x's sign (SELU keeps it, NaN passes x's): -0 gets it back */
@@ -1271,6 +1275,11 @@ void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
 FS_INLINE __m128d fs_sse2_sel(__m128d m, __m128d a, __m128d b)
 {
     return _mm_or_pd(_mm_and_pd(m, a), _mm_andnot_pd(m, b));
+}
+
+FS_INLINE __m128 fs_sse2_sel_ps(__m128 m, __m128 a, __m128 b)
+{
+    return _mm_or_ps(_mm_and_ps(m, a), _mm_andnot_ps(m, b));
 }
 
 /* For constants: a ^ b as a vector of bits */
@@ -1539,7 +1548,6 @@ FS_INLINE int fs_bwd_x_f32_sse2(const float *gp, const float *xp, float *op)
 {
     const __m128 zero = _mm_setzero_ps(), sgn = _mm_set1_ps(-0.0f);
     const __m128i ebias = _mm_set1_epi32((int)(MAGIC_F_BITS - 508u));
-    const __m128i low = _mm_set1_epi32(0x1FFFFFFF), mid = _mm_set1_epi32(0x10000000);
     __m128 x[FS_NV32], g[FS_NV32], res[FS_NV32];
     __m128i flag = _mm_setzero_si128();
     for (int j = 0; j < FS_NV32; j++) {
@@ -1554,11 +1562,9 @@ FS_INLINE int fs_bwd_x_f32_sse2(const float *gp, const float *xp, float *op)
         __m128i b = _mm_castps_si128(z);
         __m128 m0 = _mm_castsi128_ps(_mm_srai_epi32(_mm_slli_epi32(b, 31), 31));
         __m128 m1 = _mm_castsi128_ps(_mm_srai_epi32(_mm_slli_epi32(b, 30), 31));
-#define FS_SEL4(T) _mm_or_ps(                                                                  \
-        _mm_and_ps(m1, _mm_or_ps(_mm_and_ps(m0, _mm_set1_ps(T[3])),                            \
-                                 _mm_andnot_ps(m0, _mm_set1_ps(T[2])))),                       \
-        _mm_andnot_ps(m1, _mm_or_ps(_mm_and_ps(m0, _mm_set1_ps(T[1])),                         \
-                                    _mm_andnot_ps(m0, _mm_set1_ps(T[0])))))
+#define FS_SEL4(T) fs_sse2_sel_ps(m1,                                                           \
+        fs_sse2_sel_ps(m0, _mm_set1_ps(T[3]), _mm_set1_ps(T[2])),                              \
+        fs_sse2_sel_ps(m0, _mm_set1_ps(T[1]), _mm_set1_ps(T[0])))
         __m128 th = FS_SEL4(FS_T32_HI), tl = FS_SEL4(FS_T32_LO);
 #undef FS_SEL4
         __m128 t = _mm_castsi128_ps(_mm_slli_epi32(_mm_srai_epi32(_mm_sub_epi32(b, ebias), 2), 23));
@@ -1568,17 +1574,14 @@ FS_INLINE int fs_bwd_x_f32_sse2(const float *gp, const float *xp, float *op)
         __m128 pp = _mm_add_ps(_mm_mul_ps(_mm_mul_ps(s, s), q), s);
         __m128 l = _mm_add_ps(_mm_mul_ps(th, pp), tl);
         __m128 pos = _mm_cmpgt_ps(x[j], zero);
-        __m128 a = _mm_or_ps(_mm_and_ps(pos, _mm_set1_ps(SCALE_HI_F)),
-                             _mm_andnot_ps(pos, _mm_mul_ps(th, t)));
-        __m128 bl = _mm_or_ps(_mm_and_ps(pos, _mm_set1_ps(SCALE_LO_F)),
-                              _mm_andnot_ps(pos, _mm_mul_ps(l, t)));
+        __m128 a = fs_sse2_sel_ps(pos, _mm_set1_ps(SCALE_HI_F), _mm_mul_ps(th, t));
+        __m128 bl = fs_sse2_sel_ps(pos, _mm_set1_ps(SCALE_LO_F), _mm_mul_ps(l, t));
         __m128 c = _mm_mul_ps(g[j], bl);
         __m128d d0 = _mm_add_pd(_mm_mul_pd(_mm_cvtps_pd(g[j]), _mm_cvtps_pd(a)), _mm_cvtps_pd(c));
         __m128d d1 = _mm_add_pd(_mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(g[j], g[j])),
                                            _mm_cvtps_pd(_mm_movehl_ps(a, a))),
                                 _mm_cvtps_pd(_mm_movehl_ps(c, c)));
-        __m128 lw = _mm_shuffle_ps(_mm_castpd_ps(d0), _mm_castpd_ps(d1), _MM_SHUFFLE(2, 0, 2, 0));
-        flag = _mm_or_si128(flag, _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(lw), low), mid));
+        flag = _mm_or_si128(flag, fs_sse2_on_float_midpoint(d0, d1));
         __m128 r = _mm_movelh_ps(_mm_cvtpd_ps(d0), _mm_cvtpd_ps(d1));
         /* g = +-0, +-inf, NaN: g*a, a NaN the default one; other g: r, flagged where it is at
          * most FLT_MIN (the sum was then below FLT_MIN, or rounded up to it) */
@@ -1587,9 +1590,8 @@ FS_INLINE int fs_bwd_x_f32_sse2(const float *gp, const float *xp, float *op)
         flag = _mm_or_si128(flag, _mm_castps_si128(_mm_and_ps(
             ok, _mm_cmple_ps(_mm_andnot_ps(sgn, r), _mm_set1_ps(FLT_MIN)))));
         __m128 alt = _mm_mul_ps(g[j], a);
-        __m128 nan = _mm_cmpunord_ps(alt, alt);
-        alt = _mm_or_ps(_mm_and_ps(nan, _mm_set1_ps(NAN)), _mm_andnot_ps(nan, alt));
-        res[j] = _mm_or_ps(_mm_and_ps(ok, r), _mm_andnot_ps(ok, alt));
+        alt = fs_sse2_sel_ps(_mm_cmpunord_ps(alt, alt), _mm_set1_ps(NAN), alt);
+        res[j] = fs_sse2_sel_ps(ok, r, alt);
     }
     if (_mm_movemask_ps(_mm_castsi128_ps(flag)))
         return 1;
