@@ -53,7 +53,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numba
 import numpy as np
@@ -844,19 +844,31 @@ _compile_lock = threading.Lock()
 def _kernel(kind: str, dtype: str, parallel: bool) -> Any:
     """The compiled driver for (kind, dtype, parallel): created, and compiled or loaded from the
     on-disk cache, on first use."""
-    k = (kind, dtype, parallel)
-    d = _dispatchers.get(k)
-    if d is not None:
-        return d
-    with _compile_lock:
-        d = _dispatchers.get(k)
-        if d is None:
-            ro = types.Array(_NUMBA_DTYPES[dtype], 1, "C", readonly=True)
-            rw = types.Array(_NUMBA_DTYPES[dtype], 1, "C")
-            arrays = (ro,) if kind == "forward" else (ro, ro)
-            sig = types.void(*arrays, rw, types.intp)
-            d = _dispatchers[k] = _jit(sig, parallel, _define(kind, dtype, parallel))
+
+    def make() -> Any:
+        ro, rw = _array_types(dtype)
+        arrays = (ro,) if kind == "forward" else (ro, ro)
+        sig = types.void(*arrays, rw, types.intp)
+        return _jit(sig, parallel, _define(kind, dtype, parallel))
+
+    return _compiled(_dispatchers, (kind, dtype, parallel), make)
+
+
+def _compiled(cache: Dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    """cache[key], made by make() under the compile lock the first time."""
+    d = cache.get(key)
+    if d is None:
+        with _compile_lock:
+            d = cache.get(key)
+            if d is None:
+                d = cache[key] = make()
     return d
+
+
+def _array_types(dtype: str) -> Tuple[Any, Any]:
+    """numba's types of a read-only and of a writable contiguous 1-D array of dtype."""
+    dt = _NUMBA_DTYPES[dtype]
+    return types.Array(dt, 1, "C", readonly=True), types.Array(dt, 1, "C")
 
 
 def _jit(sig: Any, parallel: bool, py_func: Any) -> Any:
@@ -1672,24 +1684,19 @@ _dropout_drivers: Dict[Tuple[int, str, bool], Any] = {}
 def _dropout_driver(which: int, dtype: str, par: bool) -> Any:
     """Driver `which` (0 forward, 1 backward) for dtype, parallel or serial, created and
     compiled (or loaded from the on-disk cache) on first use."""
-    k = (which, dtype, par)
-    d = _dropout_drivers.get(k)
-    if d is None:
-        with _compile_lock:
-            d = _dropout_drivers.get(k)
-            if d is None:
-                ro = types.Array(_NUMBA_DTYPES[dtype], 1, "C", readonly=True)
-                rw = types.Array(_NUMBA_DTYPES[dtype], 1, "C")
-                prm = types.Array(types.float64, 1, "C", readonly=True)
-                keys = (types.uint64, types.uint64, types.int64, types.int64)
-                if which == 0:
-                    sig = types.void(ro, rw, prm, *keys, types.boolean, types.intp)
-                else:
-                    sig = types.void(ro, ro, rw, prm, *keys, types.int64, types.intp)
-                f = (_dropout_fwd, _dropout_bwd)[which]
-                name = f"{f.__name__}_{dtype}_{'par' if par else 'ser'}"
-                d = _dropout_drivers[k] = _jit(sig, par, _renamed(f, name))
-    return d
+
+    def make() -> Any:
+        ro, rw = _array_types(dtype)
+        prm = _array_types("float64")[0]
+        keys = (types.uint64, types.uint64, types.int64, types.int64)
+        if which == 0:
+            sig = types.void(ro, rw, prm, *keys, types.boolean, types.intp)
+        else:
+            sig = types.void(ro, ro, rw, prm, *keys, types.int64, types.intp)
+        f = (_dropout_fwd, _dropout_bwd)[which]
+        return _jit(sig, par, _renamed(f, f"{f.__name__}_{dtype}_{'par' if par else 'ser'}"))
+
+    return _compiled(_dropout_drivers, (which, dtype, par), make)
 
 
 def _dropout_threads(n: int, nthreads: int) -> int:
