@@ -456,24 +456,23 @@ FS_INLINE ptrdiff_t fs_tile_fwd_fused_f32_avx2(const float *xs, float *os, const
     const __m256i all = _mm256_set1_epi32(!drop_all && thr == 0 ? -1 : 0);
     const __m256i some = _mm256_set1_epi32(!drop_all && thr != 0 ? -1 : 0);
     ptrdiff_t k = 0;
-#define FS_EACH(st) for (int h = 0; h < H; h++) { st; }
     for (; k + 4 * H <= m; k += 4 * H) {
         __m256d x[H], d[H], z[H], t[H], r[H], q[H];
-        FS_EACH(x[h] = _mm256_cvtps_pd(_mm_loadu_ps(xs + k + 4 * h)))
-        FS_EACH(d[h] = _mm256_sub_pd(_mm256_sub_pd(x[h], l_hi), l_lo))
-        FS_EACH(d[h] = _mm256_blendv_pd(d[h], lo128, _mm256_cmp_pd(d[h], lo128, _CMP_LT_OQ)))
-        FS_EACH(z[h] = _mm256_fmadd_pd(d[h], _mm256_set1_pd(LOG2E), magic))
-        FS_EACH(t[h] = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(z[h]), 52)))
-        FS_EACH(r[h] = _mm256_fmadd_pd(_mm256_sub_pd(z[h], magic), _mm256_set1_pd(-LN2), d[h]))
-        FS_EACH(q[h] = _mm256_fmadd_pd(_mm256_set1_pd(Q2_C5), r[h], _mm256_set1_pd(Q2_C4)))
-        FS_EACH(q[h] = _mm256_fmadd_pd(q[h], r[h], _mm256_set1_pd(Q2_C3)))
-        FS_EACH(q[h] = _mm256_fmadd_pd(q[h], r[h], _mm256_set1_pd(Q2_C2)))
-        FS_EACH(q[h] = _mm256_fmadd_pd(q[h], r[h], _mm256_set1_pd(Q2_C1)))
-        FS_EACH(q[h] = _mm256_fmadd_pd(q[h], r[h], _mm256_set1_pd(Q2_C0)))
-        FS_EACH(q[h] = _mm256_fmadd_pd(_mm256_mul_pd(r[h], r[h]), q[h], r[h]))
-        FS_EACH(q[h] = _mm256_fmadd_pd(t[h], q[h], _mm256_sub_pd(t[h], _mm256_set1_pd(1.0))))
-        FS_EACH(q[h] = _mm256_blendv_pd(_mm256_mul_pd(c_hi, q[h]), _mm256_fmadd_pd(x[h], as_hi, ab_hi),
-                                        _mm256_cmp_pd(x[h], zero, _CMP_GT_OQ)))
+        FS_EACH(H) x[h] = _mm256_cvtps_pd(_mm_loadu_ps(xs + k + 4 * h));
+        FS_EACH(H) d[h] = _mm256_sub_pd(_mm256_sub_pd(x[h], l_hi), l_lo);
+        FS_EACH(H) d[h] = _mm256_blendv_pd(d[h], lo128, _mm256_cmp_pd(d[h], lo128, _CMP_LT_OQ));
+        FS_EACH(H) z[h] = _mm256_fmadd_pd(d[h], _mm256_set1_pd(LOG2E), magic);
+        FS_EACH(H) t[h] = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(z[h]), 52));
+        FS_EACH(H) r[h] = _mm256_fmadd_pd(_mm256_sub_pd(z[h], magic), _mm256_set1_pd(-LN2), d[h]);
+        FS_EACH(H) q[h] = _mm256_fmadd_pd(_mm256_set1_pd(Q2_C5), r[h], _mm256_set1_pd(Q2_C4));
+        FS_EACH(H) q[h] = _mm256_fmadd_pd(q[h], r[h], _mm256_set1_pd(Q2_C3));
+        FS_EACH(H) q[h] = _mm256_fmadd_pd(q[h], r[h], _mm256_set1_pd(Q2_C2));
+        FS_EACH(H) q[h] = _mm256_fmadd_pd(q[h], r[h], _mm256_set1_pd(Q2_C1));
+        FS_EACH(H) q[h] = _mm256_fmadd_pd(q[h], r[h], _mm256_set1_pd(Q2_C0));
+        FS_EACH(H) q[h] = _mm256_fmadd_pd(_mm256_mul_pd(r[h], r[h]), q[h], r[h]);
+        FS_EACH(H) q[h] = _mm256_fmadd_pd(t[h], q[h], _mm256_sub_pd(t[h], _mm256_set1_pd(1.0)));
+        FS_EACH(H) q[h] = _mm256_blendv_pd(_mm256_mul_pd(c_hi, q[h]), _mm256_fmadd_pd(x[h], as_hi, ab_hi),
+                                        _mm256_cmp_pd(x[h], zero, _CMP_GT_OQ));
         for (int h = 0; h < H; h += 2) {
             __m256 xf = _mm256_loadu_ps(xs + k + 4 * h);
             __m256 kept = _mm256_set_m128(_mm256_cvtpd_ps(q[h + 1]), _mm256_cvtpd_ps(q[h]));
@@ -486,7 +485,6 @@ FS_INLINE ptrdiff_t fs_tile_fwd_fused_f32_avx2(const float *xs, float *os, const
             _mm256_storeu_ps(os + k + 4 * h, v);
         }
     }
-#undef FS_EACH
     return k;
 }
 #endif
@@ -597,16 +595,21 @@ FS_INLINE ptrdiff_t fs_tile_bwd_fused_f32_avx2(const float *gs, const float *xs,
     const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
     const __m256i thrm1 = drop_all ? _mm256_set1_epi32(0x7FFFFFFF)
                                    : _mm256_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
+    enum { H = FS_CHAINS };
     ptrdiff_t k = 0;
     if (thr == 0 && !drop_all) return 0;  /* thr - 1 wraps: the scalar loop takes the tile */
-    for (; k + 8 <= m; k += 8) {
-        __m256 xv = _mm256_loadu_ps(xs + k), gv = _mm256_loadu_ps(gs + k);
-        __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wk + k)), flip);
-        __m256 kept = _mm256_castsi256_ps(_mm256_cmpgt_epi32(wv, thrm1));
-        __m256 v = fs_bwd_x_f32_avx2(gv, xv, thv, tlv, ft.as_hi, ft.as_lo);
-        v = _mm256_blendv_ps(_mm256_mul_ps(gv, _mm256_setzero_ps()), v, kept);
-        v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-        _mm256_storeu_ps(os + k, v);
+    for (; k + 8 * H <= m; k += 8 * H) {
+        __m256 xv[H], gv[H], v[H];
+        FS_EACH(H) xv[h] = _mm256_loadu_ps(xs + k + 8 * h);
+        FS_EACH(H) gv[h] = _mm256_loadu_ps(gs + k + 8 * h);
+        fs_bwd_x_f32_avx2(H, gv, xv, v, thv, tlv, ft.as_hi, ft.as_lo);
+        for (int h = 0; h < H; h++) {
+            __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wk + k + 8 * h)), flip);
+            __m256 kept = _mm256_castsi256_ps(_mm256_cmpgt_epi32(wv, thrm1));
+            __m256 r = _mm256_blendv_ps(_mm256_mul_ps(gv[h], _mm256_setzero_ps()), v[h], kept);
+            r = _mm256_blendv_ps(r, _mm256_set1_ps(NAN), _mm256_cmp_ps(r, r, _CMP_UNORD_Q));
+            _mm256_storeu_ps(os + k + 8 * h, r);
+        }
     }
     return k;
 }
@@ -620,16 +623,21 @@ FS_INLINE ptrdiff_t fs_tile_bwd_fused_f64_avx2(const double *gs, const double *x
     const __m128i flip = _mm_set1_epi32((int)0x80000000u);
     const __m128i thrm1 = drop_all ? _mm_set1_epi32(0x7FFFFFFF)
                                    : _mm_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
+    enum { H = FS_CHAINS };
     ptrdiff_t k = 0;
     if (thr == 0 && !drop_all) return 0;
-    for (; k + 4 <= m; k += 4) {
-        __m256d xv = _mm256_loadu_pd(xs + k), gv = _mm256_loadu_pd(gs + k);
-        __m128i wv = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(wk + k)), flip);
-        __m256d kept = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_cmpgt_epi32(wv, thrm1)));
-        __m256d v = fs_bwd_x_f64_avx2(gv, xv, thv, tlv, dt.as_hi, dt.as_lo);
-        v = _mm256_blendv_pd(_mm256_mul_pd(gv, _mm256_setzero_pd()), v, kept);
-        v = _mm256_blendv_pd(v, _mm256_set1_pd(NAN), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
-        _mm256_storeu_pd(os + k, v);
+    for (; k + 4 * H <= m; k += 4 * H) {
+        __m256d xv[H], gv[H], v[H];
+        FS_EACH(H) xv[h] = _mm256_loadu_pd(xs + k + 4 * h);
+        FS_EACH(H) gv[h] = _mm256_loadu_pd(gs + k + 4 * h);
+        fs_bwd_x_f64_avx2(H, gv, xv, v, thv, tlv, dt.as_hi, dt.as_lo);
+        for (int h = 0; h < H; h++) {
+            __m128i wv = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(wk + k + 4 * h)), flip);
+            __m256d kept = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_cmpgt_epi32(wv, thrm1)));
+            __m256d r = _mm256_blendv_pd(_mm256_mul_pd(gv[h], _mm256_setzero_pd()), v[h], kept);
+            r = _mm256_blendv_pd(r, _mm256_set1_pd(NAN), _mm256_cmp_pd(r, r, _CMP_UNORD_Q));
+            _mm256_storeu_pd(os + k + 4 * h, r);
+        }
     }
     return k;
 }
