@@ -1066,10 +1066,57 @@ FS_BLOCKED_BACKWARD(x, double, f64, FS_NO_GROUPS, 1)  /* (baseline x86-64: SSE2 
 /* The forward kernels need no NaN canonicalisation: a NaN x takes the positive branch, whose
  * only NaN operand is x itself, so every variant passes on x's payload (quieted). */
 #ifdef FS_HW_FMA
+#if defined(__AVX2__) && !defined(__AVX512F__)
+/* fs_fwd_f32_k's operations (with an FMA unit) on FS_CHAINS vectors of 8 per step: in cache
+ * 0.66 -> 0.54 ns per element (C harness, Zen 3; gcc's vectorized loop above runs one vector's
+ * chain at a time).  AVX-512 builds keep the C loop (unmeasured here). */
+FS_INLINE ptrdiff_t fs_fwd_f32_avx2(const float *x, float *out, ptrdiff_t n)
+{
+    enum { H = FS_CHAINS };
+    ptrdiff_t i = 0;
+    for (; i + 8 * H <= n; i += 8 * H) {
+        __m256 xv[H], xc[H], z[H], nn[H], t[H], s_hi[H], s_lo[H], s[H], q[H], e_hi[H], sh[H];
+        __m256 err[H], lo[H], c[H];
+        FS_EACH(H) xv[h] = _mm256_loadu_ps(x + i + 8 * h);
+        FS_EACH(H) xc[h] = _mm256_max_ps(_mm256_set1_ps(-18.0f), xv[h]);  /* NaN passes */
+        FS_EACH(H) z[h] = _mm256_fmadd_ps(xc[h], _mm256_set1_ps(LOG2E_F),
+                                          _mm256_set1_ps(MAGIC_BIAS_F));
+        FS_EACH(H) nn[h] = _mm256_sub_ps(z[h], _mm256_set1_ps(MAGIC_BIAS_F));
+        FS_EACH(H) t[h] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(z[h]), 23));
+        FS_EACH(H) s_hi[h] = _mm256_fmadd_ps(nn[h], _mm256_set1_ps(-LN2_HI_F), xc[h]);
+        FS_EACH(H) s_lo[h] = _mm256_mul_ps(nn[h], _mm256_set1_ps(-LN2_LO_F));
+        FS_EACH(H) s[h] = _mm256_add_ps(s_hi[h], s_lo[h]);
+        FS_EACH(H) q[h] = _mm256_fmadd_ps(_mm256_set1_ps(EXPM1_F_C5), s[h],
+                                          _mm256_set1_ps(EXPM1_F_C4));
+        FS_EACH(H) q[h] = _mm256_fmadd_ps(q[h], s[h], _mm256_set1_ps(EXPM1_F_C3));
+        FS_EACH(H) q[h] = _mm256_fmadd_ps(q[h], s[h], _mm256_set1_ps(EXPM1_F_C2));
+        FS_EACH(H) q[h] = _mm256_fmadd_ps(q[h], s[h], _mm256_set1_ps(EXPM1_F_C1));
+        FS_EACH(H) q[h] = _mm256_fmadd_ps(q[h], s[h], _mm256_set1_ps(EXPM1_F_C0));
+        FS_EACH(H) q[h] = _mm256_fmadd_ps(_mm256_mul_ps(s[h], s[h]), q[h], s_lo[h]);   /* p2 */
+        FS_EACH(H) e_hi[h] = _mm256_mul_ps(_mm256_set1_ps(SA_HI_F), t[h]);
+        FS_EACH(H) sh[h] = _mm256_sub_ps(e_hi[h], _mm256_set1_ps(SA_HI_F));
+        FS_EACH(H) err[h] = _mm256_sub_ps(e_hi[h], _mm256_add_ps(sh[h], _mm256_set1_ps(SA_HI_F)));
+        FS_EACH(H) lo[h] = _mm256_mul_ps(_mm256_set1_ps(SA_LO_F), t[h]);
+        FS_EACH(H) c[h] = _mm256_fmadd_ps(lo[h], s_hi[h], _mm256_add_ps(
+                              _mm256_sub_ps(lo[h], _mm256_set1_ps(SA_LO_F)), err[h]));
+        FS_EACH(H) c[h] = _mm256_add_ps(sh[h], _mm256_fmadd_ps(e_hi[h], s_hi[h],
+                                                               _mm256_fmadd_ps(e_hi[h], q[h], c[h])));
+        FS_EACH(H) _mm256_storeu_ps(out + i + 8 * h, _mm256_blendv_ps(
+                       _mm256_fmadd_ps(xv[h], _mm256_set1_ps(SCALE_DN_F),
+                                       _mm256_mul_ps(xv[h], _mm256_set1_ps(SCALE_UP_F))),
+                       c[h], _mm256_cmp_ps(xv[h], _mm256_setzero_ps(), _CMP_LT_OQ)));
+    }
+    return i;
+}
+#else
+#define fs_fwd_f32_avx2(x, out, n) ((ptrdiff_t)0)
+#endif
+
 void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
 {
+    ptrdiff_t i0 = fs_fwd_f32_avx2(x, out, n);
     FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_fwd_f32(x[i]);
+    for (ptrdiff_t i = i0; i < n; i++) out[i] = fs_fwd_f32(x[i]);
 }
 #elif defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64)
 #include <emmintrin.h>
