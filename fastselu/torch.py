@@ -143,7 +143,7 @@ def _selu_op(x: torch.Tensor) -> torch.Tensor:
     """SELU(x) as a new contiguous tensor (fastselu's kernels on CPU float32/float64)."""
     if x.dtype in _FAST_DTYPES and x.device.type == "cpu" and x.layout == torch.strided:
         xc = x.contiguous()
-        out = torch.empty(x.shape, dtype=x.dtype, device="cpu")
+        out = _empty_like(x)
         _SELU.forward(_nd(xc), _nd(out))
         return out
     return _F.selu(x).contiguous()
@@ -166,7 +166,7 @@ def _selu_backward_op(grad: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         and result.layout == torch.strided
         and grad.shape == result.shape
     ):
-        out = torch.empty(result.shape, dtype=result.dtype, device="cpu")
+        out = _empty_like(result)
         _SELU.backward(_nd(grad.contiguous()), _nd(result.contiguous()), _nd(out))
         return out
     deriv = torch.where(result > 0, SCALE, result + SCALE_ALPHA_F64)
@@ -622,7 +622,7 @@ def _dropout_op(
     x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool, fused: bool
 ) -> torch.Tensor:
     """AlphaDropout (of SELU(x) if `fused`) with fastselu's mask, as a new contiguous tensor."""
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out = _empty_like(x)
     _np_dropout(fused, _nd(x.contiguous()), p, _seed_int(seed), feature, _nd(out))
     return out
 
@@ -646,7 +646,7 @@ def _dropout_backward_op(
 ) -> torch.Tensor:
     """The gradient w.r.t. the input; `saved` is x or (is_result) the fused output, or None
     for AlphaDropout alone."""
-    out = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
+    out = _empty_like(grad)
     s = None if saved is None else _nd(saved.contiguous())
     _np_dropout_backward(
         fused, _nd(grad.contiguous()), s, p, _seed_int(seed), feature, is_result, _nd(out)
