@@ -1728,10 +1728,87 @@ void FS_NAME(fs_forward_f64)(const double *x, double *out, ptrdiff_t n)
     }
 }
 #else
+#if defined(__AVX2__) && !defined(__AVX512F__)
+/* fs_fwd_f64's operations (with an FMA unit) on two vectors of 4 per step, as fs_fwd_f32_avx2
+ * (more would spill: in cache, C harness, Zen 3, ns per element: gcc's loop 3.4-3.6, two vectors
+ * per step 2.8-2.95, three 2.9-3.0, four 3.2). */
+#define FS_V(c) _mm256_set1_pd(c)
+FS_INLINE ptrdiff_t fs_fwd_f64_avx2(const double *x, double *out, ptrdiff_t n)
+{
+    enum { H = 2 };
+    ptrdiff_t i = 0;
+    for (; i + 4 * H <= n; i += 4 * H) {
+        __m256d xv[H], xc[H], nn[H], r[H], c[H], s[H], bb[H], r_lo[H], t[H], r2[H], r4[H], q[H];
+        __m256d g[H], rh[H], rl[H], hh[H], a[H], lo[H], tm1[H], tm1_lo[H], tp[H], b[H];
+        __m256d tiny[H], neg[H], xs[H], xneg[H];
+        FS_EACH(H) xv[h] = _mm256_loadu_pd(x + i + 4 * h);
+        FS_EACH(H) xc[h] = _mm256_max_pd(FS_V(-128.0), xv[h]);   /* fs_clamp_below: NaN passes */
+        /* fs_reduce */
+        FS_EACH(H) nn[h] = _mm256_sub_pd(_mm256_add_pd(_mm256_mul_pd(xc[h], FS_V(LOG2E)),
+                                                       FS_V(MAGIC)), FS_V(MAGIC));
+        FS_EACH(H) r[h] = _mm256_fmadd_pd(nn[h], FS_V(-LN2_HI), xc[h]);
+        FS_EACH(H) c[h] = _mm256_mul_pd(nn[h], FS_V(LN2_LO));
+        FS_EACH(H) s[h] = _mm256_sub_pd(r[h], c[h]);
+        FS_EACH(H) bb[h] = _mm256_sub_pd(s[h], r[h]);
+        FS_EACH(H) r_lo[h] = _mm256_add_pd(_mm256_sub_pd(r[h], _mm256_sub_pd(s[h], bb[h])),
+                                           _mm256_sub_pd(_mm256_xor_pd(c[h], FS_V(-0.0)), bb[h]));
+        FS_EACH(H) t[h] = _mm256_castsi256_pd(_mm256_slli_epi64(
+                              _mm256_castpd_si256(_mm256_add_pd(nn[h], FS_V(MAGIC_BIAS))), 52));
+        /* fs_expm1_small_dd(s, r_lo) */
+        FS_EACH(H) r2[h] = _mm256_mul_pd(s[h], s[h]);
+        FS_EACH(H) r4[h] = _mm256_mul_pd(r2[h], r2[h]);
+        FS_EACH(H) q[h] = _mm256_add_pd(
+            _mm256_add_pd(_mm256_mul_pd(_mm256_add_pd(_mm256_mul_pd(FS_V(Q3_C9), s[h]), FS_V(Q3_C8)),
+                                        _mm256_mul_pd(r4[h], r4[h])),
+                          _mm256_mul_pd(FS_EST_PD(_mm256, Q3_C7, Q3_C6, s[h], r2[h], Q3_C5, Q3_C4),
+                                        r4[h])),
+            FS_EST_PD(_mm256, Q3_C3, Q3_C2, s[h], r2[h], Q3_C1, Q3_C0));
+        FS_EACH(H) g[h] = _mm256_mul_pd(s[h], FS_V(0x1.0000002p+27));
+        FS_EACH(H) rh[h] = _mm256_sub_pd(g[h], _mm256_sub_pd(g[h], s[h]));
+        FS_EACH(H) rl[h] = _mm256_sub_pd(s[h], rh[h]);
+        FS_EACH(H) hh[h] = _mm256_mul_pd(_mm256_mul_pd(FS_V(0.5), rh[h]), rh[h]);
+        FS_EACH(H) a[h] = _mm256_add_pd(s[h], hh[h]);
+        FS_EACH(H) lo[h] = _mm256_add_pd(
+            _mm256_sub_pd(hh[h], _mm256_sub_pd(a[h], s[h])),
+            _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_mul_pd(r2[h], s[h]), q[h]),
+                                        _mm256_mul_pd(rl[h], _mm256_add_pd(
+                                            rh[h], _mm256_mul_pd(FS_V(0.5), rl[h])))),
+                          _mm256_add_pd(_mm256_mul_pd(r_lo[h], s[h]), r_lo[h])));
+        /* expm1 = (t - 1) + t*(a + lo) as b + e_lo */
+        FS_EACH(H) tm1[h] = _mm256_add_pd(FS_V(-1.0), t[h]);
+        FS_EACH(H) tm1_lo[h] = _mm256_sub_pd(t[h], _mm256_sub_pd(tm1[h], FS_V(-1.0)));
+        FS_EACH(H) tp[h] = _mm256_mul_pd(t[h], a[h]);
+        FS_EACH(H) b[h] = _mm256_add_pd(tm1[h], tp[h]);
+        FS_EACH(H) lo[h] = _mm256_add_pd(_mm256_add_pd(_mm256_sub_pd(tp[h], _mm256_sub_pd(b[h], tm1[h])),
+                                                       _mm256_mul_pd(t[h], lo[h])),
+                                         tm1_lo[h]);
+        /* the final fma's operands, as fs_fwd_f64 */
+        FS_EACH(H) tiny[h] = _mm256_cmp_pd(_mm256_andnot_pd(FS_V(-0.0), xv[h]), FS_V(0x1p-900),
+                                           _CMP_LT_OQ);
+        FS_EACH(H) xneg[h] = _mm256_cmp_pd(xv[h], _mm256_setzero_pd(), _CMP_LT_OQ);
+        FS_EACH(H) neg[h] = _mm256_andnot_pd(tiny[h], xneg[h]);
+        FS_EACH(H) xs[h] = _mm256_blendv_pd(xv[h], _mm256_mul_pd(xv[h], FS_V(0x1p200)), tiny[h]);
+        FS_EACH(H) c[h] = _mm256_blendv_pd(
+            _mm256_mul_pd(_mm256_blendv_pd(FS_V(SCALE_LO), FS_V(SA_LO), xneg[h]), xs[h]),
+            _mm256_add_pd(_mm256_mul_pd(FS_V(SA_HI), lo[h]), _mm256_mul_pd(FS_V(SA_LO), b[h])),
+            neg[h]);
+        FS_EACH(H) r[h] = _mm256_fmadd_pd(_mm256_blendv_pd(FS_V(SCALE_HI), FS_V(SA_HI), xneg[h]),
+                                          _mm256_blendv_pd(xs[h], b[h], neg[h]), c[h]);
+        FS_EACH(H) _mm256_storeu_pd(out + i + 4 * h, _mm256_blendv_pd(
+                       r[h], _mm256_mul_pd(r[h], FS_V(0x1p-200)), tiny[h]));
+    }
+    return i;
+}
+#undef FS_V
+#else
+#define fs_fwd_f64_avx2(x, out, n) ((ptrdiff_t)0)
+#endif
+
 void FS_NAME(fs_forward_f64)(const double *x, double *out, ptrdiff_t n)
 {
+    ptrdiff_t i0 = fs_fwd_f64_avx2(x, out, n);
     FS_IVDEP
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = fs_fwd_f64(x[i]);
+    for (ptrdiff_t i = i0; i < n; i++) out[i] = fs_fwd_f64(x[i]);
 }
 #endif
 
