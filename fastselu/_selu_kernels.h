@@ -842,12 +842,13 @@ void FS_NAME(fs_backward_##KIND##_##BITS)(const T *g, const T *x, T *out, ptrdif
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-/* fs_bwd_x_*_parts and the final g*(a + bl) with AVX2: 8 / 4 lanes, the four-entry table in
- * registers read by _mm256_permutevar8x32_ps (a float32 index picks T[b & 7] of the table twice
- * over; a float64 index becomes the pair of 32-bit halves 2j, 2j + 1), where the compiler would
- * emit scalar loads or gathers; the same operations (fnmadd(k, c, x) is fs_fma_exact(k, -c, x)),
- * so the same bits.  g = +-0, +-inf, NaN (|g| not in (0, MAX]) take g * a alone; NaN results are
- * left to the caller to canonicalise.  For x above the fast path's bound (fs_bwd_x_*_hard).
+/* fs_bwd_x_*_parts and the final g*(a + bl) with AVX2 for H vectors of 8 / 4 lanes (FS_EACH),
+ * the four-entry table in registers read by _mm256_permutevar8x32_ps (a float32 index picks
+ * T[b & 7] of the table twice over; a float64 index becomes the pair of 32-bit halves 2j,
+ * 2j + 1), where the compiler would emit scalar loads or gathers; the same operations
+ * (fnmadd(k, c, x) is fs_fma_exact(k, -c, x)), so the same bits.  g = +-0, +-inf, NaN (|g| not
+ * in (0, MAX]) take g * a alone; NaN results are left to the caller to canonicalise.  For x above
+ * the fast path's bound (fs_bwd_x_*_hard).
  * selu_backward (AVX2 builds) and the fused AlphaDropout backward (AVX2 and AVX-512 builds). */
 FS_INLINE void fs_bwd_x_f32_avx2(int H, const __m256 *gv, const __m256 *xv, __m256 *v,
                                   __m256 thv, __m256 tlv, float as_hi, float as_lo)
@@ -1009,8 +1010,8 @@ void FS_NAME(fs_backward_x_f64)(const double *g, const double *x, double *out, p
     for (; i < n; i++) out[i] = fs_bwd_x_f64_any(g[i], x[i]);
 }
 #elif defined(__AVX2__) && defined(__FMA__)
-/* The same with AVX2 (fs_bwd_x_*_avx2); NaN results become the default NaN, as in the scalar
- * kernel. */
+/* The same with AVX2 (fs_bwd_x_*_avx2), FS_CHAINS vectors per step, a group of them with a
+ * hard lane element by element; NaN results become the default NaN, as in the scalar kernel. */
 void FS_NAME(fs_backward_x_f32)(const float *g, const float *x, float *out, ptrdiff_t n)
 {
     const __m256 thv = _mm256_broadcast_ps((const __m128 *)FS_T32_HI);

@@ -130,8 +130,9 @@ def test_strided_view_bit_identical():
 @pytest.mark.parametrize("simd", list(K.SUPPORTED))
 def test_backward_fast_path_blocks(dtype, simd):
     """Runs of x without a hard element take the backward's fast path alone (one vector at a
-    time with AVX-512, blocks of 1024 elsewhere): within the bounds, and the same bits for every
-    element whatever else shares its vector or block (so that never shows in the results)."""
+    time with AVX-512, four with AVX2, blocks of 1024 elsewhere): within the bounds, and the same
+    bits for every element whatever else shares its vectors or block (so that never shows in the
+    results)."""
     g, x = fast_path_inputs(dtype)
     one = np.ones_like(x)
     hard_x = -85.0 if dtype == np.float32 else -800.0
