@@ -471,15 +471,19 @@ FS_INLINE ptrdiff_t fs_tile_fwd_fused_f32_avx2(const float *xs, float *os, const
         FS_EACH(H) q[h] = _mm256_fmadd_pd(q[h], r[h], _mm256_set1_pd(Q2_C0));
         FS_EACH(H) q[h] = _mm256_fmadd_pd(_mm256_mul_pd(r[h], r[h]), q[h], r[h]);
         FS_EACH(H) q[h] = _mm256_fmadd_pd(t[h], q[h], _mm256_sub_pd(t[h], _mm256_set1_pd(1.0)));
-        FS_EACH(H) q[h] = _mm256_blendv_pd(_mm256_mul_pd(c_hi, q[h]), _mm256_fmadd_pd(x[h], as_hi, ab_hi),
-                                        _mm256_cmp_pd(x[h], zero, _CMP_GT_OQ));
+        FS_EACH(H) q[h] = _mm256_blendv_pd(_mm256_mul_pd(c_hi, q[h]),
+                                           _mm256_fmadd_pd(x[h], as_hi, ab_hi),
+                                           _mm256_cmp_pd(x[h], zero, _CMP_GT_OQ));
         for (int h = 0; h < H; h += 2) {
             __m256 xf = _mm256_loadu_ps(xs + k + 4 * h);
             __m256 kept = _mm256_set_m128(_mm256_cvtpd_ps(q[h + 1]), _mm256_cvtpd_ps(q[h]));
-            __m256 zf = _mm256_blendv_ps(_mm256_mul_ps(xf, _mm256_setzero_ps()), _mm256_set1_ps(-0.0f),
+            __m256 zf = _mm256_blendv_ps(_mm256_mul_ps(xf, _mm256_setzero_ps()),
+                                         _mm256_set1_ps(-0.0f),
                                          _mm256_cmp_ps(xf, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ));
-            __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wk + k + 4 * h)), flip);
-            __m256i keep = _mm256_or_si256(all, _mm256_and_si256(some, _mm256_cmpgt_epi32(w, thrm1)));
+            __m256i w = _mm256_xor_si256(
+                _mm256_loadu_si256((const __m256i *)(wk + k + 4 * h)), flip);
+            __m256i keep = _mm256_or_si256(
+                all, _mm256_and_si256(some, _mm256_cmpgt_epi32(w, thrm1)));
             __m256 v = _mm256_blendv_ps(_mm256_add_ps(cst, zf), kept, _mm256_castsi256_ps(keep));
             v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
             _mm256_storeu_ps(os + k + 4 * h, v);
@@ -604,7 +608,8 @@ FS_INLINE ptrdiff_t fs_tile_bwd_fused_f32_avx2(const float *gs, const float *xs,
         FS_EACH(H) gv[h] = _mm256_loadu_ps(gs + k + 8 * h);
         fs_bwd_x_f32_avx2(H, gv, xv, v, thv, tlv, ft.as_hi, ft.as_lo);
         for (int h = 0; h < H; h++) {
-            __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wk + k + 8 * h)), flip);
+            __m256i wv = _mm256_xor_si256(
+                _mm256_loadu_si256((const __m256i *)(wk + k + 8 * h)), flip);
             __m256 kept = _mm256_castsi256_ps(_mm256_cmpgt_epi32(wv, thrm1));
             __m256 r = _mm256_blendv_ps(_mm256_mul_ps(gv[h], _mm256_setzero_ps()), v[h], kept);
             r = _mm256_blendv_ps(r, _mm256_set1_ps(NAN), _mm256_cmp_ps(r, r, _CMP_UNORD_Q));

@@ -1100,8 +1100,9 @@ FS_INLINE ptrdiff_t fs_fwd_f32_avx2(const float *x, float *out, ptrdiff_t n)
         FS_EACH(H) lo[h] = _mm256_mul_ps(_mm256_set1_ps(SA_LO_F), t[h]);
         FS_EACH(H) c[h] = _mm256_fmadd_ps(lo[h], s_hi[h], _mm256_add_ps(
                               _mm256_sub_ps(lo[h], _mm256_set1_ps(SA_LO_F)), err[h]));
-        FS_EACH(H) c[h] = _mm256_add_ps(sh[h], _mm256_fmadd_ps(e_hi[h], s_hi[h],
-                                                               _mm256_fmadd_ps(e_hi[h], q[h], c[h])));
+        FS_EACH(H) c[h] = _mm256_add_ps(
+                              sh[h], _mm256_fmadd_ps(e_hi[h], s_hi[h],
+                                                     _mm256_fmadd_ps(e_hi[h], q[h], c[h])));
         FS_EACH(H) _mm256_storeu_ps(out + i + 8 * h, _mm256_blendv_ps(
                        _mm256_fmadd_ps(xv[h], _mm256_set1_ps(SCALE_DN_F),
                                        _mm256_mul_ps(xv[h], _mm256_set1_ps(SCALE_UP_F))),
@@ -1207,7 +1208,8 @@ FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH], __m128d
                               _mm_set1_pd(FS_MAGIC_BIAS_D));
     FS_EACH(FS_NH) n[h] = _mm_sub_pd(z[h], _mm_set1_pd(FS_MAGIC_BIAS_D));
     FS_EACH(FS_NH) t[h] = _mm_castsi128_pd(_mm_slli_epi64(_mm_castpd_si128(z[h]), 52));
-    FS_EACH(FS_NH) s_hi[h] = _mm_add_pd(_mm_mul_pd(n[h], _mm_set1_pd(-LN2_HI_F)), xn[h]);  /* exact */
+    /* exact */
+    FS_EACH(FS_NH) s_hi[h] = _mm_add_pd(_mm_mul_pd(n[h], _mm_set1_pd(-LN2_HI_F)), xn[h]);
     FS_EACH(FS_NH) s_lo[h] = fs_sse2_rnf(_mm_mul_pd(n[h], _mm_set1_pd(-LN2_LO_F)));
     FS_EACH(FS_NH) s[h] = fs_sse2_rnf(_mm_add_pd(s_hi[h], s_lo[h]));
     FS_EACH(FS_NH) q[h] = fs_sse2_grid(_mm_set1_pd(EXPM1_F_C5), s[h], FS_GRID_M10 + EXPM1_F_C4,
@@ -1229,7 +1231,8 @@ FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH], __m128d
     /* sh = RN(e_hi - SA_HI_F): in [1, 2), or on that grid (n = 0, -1) */
     FS_EACH(FS_NH) sh[h] = _mm_sub_pd(_mm_add_pd(e_hi[h], _mm_set1_pd(FS_GRID_0 - SA_HI_F)),
                                _mm_set1_pd(FS_GRID_0));
-    FS_EACH(FS_NH) err[h] = _mm_sub_pd(_mm_sub_pd(e_hi[h], _mm_set1_pd(SA_HI_F)), sh[h]);  /* exact */
+    /* exact */
+    FS_EACH(FS_NH) err[h] = _mm_sub_pd(_mm_sub_pd(e_hi[h], _mm_set1_pd(SA_HI_F)), sh[h]);
     FS_EACH(FS_NH) lo[h] = _mm_mul_pd(t[h], _mm_set1_pd(SA_LO_F));                     /* exact */
     /* RN(lo - SA_LO_F): in [2^-26, 2^-25), or on that grid (n = 0, -1) */
     FS_EACH(FS_NH) w[h] = _mm_sub_pd(_mm_add_pd(lo[h], _mm_set1_pd(FS_GRID_M26 - SA_LO_F)),
@@ -1759,7 +1762,8 @@ FS_INLINE ptrdiff_t fs_fwd_f64_avx2(const double *x, double *out, ptrdiff_t n)
         FS_EACH(H) r2[h] = _mm256_mul_pd(s[h], s[h]);
         FS_EACH(H) r4[h] = _mm256_mul_pd(r2[h], r2[h]);
         FS_EACH(H) q[h] = _mm256_add_pd(
-            _mm256_add_pd(_mm256_mul_pd(_mm256_add_pd(_mm256_mul_pd(FS_V(Q3_C9), s[h]), FS_V(Q3_C8)),
+            _mm256_add_pd(_mm256_mul_pd(_mm256_add_pd(_mm256_mul_pd(FS_V(Q3_C9), s[h]),
+                                                      FS_V(Q3_C8)),
                                         _mm256_mul_pd(r4[h], r4[h])),
                           _mm256_mul_pd(FS_EST_PD(_mm256, Q3_C7, Q3_C6, s[h], r2[h], Q3_C5, Q3_C4),
                                         r4[h])),
@@ -1780,9 +1784,10 @@ FS_INLINE ptrdiff_t fs_fwd_f64_avx2(const double *x, double *out, ptrdiff_t n)
         FS_EACH(H) tm1_lo[h] = _mm256_sub_pd(t[h], _mm256_sub_pd(tm1[h], FS_V(-1.0)));
         FS_EACH(H) tp[h] = _mm256_mul_pd(t[h], a[h]);
         FS_EACH(H) b[h] = _mm256_add_pd(tm1[h], tp[h]);
-        FS_EACH(H) lo[h] = _mm256_add_pd(_mm256_add_pd(_mm256_sub_pd(tp[h], _mm256_sub_pd(b[h], tm1[h])),
-                                                       _mm256_mul_pd(t[h], lo[h])),
-                                         tm1_lo[h]);
+        FS_EACH(H) lo[h] = _mm256_add_pd(
+                               _mm256_add_pd(_mm256_sub_pd(tp[h], _mm256_sub_pd(b[h], tm1[h])),
+                                             _mm256_mul_pd(t[h], lo[h])),
+                               tm1_lo[h]);
         /* the final fma's operands, as fs_fwd_f64 */
         FS_EACH(H) tiny[h] = _mm256_cmp_pd(_mm256_andnot_pd(FS_V(-0.0), xv[h]), FS_V(0x1p-900),
                                            _CMP_LT_OQ);
