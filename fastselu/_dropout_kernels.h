@@ -4,7 +4,8 @@
  * Included by every _simd_<isa>.c after _selu_kernels.h (whose helpers it uses: fs_reduce,
  * fs_expm1_small_dd, fs_expm1_f32, fs_sa_exp_f32, fs_pow2, fs_fast2sum, fs_canon*), so each SIMD
  * variant compiles it with its own flags; plain C that gcc vectorizes, and AVX2 intrinsics for
- * Philox (four counters per register, vpmuludq) and the fused backward's fast tiles.  Mirrored operation for operation by fastselu/_backend_numba.py.
+ * Philox (four counters per register, vpmuludq), the fused float32 forward's tiles and the fused
+ * backward's fast tiles.  Mirrored operation for operation by fastselu/_backend_numba.py.
  *
  * The mask: element with logical index i (the flat C-order index in the whole array; with
  * feature=True, i // inner) is kept iff word i % 4 of Philox4x32-10(counter (i/4 mod 2^32,
@@ -492,7 +493,6 @@ FS_INLINE ptrdiff_t fs_tile_fwd_fused_f32_avx2(const float *xs, float *os, const
     return k;
 }
 #endif
-
 
 /* The tile loops.  `fused`/`mode` are loop-invariant: each value loop is instantiated for one
  * of them (the switch outside the loop) so that it vectorizes without a per-element branch. */

@@ -836,7 +836,8 @@ void FS_NAME(fs_backward_##KIND##_##BITS)(const T *g, const T *x, T *out, ptrdif
  * order, and Zen 3's scheduler holds too few of them to reach the next vector's: the AVX2
  * backward from x took 1.09 / 2.77 ns per element (float32 / float64, in cache, C harness)
  * with one vector per step, 0.71 / 2.00 with four.  (The SSE2 float32 forward below does the
- * same over FS_NH pairs.) */
+ * same over FS_NH pairs, and the SSE2 float64 code over FS_NH64 with FS_EACH64, whose arrays
+ * already use the name h.) */
 #define FS_CHAINS 4
 #define FS_EACH(H) for (int h = 0; h < (H); h++)
 
@@ -1205,7 +1206,7 @@ FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH], __m128d
     /* x clamped to [-18, 0], NaN to 0 (maxpd/minpd return their second operand for NaN) */
     FS_EACH(FS_NH) xn[h] = _mm_min_pd(_mm_max_pd(_mm_set1_pd(-18.0), x[h]), zero);
     FS_EACH(FS_NH) z[h] = _mm_add_pd(_mm_mul_pd(xn[h], _mm_set1_pd(LOG2E_F)),
-                              _mm_set1_pd(FS_MAGIC_BIAS_D));
+                                     _mm_set1_pd(FS_MAGIC_BIAS_D));
     FS_EACH(FS_NH) n[h] = _mm_sub_pd(z[h], _mm_set1_pd(FS_MAGIC_BIAS_D));
     FS_EACH(FS_NH) t[h] = _mm_castsi128_pd(_mm_slli_epi64(_mm_castpd_si128(z[h]), 52));
     /* exact */
@@ -1213,7 +1214,7 @@ FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH], __m128d
     FS_EACH(FS_NH) s_lo[h] = fs_sse2_rnf(_mm_mul_pd(n[h], _mm_set1_pd(-LN2_LO_F)));
     FS_EACH(FS_NH) s[h] = fs_sse2_rnf(_mm_add_pd(s_hi[h], s_lo[h]));
     FS_EACH(FS_NH) q[h] = fs_sse2_grid(_mm_set1_pd(EXPM1_F_C5), s[h], FS_GRID_M10 + EXPM1_F_C4,
-                                FS_GRID_M10);
+                                       FS_GRID_M10);
     FS_EACH(FS_NH) q[h] = fs_sse2_grid(q[h], s[h], FS_GRID_M7 + EXPM1_F_C3, FS_GRID_M7);
     FS_EACH(FS_NH) q[h] = fs_sse2_grid(q[h], s[h], FS_GRID_M5 + EXPM1_F_C2, FS_GRID_M5);
     FS_EACH(FS_NH) q[h] = fs_sse2_grid(q[h], s[h], FS_GRID_M3 + EXPM1_F_C1, FS_GRID_M3);
@@ -1230,13 +1231,13 @@ FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH], __m128d
     FS_EACH(FS_NH) e_hi[h] = _mm_mul_pd(t[h], _mm_set1_pd(SA_HI_F));                  /* exact */
     /* sh = RN(e_hi - SA_HI_F): in [1, 2), or on that grid (n = 0, -1) */
     FS_EACH(FS_NH) sh[h] = _mm_sub_pd(_mm_add_pd(e_hi[h], _mm_set1_pd(FS_GRID_0 - SA_HI_F)),
-                               _mm_set1_pd(FS_GRID_0));
+                                      _mm_set1_pd(FS_GRID_0));
     /* exact */
     FS_EACH(FS_NH) err[h] = _mm_sub_pd(_mm_sub_pd(e_hi[h], _mm_set1_pd(SA_HI_F)), sh[h]);
     FS_EACH(FS_NH) lo[h] = _mm_mul_pd(t[h], _mm_set1_pd(SA_LO_F));                     /* exact */
     /* RN(lo - SA_LO_F): in [2^-26, 2^-25), or on that grid (n = 0, -1) */
     FS_EACH(FS_NH) w[h] = _mm_sub_pd(_mm_add_pd(lo[h], _mm_set1_pd(FS_GRID_M26 - SA_LO_F)),
-                              _mm_set1_pd(FS_GRID_M26));
+                                     _mm_set1_pd(FS_GRID_M26));
     FS_EACH(FS_NH) w[h] = fs_sse2_rnf(_mm_add_pd(w[h], err[h]));
     FS_EACH(FS_NH) chk[1][h] = FS_SUM(_mm_mul_pd(lo[h], s_hi[h]), w[h]);
     FS_EACH(FS_NH) c[h] = fs_sse2_rnf(chk[1][h]);
@@ -1247,7 +1248,7 @@ FS_INLINE void fs_fwd_f32_sse2(const __m128d x[FS_NH], __m128d r[FS_NH], __m128d
     /* x >= 0, -0 and NaN; x < 0 becomes +0 (maxpd returns x for -0 and NaN) */
     FS_EACH(FS_NH) xp[h] = _mm_max_pd(zero, x[h]);
     FS_EACH(FS_NH) chk[4][h] = FS_SUM(_mm_mul_pd(xp[h], _mm_set1_pd(SCALE_DN_F)),
-                               fs_sse2_rnf(_mm_mul_pd(xp[h], _mm_set1_pd(SCALE_UP_F))));
+                                      fs_sse2_rnf(_mm_mul_pd(xp[h], _mm_set1_pd(SCALE_UP_F))));
     /* x < 0 or x >= 0 by a sum: the other branch is +0 there (and neg is never 0), so that
      * this is the select but for x = -0, whose sign the caller puts back (see there) */
     FS_EACH(FS_NH) r[h] = _mm_add_pd(neg[h], chk[4][h]);
