@@ -432,14 +432,35 @@ FS_INLINE double fs_do_bwd_f64(double g, double x, int keep, const double *prm, 
 
 /* ---------------- the per-ISA entry points ---------------- */
 
+#if defined(__AVX2__) && defined(__FMA__)
+/* The AVX2 tiles' kept lanes, 8 words at a time, as all-ones 32-bit masks: w >= thr as signed
+ * words with the sign bit flipped (thr' - 1 < w'; thr' - 1 wraps for thr = 0, which keeps every
+ * lane instead), none for drop_all. */
+typedef struct { __m256i flip, thrm1, all, some; } fs_keep8;
+
+FS_INLINE fs_keep8 fs_keep8_of(uint32_t thr, int drop_all)
+{
+    fs_keep8 c = {_mm256_set1_epi32((int)0x80000000u),
+                  _mm256_set1_epi32((int)((thr ^ 0x80000000u) - 1u)),
+                  _mm256_set1_epi32(!drop_all && thr == 0 ? -1 : 0),
+                  _mm256_set1_epi32(!drop_all && thr != 0 ? -1 : 0)};
+    return c;
+}
+
+FS_INLINE __m256i fs_keep8_mask(fs_keep8 c, const uint32_t *w)
+{
+    __m256i wf = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w), c.flip);
+    return _mm256_or_si256(c.all, _mm256_and_si256(c.some, _mm256_cmpgt_epi32(wf, c.thrm1)));
+}
+#endif
+
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 /* The fused float32 forward with AVX2 intrinsics: fs_do_fwd_f32's operations (fused, with an
  * FMA unit, so the same bits) on 4 double lanes, FS_FWD_CHAINS vectors of them step by step.
  * gcc's vectorization of the C loop runs one 8-element step's ~20 dependent operations in
  * program order, which Zen 3's scheduler cannot overlap enough: 2.3-2.7 -> 1.9-2.3 ns per
  * element in cache, Philox included (C harness; 4 to 8 chains alike, 2 no faster).  AVX-512
- * builds keep the C loop (its 8-lane doubles; unmeasured here).  Kept lanes: w >= thr as
- * signed words with the sign bit flipped (thr = 0 keeps every lane, drop_all none). */
+ * builds keep the C loop (its 8-lane doubles; unmeasured here). */
 #define FS_FWD_TILE_INTRINSICS 1
 #define FS_FWD_CHAINS 8
 FS_INLINE ptrdiff_t fs_tile_fwd_fused_f32_avx2(const float *xs, float *os, const uint32_t *wk,
@@ -452,10 +473,7 @@ FS_INLINE ptrdiff_t fs_tile_fwd_fused_f32_avx2(const float *xs, float *os, const
     const __m256d ab_hi = _mm256_set1_pd(prm[FS_P_AB_HI]), lo128 = _mm256_set1_pd(-128.0);
     const __m256d magic = _mm256_set1_pd(MAGIC_BIAS), zero = _mm256_setzero_pd();
     const __m256 cst = _mm256_set1_ps((float)prm[FS_P_CST]);
-    const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
-    const __m256i thrm1 = _mm256_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
-    const __m256i all = _mm256_set1_epi32(!drop_all && thr == 0 ? -1 : 0);
-    const __m256i some = _mm256_set1_epi32(!drop_all && thr != 0 ? -1 : 0);
+    const fs_keep8 kc = fs_keep8_of(thr, drop_all);
     ptrdiff_t k = 0;
     for (; k + 4 * H <= m; k += 4 * H) {
         __m256d x[H], d[H], z[H], t[H], r[H], q[H];
@@ -481,10 +499,7 @@ FS_INLINE ptrdiff_t fs_tile_fwd_fused_f32_avx2(const float *xs, float *os, const
             __m256 zf = _mm256_blendv_ps(_mm256_mul_ps(xf, _mm256_setzero_ps()),
                                          _mm256_set1_ps(-0.0f),
                                          _mm256_cmp_ps(xf, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ));
-            __m256i w = _mm256_xor_si256(
-                _mm256_loadu_si256((const __m256i *)(wk + k + 4 * h)), flip);
-            __m256i keep = _mm256_or_si256(
-                all, _mm256_and_si256(some, _mm256_cmpgt_epi32(w, thrm1)));
+            __m256i keep = fs_keep8_mask(kc, wk + k + 4 * h);
             __m256 v = _mm256_blendv_ps(_mm256_add_ps(cst, zf), kept, _mm256_castsi256_ps(keep));
             v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
             _mm256_storeu_ps(os + k + 4 * h, v);
@@ -587,8 +602,7 @@ void FS_NAME(fs_dropout_f64)(const double *x, double *out, ptrdiff_t n, const do
 #if defined(__AVX2__) && defined(__FMA__)
 /* The fast tiles of the fused backward with AVX2 intrinsics, as fs_backward_x_f32/f64
  * (fs_bwd_x_*_avx2, the tables in registers): the same operations as fs_dbwd_fused_*_fast, so the
- * same bits.  Kept lanes: w >= thr as unsigned (the sign bit flipped, then a signed compare;
- * drop_all: no lane kept, thr - 1 as the largest signed value below every flipped word). */
+ * same bits.  Kept lanes: fs_keep8_mask. */
 #define FS_DBWD_TILE_INTRINSICS 1
 FS_INLINE ptrdiff_t fs_tile_bwd_fused_f32_avx2(const float *gs, const float *xs, float *os,
                                                const uint32_t *wk, ptrdiff_t m, uint32_t thr,
@@ -596,21 +610,16 @@ FS_INLINE ptrdiff_t fs_tile_bwd_fused_f32_avx2(const float *gs, const float *xs,
 {
     const __m256 thv = _mm256_setr_ps(ft.h0, ft.h1, ft.h2, ft.h3, ft.h0, ft.h1, ft.h2, ft.h3);
     const __m256 tlv = _mm256_setr_ps(ft.l0, ft.l1, ft.l2, ft.l3, ft.l0, ft.l1, ft.l2, ft.l3);
-    const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
-    const __m256i thrm1 = drop_all ? _mm256_set1_epi32(0x7FFFFFFF)
-                                   : _mm256_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
+    const fs_keep8 kc = fs_keep8_of(thr, drop_all);
     enum { H = FS_CHAINS };
     ptrdiff_t k = 0;
-    if (thr == 0 && !drop_all) return 0;  /* thr - 1 wraps: the scalar loop takes the tile */
     for (; k + 8 * H <= m; k += 8 * H) {
         __m256 xv[H], gv[H], v[H];
         FS_EACH(H) xv[h] = _mm256_loadu_ps(xs + k + 8 * h);
         FS_EACH(H) gv[h] = _mm256_loadu_ps(gs + k + 8 * h);
         fs_bwd_x_f32_avx2(H, gv, xv, v, thv, tlv, ft.as_hi, ft.as_lo);
         for (int h = 0; h < H; h++) {
-            __m256i wv = _mm256_xor_si256(
-                _mm256_loadu_si256((const __m256i *)(wk + k + 8 * h)), flip);
-            __m256 kept = _mm256_castsi256_ps(_mm256_cmpgt_epi32(wv, thrm1));
+            __m256 kept = _mm256_castsi256_ps(fs_keep8_mask(kc, wk + k + 8 * h));
             __m256 r = _mm256_blendv_ps(_mm256_mul_ps(gv[h], _mm256_setzero_ps()), v[h], kept);
             r = _mm256_blendv_ps(r, _mm256_set1_ps(NAN), _mm256_cmp_ps(r, r, _CMP_UNORD_Q));
             _mm256_storeu_ps(os + k + 8 * h, r);
@@ -625,21 +634,24 @@ FS_INLINE ptrdiff_t fs_tile_bwd_fused_f64_avx2(const double *gs, const double *x
 {
     const __m256 thv = _mm256_castpd_ps(_mm256_setr_pd(dt.h0, dt.h1, dt.h2, dt.h3));
     const __m256 tlv = _mm256_castpd_ps(_mm256_setr_pd(dt.l0, dt.l1, dt.l2, dt.l3));
-    const __m128i flip = _mm_set1_epi32((int)0x80000000u);
-    const __m128i thrm1 = drop_all ? _mm_set1_epi32(0x7FFFFFFF)
-                                   : _mm_set1_epi32((int)((thr ^ 0x80000000u) - 1u));
-    enum { H = FS_CHAINS };
+    const fs_keep8 kc = fs_keep8_of(thr, drop_all);
+    enum { H = FS_CHAINS };  /* even: one mask of 8 words serves two vectors */
     ptrdiff_t k = 0;
-    if (thr == 0 && !drop_all) return 0;
     for (; k + 4 * H <= m; k += 4 * H) {
         __m256d xv[H], gv[H], v[H];
         FS_EACH(H) xv[h] = _mm256_loadu_pd(xs + k + 4 * h);
         FS_EACH(H) gv[h] = _mm256_loadu_pd(gs + k + 4 * h);
         fs_bwd_x_f64_avx2(H, gv, xv, v, thv, tlv, dt.as_hi, dt.as_lo);
+        __m256d kept[H];
+        for (int h = 0; h < H; h += 2) {
+            __m256i m8 = fs_keep8_mask(kc, wk + k + 4 * h);
+            kept[h] = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(m8)));
+            kept[h + 1] = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(
+                _mm256_extracti128_si256(m8, 1)));
+        }
         for (int h = 0; h < H; h++) {
-            __m128i wv = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(wk + k + 4 * h)), flip);
-            __m256d kept = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_cmpgt_epi32(wv, thrm1)));
-            __m256d r = _mm256_blendv_pd(_mm256_mul_pd(gv[h], _mm256_setzero_pd()), v[h], kept);
+            __m256d r = _mm256_blendv_pd(_mm256_mul_pd(gv[h], _mm256_setzero_pd()), v[h],
+                                         kept[h]);
             r = _mm256_blendv_pd(r, _mm256_set1_pd(NAN), _mm256_cmp_pd(r, r, _CMP_UNORD_Q));
             _mm256_storeu_pd(os + k + 4 * h, r);
         }

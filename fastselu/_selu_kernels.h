@@ -830,7 +830,8 @@ void FS_NAME(fs_backward_##KIND##_##BITS)(const T *g, const T *x, T *out, ptrdif
     P##_add_pd(P##_mul_pd(P##_add_pd(P##_mul_pd(P##_set1_pd(c3), s), P##_set1_pd(c2)), s2),      \
                P##_add_pd(P##_mul_pd(P##_set1_pd(c1), s), P##_set1_pd(c0)))
 
-/* Vector code written step by step over H independent vectors (H <= FS_CHAINS), each step a
+/* Vector code written step by step over H independent vectors (FS_CHAINS by default, and at
+ * most that for the fs_bwd_x_*_avx2 helpers, whose arrays have FS_CHAINS entries), each step a
  * FS_EACH(H) statement: one step's operations stand side by side, so that their latencies
  * overlap.  Written one vector at a time, gcc emits each vector's ~20 dependent operations in
  * order, and Zen 3's scheduler holds too few of them to reach the next vector's: the AVX2
