@@ -9,10 +9,10 @@
  * - backward: g * d with d from a table of the 2^16 inputs: d(x) = SA*exp(x),
  *   d(y) = (y + SA_HI) + SA_LO (SCALE where x > 0), as float32 rounded to odd (fs_ro32), so
  *   that g*d is exact in double (8 or 11 + 24 bits) and is rounded once by integer code; or
- *   (AVX2) as p = g*d in float32 plus its exact error e by fma, then one rounding to nearest
- *   decided by p and the sign of e (float16: p rounded to odd, then F16C; Boldo and Melquiond:
- *   rounding to odd with 2 extra bits, then to nearest, is rounding to nearest once): the same
- *   bits.  bfloat16's g reaches 2^128, so where d(x) nears float32's subnormals (|x| >= 80) d
+ *   (AVX2) as p = g*d rounded to float32, then to the format where that gives g*d's rounding:
+ *   bfloat16 decided by p and the sign of its exact error e (fma), float16 by F16C except
+ *   where p lies on a float16 midpoint (those take the element function): the same bits
+ *   (AVX2 float16 computes d(y) in registers, the table's bits).  bfloat16's g reaches 2^128, so where d(x) nears float32's subnormals (|x| >= 80) d
  *   stays a double, g*d rounded to double first (exact for g = 1).  With g = 1 the product is
  *   d itself: d rounded once.  Other g: d's rounding to odd adds < 2^-20 ULP (bound: 1 ULP).
  * Tables are built at first use from the float64 kernels of _selu_kernels.h (the same IEEE
@@ -218,27 +218,12 @@ FS_HALF_ELEMENT(fs_bwd_bf16_64, fs_bf16_pos(x) ? (double)fs_scale_ro : t[x & 0x7
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 #include <immintrin.h>
 /* The backward 8 lanes at a time in float32 (gcc vectorises none of the loops above: the table
- * load is a gather): p = g*d rounded, e = g*d - p exactly by fma.  float16: p rounded to odd
- * (one step toward zero where e has the other sign, last bit set where e != 0) is g*d to 24
- * bits and odd, so one more rounding to nearest (F16C) gives g*d rounded once (Boldo and
- * Melquiond); bfloat16 rounds p at bit 16 with e's sign for the half-way case (see its loop):
- * the bits of the element functions.  e is exact where
- * |p| >= 2^-100; a vector with a smaller nonzero |p| there (or, for bfloat16, an |x| >= 80)
- * runs the element functions instead.  (float16 needs no such check: below 2^-26 its result is
- * +-0 whatever the rounding.) */
-FS_INLINE __m256 fs_ro_product8(__m256 gv, __m256 d, __m256 *p_out)
-{
-    __m256 p = _mm256_mul_ps(gv, d);
-    __m256 e = _mm256_fmsub_ps(gv, d, p);
-    __m256i inexact = _mm256_castps_si256(_mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_NEQ_OQ));
-    __m256i pb = _mm256_castps_si256(p);
-    /* -1 where e != 0 has the other sign than p (|p| is then above |g*d|) */
-    __m256i down = _mm256_and_si256(
-        _mm256_srai_epi32(_mm256_xor_si256(pb, _mm256_castps_si256(e)), 31), inexact);
-    pb = _mm256_or_si256(_mm256_add_epi32(pb, down), _mm256_and_si256(inexact, _mm256_set1_epi32(1)));
-    *p_out = p;
-    return _mm256_castsi256_ps(pb);
-}
+ * load is a gather): p = g*d rounded.  float16: F16C rounds p, which is g*d's rounding except
+ * where p lands on a midpoint (fs_f16_unsure8); bfloat16 rounds p at bit 16 with the sign of
+ * e = g*d - p (exact by fma) for the half-way case (see its loop): the bits of the element
+ * functions.  e is exact where |p| >= 2^-100; a group with a smaller nonzero |p| there (or, for
+ * bfloat16, an |x| >= 80) runs the element functions instead.  (float16 needs no such check:
+ * below 2^-25 its result is +-0 whatever the rounding, and 2^-25 is a midpoint.) */
 
 /* d for 8 lanes, the table entries: eight scalar loads, not a gather (on Zen 3
  * _mm256_i32gather_ps alone took 0.63 ns per element, the loads and inserts 0.33; bfloat16
@@ -252,15 +237,70 @@ FS_INLINE __m256 fs_deriv8(const uint16_t *x, const float *t)
 #undef FS_D
 }
 
+/* d(y) for 8 lanes in registers, the table's bits (fs_dy_tab_*) where y > -2: SCALE rounded to
+ * odd where y > 0, else ro32((y + SA_HI) + SA_LO), never a float32: the sum hi + lo + r1 + C,
+ * truncated by the sign of its rest lo + r1, made odd.  s = y + SA_HI_F rounded and r1 its
+ * error (Fast2Sum: |y| < 2; r1 = 0 but where |y| < 2^-13, and s > 1.75 there); hi + lo = s +
+ * SA_LO_F exactly (|s| > 2^-12); C = (SA_HI - SA_HI_F) + SA_LO - SA_LO_F, below 2^-50 and below
+ * half of any nonzero |lo + r1|.  Every float16 y gives the table's entry (checked against
+ * it exhaustively; tests/test_half.py's near-half-way products fail on a wrong last bit).
+ * Lanes with y <= -2 or NaN are set in *bad.  Without the table, whose 2^16 entries span L2,
+ * the float16 backward from y at 10^5 went from ~0.59 to ~0.51 ns per element (Zen 3); for
+ * bfloat16 (fewer distinct y, the entries in L1) the table stays faster. */
+FS_INLINE __m256 fs_dy8(__m256 y, __m256 *bad)
+{
+    const __m256 a = _mm256_set1_ps(SA_HI_F), b = _mm256_set1_ps(SA_LO_F);
+    __m256 s = _mm256_add_ps(y, a);
+    __m256 r1 = _mm256_sub_ps(y, _mm256_sub_ps(s, a));
+    __m256 hi = _mm256_add_ps(s, b);
+    __m256 rest = _mm256_add_ps(_mm256_sub_ps(b, _mm256_sub_ps(hi, s)), r1);
+    __m256i hb = _mm256_castps_si256(hi);
+    __m256i down = _mm256_srai_epi32(_mm256_xor_si256(hb, _mm256_castps_si256(rest)), 31);
+    __m256 d = _mm256_castsi256_ps(_mm256_or_si256(_mm256_add_epi32(hb, down),
+                                                   _mm256_set1_epi32(1)));
+    *bad = _mm256_or_ps(*bad, _mm256_cmp_ps(y, _mm256_set1_ps(-2.0f), _CMP_NGT_UQ));
+    __m256i pos = _mm256_cmpgt_epi32(_mm256_castps_si256(y), _mm256_setzero_si256());
+    return _mm256_blendv_ps(d, _mm256_set1_ps(fs_scale_ro), _mm256_castsi256_ps(pos));
+}
+
+FS_INLINE __m256 fs_f16x8(const uint16_t *h)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+/* Lanes where p = g*d rounded to float32 might not round to g*d's float16: p on a float16
+ * midpoint (each has its low 12 bits 0: the lowest set bit of p's pattern, found as
+ * (p - 1) ^ p > 0xFFF, lies above them; p = +-0 is exact), and NaN (a float16 g's NaN has them
+ * 0 too; the element function gives the default NaN).  Elsewhere F16C's rounding of p is g*d's:
+ * p and g*d lie on the same side of every midpoint (each a float32).  Integer operations:
+ * Zen 3 runs float compares on two of its four vector pipes, with the adds of fs_dy8. */
+FS_INLINE __m256 fs_f16_unsure8(__m256 p)
+{
+    __m256i pb = _mm256_castps_si256(p);
+    __m256i low = _mm256_xor_si256(_mm256_sub_epi32(pb, _mm256_set1_epi32(1)), pb);
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(low, _mm256_set1_epi32(0xFFF)));
+}
+
+/* t: the table of d(x); NULL: d(y) in registers (fs_dy8).  FS_CHAINS vectors per step, a group
+ * with an unsure lane element by element. */
 FS_INLINE ptrdiff_t fs_bwd_f16_avx2(const uint16_t *g, const uint16_t *x, uint16_t *out,
                                     ptrdiff_t n, const float *t)
 {
+    enum { H = FS_CHAINS };
     ptrdiff_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 gv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + i)));
-        __m256 p, r = fs_ro_product8(gv, fs_deriv8(x + i, t), &p);
-        r = _mm256_blendv_ps(r, _mm256_set1_ps(NAN), _mm256_cmp_ps(p, p, _CMP_UNORD_Q));
-        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT));
+    for (; i + 8 * H <= n; i += 8 * H) {
+        __m256 p[H], bad = _mm256_setzero_ps();
+        FS_EACH(H) p[h] = _mm256_mul_ps(fs_f16x8(g + i + 8 * h),
+                                        t ? fs_deriv8(x + i + 8 * h, t)
+                                          : fs_dy8(fs_f16x8(x + i + 8 * h), &bad));
+        FS_EACH(H) bad = _mm256_or_ps(bad, fs_f16_unsure8(p[h]));
+        if (_mm256_movemask_ps(bad)) {
+            for (ptrdiff_t j = i; j < i + 8 * H; j++)
+                out[j] = fs_bwd_f16(g[j], x[j], t ? t : fs_dy_tab_f16);
+            continue;
+        }
+        FS_EACH(H) _mm_storeu_si128((__m128i *)(out + i + 8 * h),
+                                    _mm256_cvtps_ph(p[h], _MM_FROUND_TO_NEAREST_INT));
     }
     return i;
 }
@@ -306,7 +346,7 @@ FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint1
     return i;
 }
 #define fs_bwd_x_f16_avx2(g, x, out, n) fs_bwd_f16_avx2(g, x, out, n, fs_dx_tab_f16)
-#define fs_bwd_y_f16_avx2(g, y, out, n) fs_bwd_f16_avx2(g, y, out, n, fs_dy_tab_f16)
+#define fs_bwd_y_f16_avx2(g, y, out, n) fs_bwd_f16_avx2(g, y, out, n, NULL)
 #define fs_bwd_x_bf16_avx2(g, x, out, n) fs_bwd_bf16_avx2(g, x, out, n, fs_dx_tab_bf16, fs_dx64_tab_bf16)
 #define fs_bwd_y_bf16_avx2(g, y, out, n) fs_bwd_bf16_avx2(g, y, out, n, fs_dy_tab_bf16, NULL)
 #elif defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64)
