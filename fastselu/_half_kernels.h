@@ -2,18 +2,18 @@
  *
  * Included by every _simd_<isa>.c after _selu_kernels.h, whose float64 kernels and constants it
  * uses.  Plain C (it compiles everywhere), with AVX2 loops for the backward where the build has
- * AVX2, F16C and FMA; 16-bit values travel as their bit patterns (uint16_t).
+ * AVX2 and F16C; 16-bit values travel as their bit patterns (uint16_t).
  *
  * Design: a 16-bit format has only 2^16 inputs, so
  * - forward: a table of the 2^16 results, looked up by bit pattern;
  * - backward: g * d with d from a table of the 2^16 inputs: d(x) = SA*exp(x),
  *   d(y) = (y + SA_HI) + SA_LO (SCALE where x > 0), as float32 rounded to odd (fs_ro32), so
  *   that g*d is exact in double (8 or 11 + 24 bits) and is rounded once by integer code; or
- *   (AVX2) as p = g*d rounded to float32, then to the format where that gives g*d's rounding:
- *   bfloat16 decided by p and the sign of its exact error e (fma), float16 by F16C except
- *   where p lies on a float16 midpoint (those take the element function): the same bits
- *   (AVX2 float16 computes d(y) in registers, the table's bits).  bfloat16's g reaches 2^128, so where d(x) nears float32's subnormals (|x| >= 80) d
- *   stays a double, g*d rounded to double first (exact for g = 1).  With g = 1 the product is
+ *   (AVX2) as p = g*d rounded to float32, then rounded to the format (F16C, or integer code
+ *   for bfloat16), which is g*d's rounding wherever p is not on a midpoint of the format: the
+ *   same bits, and the element function where it is (AVX2 float16 computes d(y) in registers,
+ *   the table's bits).  bfloat16's g reaches 2^128, so where d(x) nears float32's subnormals
+ *   (|x| >= 80) d stays a double, g*d rounded to double first (exact for g = 1).  With g = 1 the product is
  *   d itself: d rounded once.  Other g: d's rounding to odd adds < 2^-20 ULP (bound: 1 ULP).
  * Tables are built at first use from the float64 kernels of _selu_kernels.h (the same IEEE
  * operations everywhere, so every variant and platform builds the same bits), each entry
@@ -215,15 +215,16 @@ FS_HALF_ELEMENT(fs_bwd_bf16_64, fs_bf16_pos(x) ? (double)fs_scale_ro : t[x & 0x7
 #define fs_bwd_x_bf16(g, x) fs_bwd_bf16_64(g, x, fs_dx64_tab_bf16)
 #define fs_bwd_y_bf16(g, y) fs_bwd_bf16(g, y, fs_dy_tab_bf16)
 
-#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+#if defined(__AVX2__) && defined(__F16C__)
 #include <immintrin.h>
 /* The backward 8 lanes at a time in float32 (gcc vectorises none of the loops above: the table
- * load is a gather): p = g*d rounded.  float16: F16C rounds p, which is g*d's rounding except
- * where p lands on a midpoint (fs_f16_unsure8); bfloat16 rounds p at bit 16 with the sign of
- * e = g*d - p (exact by fma) for the half-way case (see its loop): the bits of the element
- * functions.  e is exact where |p| >= 2^-100; a group with a smaller nonzero |p| there (or, for
- * bfloat16, an |x| >= 80) runs the element functions instead.  (float16 needs no such check:
- * below 2^-25 its result is +-0 whatever the rounding, and 2^-25 is a midpoint.) */
+ * load is a gather), FS_CHAINS vectors per step: p = g*d rounded to float32, then to the
+ * format, the element function's bits unless p is on one of its midpoints (fs_unsure8); a
+ * group of vectors with such a lane (or, for bfloat16's x, an |x| >= 80) runs the element
+ * functions.  Earlier releases rounded p to odd by its fma error instead (float16: 10 more
+ * operations per vector; bfloat16 6, and a check for |p| < 2^-100 where the error is
+ * inexact): at 10^5 on Zen 3 the float16 backward from x took 0.77 -> 0.65 ns per element,
+ * bfloat16's 0.48 -> 0.40, from y 0.47 -> 0.37. */
 
 /* d for 8 lanes, the table entries: eight scalar loads, not a gather (on Zen 3
  * _mm256_i32gather_ps alone took 0.63 ns per element, the loads and inserts 0.33; bfloat16
@@ -268,21 +269,22 @@ FS_INLINE __m256 fs_f16x8(const uint16_t *h)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
 }
 
-/* Lanes where p = g*d rounded to float32 might not round to g*d's float16: p on a float16
- * midpoint (each has its low 12 bits 0: the lowest set bit of p's pattern, found as
- * (p - 1) ^ p > 0xFFF, lies above them; p = +-0 is exact), and NaN (a float16 g's NaN has them
- * 0 too; the element function gives the default NaN).  Elsewhere F16C's rounding of p is g*d's:
- * p and g*d lie on the same side of every midpoint (each a float32).  Integer operations:
- * Zen 3 runs float compares on two of its four vector pipes, with the adds of fs_dy8. */
-FS_INLINE __m256 fs_f16_unsure8(__m256 p)
+/* Lanes where p = g*d rounded to float32 might not round to g*d's 16-bit value: p on a
+ * midpoint of the format (each has its low 12 (float16) or 15 (bfloat16) bits 0: the lowest
+ * set bit of p's pattern, found as (p - 1) ^ p > below = 0xFFF / 0x7FFF, lies above them;
+ * p = +-0 is exact), and NaN (a 16-bit g's or d's NaN has those bits 0 too; the element
+ * function gives the default NaN).  Elsewhere p's rounding is g*d's: p and g*d lie on the same
+ * side of every midpoint (each a float32, subnormal or not), as rounding is monotonic.
+ * Integer operations: Zen 3 runs float compares on two of its four vector pipes, with the
+ * adds of fs_dy8. */
+FS_INLINE __m256 fs_unsure8(__m256 p, int below)
 {
     __m256i pb = _mm256_castps_si256(p);
     __m256i low = _mm256_xor_si256(_mm256_sub_epi32(pb, _mm256_set1_epi32(1)), pb);
-    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(low, _mm256_set1_epi32(0xFFF)));
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(low, _mm256_set1_epi32(below)));
 }
 
-/* t: the table of d(x); NULL: d(y) in registers (fs_dy8).  FS_CHAINS vectors per step, a group
- * with an unsure lane element by element. */
+/* t: the table of d(x); NULL: d(y) in registers (fs_dy8) */
 FS_INLINE ptrdiff_t fs_bwd_f16_avx2(const uint16_t *g, const uint16_t *x, uint16_t *out,
                                     ptrdiff_t n, const float *t)
 {
@@ -293,7 +295,7 @@ FS_INLINE ptrdiff_t fs_bwd_f16_avx2(const uint16_t *g, const uint16_t *x, uint16
         FS_EACH(H) p[h] = _mm256_mul_ps(fs_f16x8(g + i + 8 * h),
                                         t ? fs_deriv8(x + i + 8 * h, t)
                                           : fs_dy8(fs_f16x8(x + i + 8 * h), &bad));
-        FS_EACH(H) bad = _mm256_or_ps(bad, fs_f16_unsure8(p[h]));
+        FS_EACH(H) bad = _mm256_or_ps(bad, fs_unsure8(p[h], 0xFFF));
         if (_mm256_movemask_ps(bad)) {
             for (ptrdiff_t j = i; j < i + 8 * H; j++)
                 out[j] = fs_bwd_f16(g[j], x[j], t ? t : fs_dy_tab_f16);
@@ -305,43 +307,41 @@ FS_INLINE ptrdiff_t fs_bwd_f16_avx2(const uint16_t *g, const uint16_t *x, uint16
     return i;
 }
 
+/* t64: bfloat16's double table of d(x) (|x| >= 80 takes the element function), else NULL */
 FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint16_t *out,
                                      ptrdiff_t n, const float *t, const double *t64)
 {
+    enum { H = FS_CHAINS };
     ptrdiff_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256i wg = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(g + i)));
-        __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
-        __m256 gv = _mm256_castsi256_ps(_mm256_slli_epi32(wg, 16));
-        __m256 d = fs_deriv8(x + i, t);
-        __m256 p = _mm256_mul_ps(gv, d);
-        __m256 ap = _mm256_and_ps(p, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
-        __m256 tiny = _mm256_and_ps(_mm256_cmp_ps(ap, _mm256_set1_ps(0x1p-100f), _CMP_LT_OQ),
-                                    _mm256_cmp_ps(ap, _mm256_setzero_ps(), _CMP_NEQ_OQ));
-        /* |x| >= 80 (d(x) a double there); for y (never a SELU result there) the test keeps
-         * the rounding below right: d(y) is y itself, a bfloat16 value, from |y| = 2^54 on,
-         * and g*d then exact, possibly a tie */
-        __m256i hard = _mm256_cmpgt_epi32(_mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)),
-                                          _mm256_set1_epi32((int)FS_BF16_HARD - 1));
-        if (_mm256_movemask_ps(_mm256_or_ps(tiny, _mm256_castsi256_ps(hard)))) {
-            for (ptrdiff_t j = i; j < i + 8; j++)
+    for (; i + 8 * H <= n; i += 8 * H) {
+        __m256 p[H], bad = _mm256_setzero_ps();
+        FS_EACH(H) {
+            __m256i wg = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(g + i + 8 * h)));
+            p[h] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(wg, 16)),
+                                 fs_deriv8(x + i + 8 * h, t));
+        }
+        if (t64) {  /* |x| >= 80: d(x) a double there */
+            FS_EACH(H) {
+                __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i + 8 * h)));
+                bad = _mm256_or_ps(bad, _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+                          _mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)),
+                          _mm256_set1_epi32((int)FS_BF16_HARD - 1))));
+            }
+        }
+        FS_EACH(H) bad = _mm256_or_ps(bad, fs_unsure8(p[h], 0x7FFF));
+        if (_mm256_movemask_ps(bad)) {
+            for (ptrdiff_t j = i; j < i + 8 * H; j++)
                 out[j] = t64 == NULL ? fs_bwd_bf16(g[j], x[j], t) : fs_bwd_bf16_64(g[j], x[j], t64);
             continue;
         }
-        /* g*d = p + e rounded at bit 16 of p: up where p's low 16 bits exceed 0x8000, and where
-         * they are exactly 0x8000 (half) if e has p's sign (g*d is then beyond the half); never
-         * a tie to even: with e = 0, g*d has d's last bits (exact, so g is a power of two), and
-         * every entry read here (|x| < 80) is odd.  The element function's bits, with 7 vector
-         * operations fewer than rounding p to odd first.  NaN: the default NaN. */
-        __m256i pb = _mm256_castps_si256(p);
-        __m256i e = _mm256_castps_si256(_mm256_fmsub_ps(gv, d, p));
-        __m256i other = _mm256_srli_epi32(_mm256_xor_si256(pb, e), 31);
-        __m256i rb = _mm256_srli_epi32(
-            _mm256_sub_epi32(_mm256_add_epi32(pb, _mm256_set1_epi32(0x8000)), other), 16);
-        rb = _mm256_blendv_epi8(rb, _mm256_set1_epi32(FS_BF16_QNAN),
-                                _mm256_castps_si256(_mm256_cmp_ps(p, p, _CMP_UNORD_Q)));
-        _mm_storeu_si128((__m128i *)(out + i),
-                         _mm_packus_epi32(_mm256_castsi256_si128(rb), _mm256_extracti128_si256(rb, 1)));
+        /* p rounded at bit 16, half-way up: no p here is half-way */
+        FS_EACH(H) {
+            __m256i rb = _mm256_srli_epi32(
+                _mm256_add_epi32(_mm256_castps_si256(p[h]), _mm256_set1_epi32(0x8000)), 16);
+            _mm_storeu_si128((__m128i *)(out + i + 8 * h),
+                             _mm_packus_epi32(_mm256_castsi256_si128(rb),
+                                              _mm256_extracti128_si256(rb, 1)));
+        }
     }
     return i;
 }
