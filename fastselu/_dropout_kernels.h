@@ -535,18 +535,26 @@ void FS_NAME(fs_dropout_f32)(const float *x, float *out, ptrdiff_t n, const doub
         uint64_t bad = 0;
         if (fused) {
             /* without an FMA unit: plain operations, then the exact fmas for a tile where
-             * their difference could show (fs_f32_near_tie: ~2^-24 of the elements) */
+             * their difference could show (fs_f32_near_tie: ~2^-24 of the elements), from x:
+             * in place, the first results wait in a scratch tile */
+            float *rs = os;
+#ifndef FS_HW_FMA
+            float scratch[FS_DROPOUT_TILE];
+            rs = os == xs ? scratch : os;
+#endif
             ptrdiff_t k0 = 0;
 #ifdef FS_FWD_TILE_INTRINSICS
-            k0 = fs_tile_fwd_fused_f32_avx2(xs, os, wk, m, thr, drop_all, prm);
+            k0 = fs_tile_fwd_fused_f32_avx2(xs, rs, wk, m, thr, drop_all, prm);
 #endif
             FS_IVDEP
             for (ptrdiff_t k = k0; k < m; k++)
-                os[k] = fs_do_fwd_f32(xs[k], (wk[k] >= thr) & !drop_all, prm, 1, 1, &bad);
+                rs[k] = fs_do_fwd_f32(xs[k], (wk[k] >= thr) & !drop_all, prm, 1, 1, &bad);
 #ifndef FS_HW_FMA
             if (bad >> 63)
                 for (ptrdiff_t k = 0; k < m; k++)
                     os[k] = fs_do_fwd_f32(xs[k], (wk[k] >= thr) & !drop_all, prm, 1, 0, &bad);
+            else if (rs != os)
+                memcpy(os, rs, (size_t)m * sizeof *os);
 #endif
         } else {
             FS_IVDEP

@@ -1588,12 +1588,16 @@ FS_INLINE __m128d fs_bwd_y_f64_sse2(const double *gp, const double *yp, double *
 }
 
 /* The backward from the result, block by block: the SSE2 groups (and the scan with them, on the
- * same parts), then fs_bwd_y_f64_any over a block with any hard element */
+ * same parts), then fs_bwd_y_f64_any over a block with any hard element.  Where out is g or y,
+ * a block's fast results wait in a scratch block until it is known to have no hard element
+ * (the general form reads the inputs again). */
 void FS_NAME(fs_backward_y_f64)(const double *g, const double *y, double *out, ptrdiff_t n)
 {
+    double scratch[FS_BLOCK];
+    int alias = out == g || out == y;
     for (ptrdiff_t b = 0; b < n; b += FS_BLOCK) {
         const double *gb = g + b, *yb = y + b;
-        double *ob = out + b;
+        double *ob = alias ? scratch : out + b;
         ptrdiff_t m = n - b < FS_BLOCK ? n - b : FS_BLOCK, i = 0;
         __m128d hard = _mm_setzero_pd();
         for (; i + 2 * FS_NH64 <= m; i += 2 * FS_NH64)
@@ -1604,7 +1608,9 @@ void FS_NAME(fs_backward_y_f64)(const double *g, const double *y, double *out, p
             ob[i] = fs_bwd_y_f64_fast(gb[i], yb[i]);
         }
         if (h)
-            for (i = 0; i < m; i++) ob[i] = fs_bwd_y_f64_any(gb[i], yb[i]);
+            for (i = 0; i < m; i++) out[b + i] = fs_bwd_y_f64_any(gb[i], yb[i]);
+        else if (alias)
+            memcpy(out + b, scratch, (size_t)m * sizeof *out);
     }
 }
 #undef FS_A

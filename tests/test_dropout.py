@@ -644,6 +644,31 @@ def test_simd_variants_bit_identical():
     assert len(set(digests.values())) == 1, digests
 
 
+# float32 inputs whose fused value (p = 0.1), evaluated without an FMA unit, lies near a float32
+# midpoint: the baseline x86-64 kernel redoes their tile with exact fmas (fs_f32_near_tie)
+NEAR_TIE_P01 = ["-0x1.416dc4p+0", "-0x1.2d4d02p+1", "-0x1.fb0efap+0", "0x1.e38046p-1"]
+
+
+@pytest.mark.skipif(fs.get_backend() != "cython", reason="the compiled backend is not in use")
+def test_fused_inplace_redo_reads_x_every_variant():
+    """In place, a tile that the kernel evaluates twice (the baseline's near-tie redo) takes its
+    second pass from x, not from the first pass's results: the out-of-place bits, every
+    variant.  (The baseline without the scratch tile returned such a tile wrong throughout.)"""
+    from fastselu import _kernels
+
+    x = np.random.default_rng(4).uniform(-3, 1, 5000).astype(np.float32)
+    x[[10, 2100, 2101, 4500]] = [float.fromhex(v) for v in NEAR_TIE_P01]
+    for variant in _kernels.SUPPORTED:
+        _kernels.set_simd(variant)
+        try:
+            want = fs.selu_alpha_dropout(x, 0.1, seed=3)
+            y = x.copy()
+            fs.selu_alpha_dropout(y, 0.1, seed=3, inplace=True)
+        finally:
+            _kernels.set_simd(None)
+        assert np.array_equal(y.view(np.uint32), want.view(np.uint32)), variant
+
+
 def test_kernel_header_parameter_layout():
     """_dropout_kernels.h's FS_P_* are fastselu/_dropout.py's P_* (one layout, two languages)."""
     import pathlib
