@@ -169,10 +169,13 @@ def test_serial_and_parallel_agree(dtype, kind):
 @pytest.mark.parametrize("n", [N_PAR, 1000])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_aliasing_cases(dtype, n):
-    """out may be x, g, or both, and g may be x: every case gives the out-of-place bits."""
+    """out may be x, g, or both, and g may be x: every case gives the out-of-place bits, also
+    where a block holds a hard element (whose block the kernels redo)."""
     rng = np.random.default_rng(3)
     x = (rng.standard_normal(n) * 8).astype(dtype)
     g = rng.standard_normal(n).astype(dtype)
+    x[[5, n // 2]] = np.nan, -np.inf
+    g[n // 3] = np.inf
     for nt in (1, 2):
         want = call(NB, "forward", x, nthreads=nt)
         a = x.copy()
