@@ -18,7 +18,6 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import _backend_numba as _nb, _half
@@ -71,10 +70,17 @@ def _kf(v: float) -> ir.Constant:
     return ir.Constant(_VF, [v] * _W)
 
 
+def _unsure(b: Any, p: Any, below: int) -> Any:
+    """fs_unsure8: lanes whose float32 product p may not round to g*d's 16-bit value (a midpoint
+    of the format, whose bits below `below` + 1 are 0, or NaN): (p - 1) ^ p > below."""
+    pb = b.bitcast(p, _VI)
+    return b.icmp_signed(">", b.xor(b.sub(pb, _k(1)), pb), _k(below))
+
+
 def _lanes_f16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
-    """g*d rounded once to float16 (g: <8 x i16> bits): g to float32 exactly, p = g*d and its
-    exact error e (fma), p rounded to odd, then to nearest float16 (F16C's vcvtps2ph, or the
-    same by integer code for every non-NaN float32).  No element is flagged."""
+    """g*d rounded once to float16 (g: <8 x i16> bits): g to float32 exactly, p = g*d rounded to
+    float32, then to nearest float16 (F16C's vcvtps2ph, or the same by integer code for every
+    non-NaN float32): g*d's rounding but where p is flagged (_unsure)."""
     if f16c:
         gf = b.fpext(b.bitcast(g, _VH), _VF)
     else:
@@ -89,14 +95,11 @@ def _lanes_f16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
         sub = b.bitcast(b.fmul(b.sitofp(a, _VF), _kf(2.0**-24)), _VI)
         bits = b.select(b.icmp_signed("<", a, _k(0x400)), sub, bits)
         gf = b.bitcast(b.or_(bits, b.shl(b.and_(h, _k(0x8000)), _k(16))), _VF)
-    p, e, pb, eb = _product(b, gf, d)
-    inexact = b.fcmp_ordered("!=", e, _kf(0.0))
-    other = b.icmp_signed("<", b.xor(pb, eb), _k(0))
-    pb = b.sub(pb, b.zext(b.and_(other, inexact), _VI))
-    pb = b.or_(pb, b.zext(inexact, _VI))
+    p = b.fmul(gf, d)
     if f16c:
-        r = b.zext(b.bitcast(b.fptrunc(b.bitcast(pb, _VF), _VH), _V16), _VI)
+        r = b.zext(b.bitcast(b.fptrunc(p, _VH), _V16), _VI)
     else:
+        pb = b.bitcast(p, _VI)
         a = b.and_(pb, _k(0x7FFFFFFF))
         norm = b.add(b.add(a, _k(0xFFF)), b.and_(b.lshr(a, _k(13)), _k(1)))
         norm = b.sub(b.lshr(norm, _k(13)), _k(112 << 10))
@@ -105,47 +108,34 @@ def _lanes_f16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
         r = b.select(b.icmp_signed("<", a, _k(0x38800000)), small, norm)
         r = b.select(b.icmp_signed(">=", a, _k(0x477FF000)), _k(0x7C00), r)
         r = b.or_(r, b.and_(b.lshr(pb, _k(16)), _k(0x8000)))
-    return b.select(b.fcmp_unordered("!=", p, p), _k(0x7E00), r), None
+    return r, _unsure(b, p, 0xFFF)
 
 
 def _lanes_bf16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
     """g*d rounded once to bfloat16 (g: <8 x i16> bits, to float32 by a shift: f16c unused):
-    p rounded at bit 16, the half-way case by e's sign.  Flagged: 0 < |p| < 2^-100, where e may
-    be inexact."""
-    p, e, pb, eb = _product(b, b.bitcast(b.shl(b.zext(g, _VI), _k(16)), _VF), d)
-    other = b.lshr(b.xor(pb, eb), _k(31))
-    r = b.lshr(b.sub(b.add(pb, _k(0x8000)), other), _k(16))
-    r = b.select(b.fcmp_unordered("!=", p, p), _k(0x7FC0), r)
-    a = b.and_(pb, _k(0x7FFFFFFF))
-    tiny = b.and_(b.icmp_signed("<", a, _k(0x0D800000)), b.icmp_signed("!=", a, _k(0)))
-    return r, tiny
+    p = g*d rounded to float32, then at bit 16, half-way up (no unflagged p is half-way)."""
+    p = b.fmul(b.bitcast(b.shl(b.zext(g, _VI), _k(16)), _VF), d)
+    r = b.lshr(b.add(b.bitcast(p, _VI), _k(0x8000)), _k(16))
+    return r, _unsure(b, p, 0x7FFF)
 
 
-def _product(b: Any, gf: Any, d: Any) -> Tuple[Any, Any, Any, Any]:
-    """p = g*d in float32 and its exact error e (llvm.fma), with their bits."""
-    fma = cgutils.get_or_insert_function(
-        b.module, ir.FunctionType(_VF, [_VF] * 3), "llvm.fma.v8f32"
-    )
-    p = b.fmul(gf, d)
-    e = b.call(fma, [gf, d, b.fsub(_kf(-0.0), p)])
-    return p, e, b.bitcast(p, _VI), b.bitcast(e, _VI)
+_H = 4  # vectors per step, as the header's FS_CHAINS
 
 
 def _make_lanes(lanes: Any, hard_from: int) -> Any:
-    """The header's AVX2 loop (fs_bwd_f16_avx2, fs_bwd_bf16_avx2) for the 8 elements from i, as
-    LLVM vector IR: numba widens uint32 arithmetic to 64 bits, and LLVM vectorises no loop with
-    a table lookup in it.  d from the full float32 table tf by 8 scalar loads, as the header.
-    The results are stored, and True returned, unless an element is hard (bfloat16: |v| >= 80,
-    where d(x) is a double and d(y), from 2^54 on, a bfloat16 value whose exact products can
-    tie; or a flagged lane): then nothing is written (out may be g or x), and the caller does
-    the 8 elements by the element function."""
+    """The header's AVX2 loop (fs_bwd_f16_avx2, fs_bwd_bf16_avx2) for the _H * 8 elements from
+    i, as LLVM vector IR: numba widens uint32 arithmetic to 64 bits, and LLVM vectorises no loop
+    with a table lookup in it.  d from the full float32 table tf by scalar loads, as the header.
+    The results are stored, and True returned, unless an element is flagged (bfloat16's
+    |v| >= 80, where d(x) is a double; or an unsure product): then nothing is written (out may
+    be g or x), and the caller does the elements by the element function."""
 
     @intrinsic
-    def run8(typingctx, g, x, out, tf, i):  # type: ignore[no-untyped-def]
+    def run(typingctx, g, x, out, tf, i):  # type: ignore[no-untyped-def]
         sig = types.boolean(g, x, out, tf, i)
 
         def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            b, i = builder, args[4]
+            b, i0 = builder, args[4]
             g, x, out, tf = (
                 context.make_array(ty)(context, b, a).data
                 for ty, a in zip(signature.args[:4], args[:4])
@@ -153,28 +143,32 @@ def _make_lanes(lanes: Any, hard_from: int) -> Any:
             # F16C where the target has it (numba compiles for the host, or NUMBA_CPU_*);
             # without, LLVM's half conversions would be calls to runtime functions
             f16c = "+f16c" in getattr(context.codegen(), "_tm_features", "").split(",")
-            d = ir.Constant(_VF, ir.Undefined)
-            for j in range(_W):  # scalar index loads, as the header's fs_deriv8
-                xj = b.zext(b.load(b.gep(x, [b.add(i, ir.Constant(i.type, j))])), i.type)
-                d = b.insert_element(d, b.load(b.gep(tf, [xj])), ir.Constant(_I32, j))
-            gv = b.load(b.bitcast(b.gep(g, [i]), _V16.as_pointer()), align=2)
-            r, flag = lanes(b, gv, d, f16c)
-            if hard_from < 0x8000:
-                xv = b.load(b.bitcast(b.gep(x, [i]), _V16.as_pointer()), align=2)
-                hard = b.icmp_unsigned(">=", b.and_(b.zext(xv, _VI), _k(0x7FFF)), _k(hard_from))
-                flag = hard if flag is None else b.or_(flag, hard)
-            ok = cgutils.true_bit
-            if flag is not None:
-                none = ir.Constant(ir.IntType(_W), 0)
-                ok = b.icmp_unsigned("==", b.bitcast(flag, ir.IntType(_W)), none)
+            rs, flag = [], None
+            for h in range(_H):
+                i = b.add(i0, ir.Constant(i0.type, _W * h))
+                d = ir.Constant(_VF, ir.Undefined)
+                for j in range(_W):  # scalar index loads, as the header's fs_deriv8
+                    xj = b.zext(b.load(b.gep(x, [b.add(i, ir.Constant(i.type, j))])), i.type)
+                    d = b.insert_element(d, b.load(b.gep(tf, [xj])), ir.Constant(_I32, j))
+                gv = b.load(b.bitcast(b.gep(g, [i]), _V16.as_pointer()), align=2)
+                r, unsure = lanes(b, gv, d, f16c)
+                if hard_from < 0x8000:
+                    xv = b.load(b.bitcast(b.gep(x, [i]), _V16.as_pointer()), align=2)
+                    hard = b.and_(b.zext(xv, _VI), _k(0x7FFF))
+                    unsure = b.or_(unsure, b.icmp_unsigned(">=", hard, _k(hard_from)))
+                flag = unsure if flag is None else b.or_(flag, unsure)
+                rs.append((i, r))
+            none = ir.Constant(ir.IntType(_W), 0)
+            ok = b.icmp_unsigned("==", b.bitcast(flag, ir.IntType(_W)), none)
             with b.if_then(ok, likely=True):
-                dst = b.bitcast(b.gep(out, [i]), _V16.as_pointer())
-                b.store(b.trunc(r, _V16), dst, align=2)
+                for i, r in rs:
+                    dst = b.bitcast(b.gep(out, [i]), _V16.as_pointer())
+                    b.store(b.trunc(r, _V16), dst, align=2)
             return ok
 
         return sig, codegen
 
-    return run8
+    return run
 
 
 @njit(inline="always", cache=False)
@@ -243,7 +237,7 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
             out[i] = t[x[i]]
 
     scale_ro = _half.SCALE_RO
-    run8 = _make_lanes(
+    run_lanes = _make_lanes(
         _lanes_f16 if fmt == "float16" else _lanes_bf16,
         _half.BF16_HARD if fmt == "bfloat16" else 0x8000,  # 0x8000: never
     )
@@ -251,19 +245,20 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
     @njit(inline="always", cache=False)
     def elem(g, x, out, t, k):  # type: ignore[no-untyped-def]
         """The header's fs_bwd_f16 / fs_bwd_bf16(_64): g * the tabulated d in double, rounded
-        once; the same bits as run8's lanes."""
+        once; the same bits as run_lanes'."""
         xb = x[k]
         d = scale_ro if pos(xb) else np.float64(t[xb & low])
         out[k] = to_small(to_double(g[k]) * d)
 
     @njit(inline="always", cache=False)
     def bwd_chunk(g, x, out, t, tf, lo, hi):  # type: ignore[no-untyped-def]
-        n8 = lo + (hi - lo) // _W * _W
-        for i in range(lo, n8, _W):
-            if not run8(g, x, out, tf, i):
-                for k in range(i, i + _W):
+        step = _H * _W
+        n_v = lo + (hi - lo) // step * step
+        for i in range(lo, n_v, step):
+            if not run_lanes(g, x, out, tf, i):
+                for k in range(i, i + step):
                     elem(g, x, out, t, k)
-        for k in range(n8, hi):
+        for k in range(n_v, hi):
             elem(g, x, out, t, k)
 
     f32r = types.Array(types.float32, 1, "C", readonly=True)
