@@ -141,8 +141,8 @@ FS_INLINE int fs_bf16_pos(uint16_t b) { return (uint16_t)(b - 1u) < FS_BF16_INF;
 /* Per variant (each _simd_<isa>.c has its own copy, built by its own float64 kernels). */
 static uint16_t fs_fwd_tab_f16[1 << 16], fs_fwd_tab_bf16[1 << 16];
 /* Derivatives of the 2^16 inputs, d(x) = SA*exp(x) and d(y) = (y + SA_HI) + SA_LO, as float32
- * rounded to odd (g*d is then exact in double, and in float32 plus an fma error term: see the
- * AVX2 loops); SCALE rounded to odd where x > 0, and the entry of -x at +0 and NaN.  Both
+ * rounded to odd (g*d is then exact in double; the AVX2 loops round it to float32 first, see
+ * there); SCALE rounded to odd where x > 0, and the entry of -x at +0 and NaN.  Both
  * halves, so that a lookup needs no test of the sign (on AVX2 a 16-bit backward took ~10%
  * longer with the 2^15 entries of the negative inputs and a blend).  bfloat16's g reaches
  * 2^128, so where d(x) nears float32's subnormals (|x| >= 80) it is kept as a double:
