@@ -13,12 +13,14 @@
  *   for bfloat16), which is g*d's rounding wherever p is not on a midpoint of the format: the
  *   same bits, and the element function where it is (AVX2 float16 computes d(y) in registers,
  *   the table's bits).  bfloat16's g reaches 2^128, so where d(x) nears float32's subnormals
- *   (|x| >= 80) d stays a double, g*d rounded to double first (exact for g = 1).  With g = 1 the product is
- *   d itself: d rounded once.  Other g: d's rounding to odd adds < 2^-20 ULP (bound: 1 ULP).
+ *   (|x| >= 80) d stays a double, g*d rounded to double first (exact for g = 1).  With g = 1
+ *   the product is d itself: d rounded once.  Other g: d's rounding to odd adds < 2^-20 ULP
+ *   (bound: 1 ULP).
  * Tables are built at first use from the float64 kernels of _selu_kernels.h (the same IEEE
  * operations everywhere, so every variant and platform builds the same bits), each entry
  * rounded once from double (fs_to_f16 / fs_to_bf16: to nearest, ties to even).  Nothing is
- * rounded to nearest through float32: that double rounding misrounds (the float16 backward at
+ * rounded to nearest through float32 where that could differ from rounding once (a float32
+ * on a midpoint of the format): that double rounding misrounds (the float16 backward at
  * x = -0.1239 and -1.315 did).  tests/test_half.py checks all 2^16 inputs of each format,
  * forward and backward with g = 1, in every variant: correctly rounded (<= 0.5 ULP).
  * NaN: the forward returns the input's NaN quieted (table entry = input | quiet bit); backward
@@ -322,7 +324,8 @@ FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint1
         }
         if (t64) {  /* |x| >= 80: d(x) a double there */
             FS_EACH(H) {
-                __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i + 8 * h)));
+                __m256i wx = _mm256_cvtepu16_epi32(
+                    _mm_loadu_si128((const __m128i *)(x + i + 8 * h)));
                 bad = _mm256_or_ps(bad, _mm256_castsi256_ps(_mm256_cmpgt_epi32(
                           _mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)),
                           _mm256_set1_epi32((int)FS_BF16_HARD - 1))));
