@@ -124,10 +124,11 @@ def near_half_way_pairs(fmt, kind):
     """(g, v, expected) for the backward from x (kind "x") or from the result ("y") where g*d
     lies within ~2^-22 of a rounding boundary of the format, d being the table's entry (rounded
     to odd: SA*exp(x) by the float64 kernel, or (y + SA_HI) + SA_LO): the products whose
-    rounding hangs on the kernels' half-way logic (rounding to odd, e's sign) and on d's last
-    bits.  g runs over one binade's significands with both signs (any other g is one of them
-    times a power of two), v over every negative pattern above -80 (x) or finite (y);
-    expected = g*d (exact in double) rounded once: the element functions' definition."""
+    rounding hangs on the kernels' half-way logic (the AVX2 and numba lanes' midpoint test, the
+    element functions' rounding) and on d's last bits.  g runs over one binade's significands
+    with both signs (any other g is one of them times a power of two), v over every negative
+    pattern above -80 (x) or finite (y); expected = g*d (exact in double) rounded once: the
+    element functions' definition."""
     m = _half.FORMATS[fmt][0]
     v_bits = np.arange(1 << 15, 1 << 16, dtype=np.uint32).astype(np.uint16)
     v = _half.to_float64(v_bits, fmt)
