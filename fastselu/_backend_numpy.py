@@ -220,8 +220,8 @@ def backward_y(
     g: np.ndarray, y: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None
 ) -> None:
     """out = g * (SCALE if y > 0 else y + SCALE*ALPHA), the sum compensated."""
-    if fmt is not None:  # float16/bfloat16 bits: evaluated in float64, rounded once
-        return _half.evaluate("backward_y", fmt, backward_y, (g, y), out)
+    if fmt is not None:  # float16/bfloat16 bits: the C element functions' formula
+        return _half.backward_y(fmt, g, y, out)
     with np.errstate(all="ignore"):
         for s in _blocks(y.shape[0]):
             yb = y[s : s + BLOCK].astype(np.float64)

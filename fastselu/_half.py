@@ -6,8 +6,10 @@ Backends receive float16/bfloat16 arrays as uint16 views of their bits plus ``fm
 - `to_float64` (exact) and `from_float64` (rounded once to nearest, ties to even; NaN gives the
   default quiet NaN 0x7E00 / 0x7FC0): never through float32, whose double rounding misrounds;
 - `evaluate`: a 16-bit kernel through a backend's float64 kernels, each result rounded once.
-  The numpy backend runs every call so (block by block); the numba backend builds its tables
-  so (`tables`), as the C kernels do from their own float64 kernels: the same bits.
+  The numpy backend runs the forward and the backward from x so (block by block); the numba
+  backend builds its tables so (`tables`), as the C kernels do from their own float64 kernels:
+  the same bits.  The backward from the result takes no table: `backward_y`, the C element
+  functions' own formula.
 """
 
 from __future__ import annotations
@@ -80,6 +82,21 @@ def evaluate(
         o[s : s + BLOCK] = res
 
 
+def backward_y(fmt: str, g: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+    """out (uint16 bits) = g*d(y) as _half_kernels.h's fs_bwd_y_f16 / fs_bwd_y_bf16 define it:
+    d = SCALE where y > 0, else (y + SA_HI) + SA_LO, g*d in float64, rounded once to the format
+    (the same IEEE operations, so the same bits); block by block."""
+    o = out.view(np.uint16)
+    inf = np.uint16((2 * FORMATS[fmt][1] + 1) << FORMATS[fmt][0])
+    for s in range(0, o.shape[0], BLOCK):
+        gb, yb = (a.view(np.uint16)[s : s + BLOCK] for a in (g, y))
+        with np.errstate(all="ignore"):
+            yv = to_float64(yb, fmt)
+            d = np.where(yb - np.uint16(1) < inf, SCALE_HI, (yv + SA_HI) + SA_LO)
+            r = to_float64(gb, fmt) * d
+        o[s : s + BLOCK] = from_float64(r, fmt)
+
+
 def ro32(v: np.ndarray) -> np.ndarray:
     """float64 values rounded to float32 "to odd" (fs_ro32): truncated, last bit set if inexact."""
     v = np.asarray(v, np.float64)
@@ -96,13 +113,13 @@ SCALE_RO = float(ro32(np.float64(SCALE_HI))[()])
 
 def tables(
     fmt: str, forward64: Callable[..., None], backward_x64: Callable[..., None]
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(results of the 2^16 inputs as uint16 bits, d(x) and d(y) = (y + SA_HI) + SA_LO of the
-    2^15 inputs with the sign bit set), as _half_kernels.h's fs_half_init builds them: float32
-    rounded to odd, except bfloat16's d(x), float64 (the float32 value, or where |x| >= 80 the
-    double itself).  The C tables also hold the other half (SCALE rounded to odd where x > 0,
-    else the entry of -x), as _half_numba._full builds them for numba's lanes; the element
-    functions take SCALE_RO by a test of the sign instead."""
+) -> Tuple[np.ndarray, np.ndarray]:
+    """(results of the 2^16 inputs as uint16 bits, d(x) of the 2^15 inputs with the sign bit
+    set), as _half_kernels.h's fs_half_init builds them: float32 rounded to odd, except
+    bfloat16's d(x), float64 (the float32 value, or where |x| >= 80 the double itself).  The C
+    tables also hold the other half (SCALE rounded to odd where x > 0, else the entry of -x), as
+    _half_numba._full builds them for numba's lanes; the element functions take SCALE_RO by a
+    test of the sign instead.  The backward from the result needs no table (d(y) = y + SA)."""
     bits = np.arange(1 << 16, dtype=np.uint64).astype(np.uint16)
     fwd = np.empty(1 << 16, np.uint16)
     evaluate("forward", fmt, forward64, (bits,), fwd)
@@ -111,10 +128,8 @@ def tables(
     backward_x64(np.ones(1 << 15), x, d, 1)
     # SELU'(x) > 0 for finite x although it underflows: the smallest positive double there
     d[(d == 0) & (x != -np.inf)] = 5e-324
-    with np.errstate(all="ignore"):
-        dy = ro32((x + SA_HI) + SA_LO)
     dx = ro32(d)
     if fmt == "bfloat16":
         hard = np.arange(1 << 15) >= BF16_HARD
-        return fwd, np.where(hard, d, dx.astype(np.float64)), dy
-    return fwd, dx, dy
+        return fwd, np.where(hard, d, dx.astype(np.float64))
+    return fwd, dx

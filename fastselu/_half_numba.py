@@ -21,6 +21,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from . import _backend_numba as _nb, _half
+from ._selu_constants import SA_HI, SA_HI_F, SA_LO, SA_LO_F, SCALE_HI, SCALE_HI_F, SCALE_LO_F
 
 _U = np.uint64
 
@@ -77,25 +78,32 @@ def _unsure(b: Any, p: Any, below: int) -> Any:
     return b.icmp_signed(">", b.xor(b.sub(pb, _k(1)), pb), _k(below))
 
 
-def _lanes_f16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
-    """g*d rounded once to float16 (g: <8 x i16> bits): g to float32 exactly, p = g*d rounded to
-    float32, then to nearest float16 (F16C's vcvtps2ph, or the same by integer code for every
-    non-NaN float32): g*d's rounding but where p is flagged (_unsure)."""
+def _f16_lanes(b: Any, v: Any, f16c: bool) -> Any:
+    """float16 bits (<8 x i16>) to float32 exactly: F16C's vcvtph2ps, or integer code."""
     if f16c:
-        gf = b.fpext(b.bitcast(g, _VH), _VF)
-    else:
-        h = b.zext(g, _VI)
-        a = b.and_(h, _k(0x7FFF))
-        sh = b.shl(a, _k(13))
-        bits = b.select(
-            b.icmp_signed(">=", a, _k(0x7C00)),
-            b.or_(sh, _k(0x7F800000)),
-            b.add(sh, _k(112 << 23)),
-        )
-        sub = b.bitcast(b.fmul(b.sitofp(a, _VF), _kf(2.0**-24)), _VI)
-        bits = b.select(b.icmp_signed("<", a, _k(0x400)), sub, bits)
-        gf = b.bitcast(b.or_(bits, b.shl(b.and_(h, _k(0x8000)), _k(16))), _VF)
-    p = b.fmul(gf, d)
+        return b.fpext(b.bitcast(v, _VH), _VF)
+    h = b.zext(v, _VI)
+    a = b.and_(h, _k(0x7FFF))
+    sh = b.shl(a, _k(13))
+    bits = b.select(
+        b.icmp_signed(">=", a, _k(0x7C00)),
+        b.or_(sh, _k(0x7F800000)),
+        b.add(sh, _k(112 << 23)),
+    )
+    sub = b.bitcast(b.fmul(b.sitofp(a, _VF), _kf(2.0**-24)), _VI)
+    bits = b.select(b.icmp_signed("<", a, _k(0x400)), sub, bits)
+    return b.bitcast(b.or_(bits, b.shl(b.and_(h, _k(0x8000)), _k(16))), _VF)
+
+
+def _bf16_lanes(b: Any, v: Any, f16c: bool) -> Any:
+    """bfloat16 bits (<8 x i16>) to float32: a shift (f16c unused)."""
+    return b.bitcast(b.shl(b.zext(v, _VI), _k(16)), _VF)
+
+
+def _round_f16(b: Any, p: Any, f16c: bool) -> Tuple[Any, Any]:
+    """p (float32 lanes) rounded to nearest float16 (F16C's vcvtps2ph, or the same by integer
+    code for every non-NaN float32), and the lanes where that may not be the rounding of the
+    value p approximates within one float32 ULP (_unsure)."""
     if f16c:
         r = b.zext(b.bitcast(b.fptrunc(p, _VH), _V16), _VI)
     else:
@@ -111,62 +119,114 @@ def _lanes_f16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
     return r, _unsure(b, p, 0xFFF)
 
 
+def _round_bf16(b: Any, p: Any, f16c: bool) -> Tuple[Any, Any]:
+    """p rounded at bit 16, half-way up (no unflagged p is half-way), and _round_f16's flags."""
+    return b.lshr(b.add(b.bitcast(p, _VI), _k(0x8000)), _k(16)), _unsure(b, p, 0x7FFF)
+
+
+def _lanes_f16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
+    """g*d rounded once to float16 (g: <8 x i16> bits): g to float32 exactly, p = g*d rounded to
+    float32, then to nearest float16: g*d's rounding but where p is flagged (_unsure)."""
+    return _round_f16(b, b.fmul(_f16_lanes(b, g, f16c), d), f16c)
+
+
 def _lanes_bf16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
-    """g*d rounded once to bfloat16 (g: <8 x i16> bits, to float32 by a shift: f16c unused):
-    p = g*d rounded to float32, then at bit 16, half-way up (no unflagged p is half-way)."""
-    p = b.fmul(b.bitcast(b.shl(b.zext(g, _VI), _k(16)), _VF), d)
-    r = b.lshr(b.add(b.bitcast(p, _VI), _k(0x8000)), _k(16))
-    return r, _unsure(b, p, 0x7FFF)
+    """As _lanes_f16, for bfloat16."""
+    return _round_bf16(b, b.fmul(_bf16_lanes(b, g, f16c), d), f16c)
+
+
+def _fma_lanes(b: Any, x: Any, y: Any, z: Any) -> Any:
+    """x*y + z rounded once, lane by lane (llvm.fma; llvmlite names no vector intrinsic)."""
+    name = f"llvm.fma.v{_W}f32"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(_VF, [_VF, _VF, _VF]), name=name)
+    return b.call(fn, [x, y, z])
+
+
+def _y_lanes(b: Any, g: Any, y: Any) -> Tuple[Any, Any]:
+    """The header's fs_bwd_y_p8: p = g*d(y) within one float32 ULP (float32 lanes g, y), and the
+    lanes with y <= -SA_HI_F or NaN."""
+    a = _kf(SA_HI_F)
+    s = b.fadd(y, a)
+    e = b.fsub(y, b.fsub(s, a))
+    pos = b.icmp_signed(">", b.bitcast(y, _VI), _k(0))
+    dh = b.select(pos, _kf(SCALE_HI_F), s)
+    dl = b.select(pos, _kf(SCALE_LO_F), b.fadd(e, _kf(SA_LO_F)))
+    p = _fma_lanes(b, g, dh, b.fmul(g, dl))
+    p = b.bitcast(b.or_(b.bitcast(p, _VI), b.and_(b.bitcast(g, _VI), _k(-0x80000000))), _VF)
+    return p, b.fcmp_unordered("<=", y, _kf(-SA_HI_F))
 
 
 _H = 4  # vectors per step, as the header's FS_CHAINS
 
 
-def _make_lanes(lanes: Any, hard_from: int) -> Any:
+def _make_lanes(lanes: Any, hard_from: int, y_from: Any = None) -> Any:
     """The header's AVX2 loop (fs_bwd_f16_avx2, fs_bwd_bf16_avx2) for the _H * 8 elements from
     i, as LLVM vector IR: numba widens uint32 arithmetic to 64 bits, and LLVM vectorises no loop
-    with a table lookup in it.  d from the full float32 table tf by scalar loads, as the header.
+    with a table lookup in it.  run(g, x, out, tf, i): d from the full float32 table tf by scalar
+    loads, as the header.  With y_from (the format's _f16_lanes / _bf16_lanes), run(g, y, out,
+    i) from the result, as fs_bwd_y_half_avx2 (`lanes` then rounds p: _round_f16 / _round_bf16).
     The results are stored, and True returned, unless an element is flagged (bfloat16's
-    |v| >= 80, where d(x) is a double; or an unsure product): then nothing is written (out may
-    be g or x), and the caller does the elements by the element function."""
+    |v| >= 80, where d(x) is a double; y <= -SA_HI_F or NaN; or an unsure product): then nothing
+    is written (out may be g or x), and the caller does the elements by the element function."""
 
-    @intrinsic
-    def run(typingctx, g, x, out, tf, i):  # type: ignore[no-untyped-def]
-        sig = types.boolean(g, x, out, tf, i)
-
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            b, i0 = builder, args[4]
-            g, x, out, tf = (
-                context.make_array(ty)(context, b, a).data
-                for ty, a in zip(signature.args[:4], args[:4])
-            )
-            # F16C where the target has it (numba compiles for the host, or NUMBA_CPU_*);
-            # without, LLVM's half conversions would be calls to runtime functions
-            f16c = "+f16c" in getattr(context.codegen(), "_tm_features", "").split(",")
-            rs, flag = [], None
-            for h in range(_H):
-                i = b.add(i0, ir.Constant(i0.type, _W * h))
+    def emit(context, b, i0, g, x, out, tf):  # type: ignore[no-untyped-def]
+        # F16C where the target has it (numba compiles for the host, or NUMBA_CPU_*);
+        # without, LLVM's half conversions would be calls to runtime functions
+        f16c = "+f16c" in getattr(context.codegen(), "_tm_features", "").split(",")
+        rs, flag = [], None
+        for h in range(_H):
+            i = b.add(i0, ir.Constant(i0.type, _W * h))
+            gv = b.load(b.bitcast(b.gep(g, [i]), _V16.as_pointer()), align=2)
+            if y_from is not None:
+                yv = b.load(b.bitcast(b.gep(x, [i]), _V16.as_pointer()), align=2)
+                p, bad = _y_lanes(b, y_from(b, gv, f16c), y_from(b, yv, f16c))
+                r, unsure = lanes(b, p, f16c)
+                unsure = b.or_(unsure, bad)
+            else:
                 d = ir.Constant(_VF, ir.Undefined)
                 for j in range(_W):  # scalar index loads, as the header's fs_deriv8
                     xj = b.zext(b.load(b.gep(x, [b.add(i, ir.Constant(i.type, j))])), i.type)
                     d = b.insert_element(d, b.load(b.gep(tf, [xj])), ir.Constant(_I32, j))
-                gv = b.load(b.bitcast(b.gep(g, [i]), _V16.as_pointer()), align=2)
                 r, unsure = lanes(b, gv, d, f16c)
-                if hard_from < 0x8000:
-                    xv = b.load(b.bitcast(b.gep(x, [i]), _V16.as_pointer()), align=2)
-                    hard = b.and_(b.zext(xv, _VI), _k(0x7FFF))
-                    unsure = b.or_(unsure, b.icmp_unsigned(">=", hard, _k(hard_from)))
-                flag = unsure if flag is None else b.or_(flag, unsure)
-                rs.append((i, r))
-            none = ir.Constant(ir.IntType(_W), 0)
-            ok = b.icmp_unsigned("==", b.bitcast(flag, ir.IntType(_W)), none)
-            with b.if_then(ok, likely=True):
-                for i, r in rs:
-                    dst = b.bitcast(b.gep(out, [i]), _V16.as_pointer())
-                    b.store(b.trunc(r, _V16), dst, align=2)
-            return ok
+            if hard_from < 0x8000:
+                xv = b.load(b.bitcast(b.gep(x, [i]), _V16.as_pointer()), align=2)
+                hard = b.and_(b.zext(xv, _VI), _k(0x7FFF))
+                unsure = b.or_(unsure, b.icmp_unsigned(">=", hard, _k(hard_from)))
+            flag = unsure if flag is None else b.or_(flag, unsure)
+            rs.append((i, r))
+        none = ir.Constant(ir.IntType(_W), 0)
+        ok = b.icmp_unsigned("==", b.bitcast(flag, ir.IntType(_W)), none)
+        with b.if_then(ok, likely=True):
+            for i, r in rs:
+                dst = b.bitcast(b.gep(out, [i]), _V16.as_pointer())
+                b.store(b.trunc(r, _V16), dst, align=2)
+        return ok
 
-        return sig, codegen
+    def arrays(context, b, signature, args, k):  # type: ignore[no-untyped-def]
+        tys = signature.args[:k]
+        return [context.make_array(ty)(context, b, a).data for ty, a in zip(tys, args[:k])]
+
+    if y_from is not None:
+
+        @intrinsic
+        def run_y(typingctx, g, y, out, i):  # type: ignore[no-untyped-def]
+            def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+                g, y, out = arrays(context, builder, signature, args, 3)
+                return emit(context, builder, args[3], g, y, out, None)
+
+            return types.boolean(g, y, out, i), codegen
+
+        return run_y
+
+    @intrinsic
+    def run(typingctx, g, x, out, tf, i):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            g, x, out, tf = arrays(context, builder, signature, args, 4)
+            return emit(context, builder, args[4], g, x, out, tf)
+
+        return types.boolean(g, x, out, tf, i), codegen
 
     return run
 
@@ -237,9 +297,13 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
             out[i] = t[x[i]]
 
     scale_ro = _half.SCALE_RO
+    f16 = fmt == "float16"
     run_lanes = _make_lanes(
-        _lanes_f16 if fmt == "float16" else _lanes_bf16,
-        _half.BF16_HARD if fmt == "bfloat16" else 0x8000,  # 0x8000: never
+        _lanes_f16 if f16 else _lanes_bf16,
+        0x8000 if f16 else _half.BF16_HARD,  # 0x8000: never
+    )
+    run_lanes_y = _make_lanes(
+        _round_f16 if f16 else _round_bf16, 0x8000, _f16_lanes if f16 else _bf16_lanes
     )
 
     @njit(inline="always", cache=False)
@@ -260,6 +324,25 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
                     elem(g, x, out, t, k)
         for k in range(n_v, hi):
             elem(g, x, out, t, k)
+
+    @njit(inline="always", cache=False)
+    def elem_y(g, y, out, k):  # type: ignore[no-untyped-def]
+        """The header's fs_bwd_y_f16 / fs_bwd_y_bf16: g*d(y) in double, rounded once (correctly
+        rounded); the same bits as run_lanes_y'."""
+        yb = y[k]
+        d = SCALE_HI if pos(yb) else (to_double(yb) + SA_HI) + SA_LO
+        out[k] = to_small(to_double(g[k]) * d)
+
+    @njit(inline="always", cache=False)
+    def bwd_y_chunk(g, y, out, lo, hi):  # type: ignore[no-untyped-def]
+        step = _H * _W
+        n_v = lo + (hi - lo) // step * step
+        for i in range(lo, n_v, step):
+            if not run_lanes_y(g, y, out, i):
+                for k in range(i, i + step):
+                    elem_y(g, y, out, k)
+        for k in range(n_v, hi):
+            elem_y(g, y, out, k)
 
     f32r = types.Array(types.float32, 1, "C", readonly=True)
     dxtab = types.Array(types.float64, 1, "C", readonly=True) if fmt == "bfloat16" else f32r
@@ -289,6 +372,27 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
                     _nb._fenv_restore(env)
 
             sig = types.void(u16r, u16w, table, types.intp)
+        elif table is None:  # no table: from the result
+            if parallel:
+
+                def k(g, x, out, nt):  # type: ignore[no-untyped-def]
+                    if g.size != out.size or x.size != out.size:
+                        raise ValueError(_SIZES)
+                    env = _nb._fenv_save()
+                    n = out.size
+                    for c in prange(nt):
+                        chunk(g, x, out, _nb._bound(n, nt, c), _nb._bound(n, nt, c + 1))
+                    _nb._fenv_restore(env)
+            else:
+
+                def k(g, x, out, nt):  # type: ignore[no-untyped-def]
+                    if g.size != out.size or x.size != out.size:
+                        raise ValueError(_SIZES)
+                    env = _nb._fenv_save()
+                    chunk(g, x, out, 0, out.size)
+                    _nb._fenv_restore(env)
+
+            sig = types.void(u16r, u16r, u16w, types.intp)
         else:
             if parallel:
 
@@ -315,7 +419,7 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
     parts = {
         "forward": (fwd_chunk, 1, u16r),
         "backward_x": (bwd_chunk, 2, dxtab),
-        "backward_y": (bwd_chunk, 2, f32r),
+        "backward_y": (bwd_y_chunk, 2, None),
     }
     return lambda kind, par: driver(*parts[kind], par)
 
@@ -345,11 +449,11 @@ def _get(fmt: str, kind: str, par: bool) -> Tuple[Any, Tuple[np.ndarray, ...]]:
             if fmt not in _half.FORMATS:
                 raise ValueError(f"fmt must be None, 'float16' or 'bfloat16', not {fmt!r}")
             if fmt not in _tables:
-                fwd, dx, dy = _half.tables(fmt, _nb.forward, _nb.backward_x)
+                fwd, dx = _half.tables(fmt, _nb.forward, _nb.backward_x)
                 _tables[fmt] = {
                     "forward": (fwd,),
                     "backward_x": (dx, _full(dx, fmt)),
-                    "backward_y": (dy, _full(dy, fmt)),
+                    "backward_y": (),
                 }
                 _makers[fmt] = _make_kernels(fmt)
             if (fmt, kind, par) not in _kernels:
