@@ -172,7 +172,7 @@ def exact_rounding_y(fmt, g16, v16):
     out = np.empty_like(near)
     for k in range(near.shape[0]):
         e = Fraction(float(g[k])) * (Fraction(float(v[k])) + sa)
-        cands = (near[k:k + 1] + np.array([-1, 0, 1], np.int32)).astype(np.uint16)
+        cands = (near[k : k + 1] + np.array([-1, 0, 1], np.int32)).astype(np.uint16)
         vals = _half.to_float64(cands, fmt)
         vals = np.where(np.isinf(vals), np.copysign(big, vals), vals)
         dist = [abs(Fraction(float(c)) - e) if np.isfinite(c) else None for c in vals]
