@@ -193,12 +193,19 @@ def forward(x: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = 
             out[s : s + BLOCK] = r  # the one rounding to the result dtype
 
 
+# fmt -> d(x) of the 16-bit patterns with the sign bit set, from this backend's float64 kernel
+# (`_half.tables`, as the C kernels and the numba backend build theirs: the same entries)
+_HALF_DX: dict = {}
+
+
 def backward_x(
     g: np.ndarray, x: np.ndarray, out: np.ndarray, nthreads: int, fmt: Optional[str] = None
 ) -> None:
     """out = g * SELU'(x): SCALE for x > 0, SCALE*ALPHA*exp(x) otherwise (NaN stays NaN)."""
-    if fmt is not None:  # float16/bfloat16 bits: evaluated in float64, rounded once
-        return _half.evaluate("backward_x", fmt, backward_x, (g, x), out)
+    if fmt is not None:  # float16/bfloat16 bits: g times the tabulated d, rounded once
+        if fmt not in _HALF_DX:
+            _HALF_DX[fmt] = _half.tables(fmt, forward, backward_x)[1]
+        return _half.backward_x(fmt, g, x, out, _HALF_DX[fmt])
     with np.errstate(all="ignore"):
         for s in _blocks(x.shape[0]):
             xb = x[s : s + BLOCK].astype(np.float64)

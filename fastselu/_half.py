@@ -6,10 +6,10 @@ Backends receive float16/bfloat16 arrays as uint16 views of their bits plus ``fm
 - `to_float64` (exact) and `from_float64` (rounded once to nearest, ties to even; NaN gives the
   default quiet NaN 0x7E00 / 0x7FC0): never through float32, whose double rounding misrounds;
 - `evaluate`: a 16-bit kernel through a backend's float64 kernels, each result rounded once.
-  The numpy backend runs the forward and the backward from x so (block by block); the numba
-  backend builds its tables so (`tables`), as the C kernels do from their own float64 kernels:
-  the same bits.  The backward from the result takes no table: `backward_y`, the C element
-  functions' own formula.
+  The numpy backend runs the forward so (block by block); it and the numba backend build their
+  tables so (`tables`), as the C kernels do from their own float64 kernels: the same bits.
+  `backward_x` (with the table) and `backward_y` (no table) are the C element functions'
+  formulas, for the numpy backend.
 """
 
 from __future__ import annotations
@@ -80,6 +80,21 @@ def evaluate(
         if kind == "forward":  # the input's NaN, quieted (as NumPy and the float kernels)
             res = np.where(np.isnan(vals[0]), blk[0] | np.uint16(FORMATS[fmt][3]), res)
         o[s : s + BLOCK] = res
+
+
+def backward_x(fmt: str, g: np.ndarray, x: np.ndarray, out: np.ndarray, dx: np.ndarray) -> None:
+    """out (uint16 bits) = g*d(x) as _half_kernels.h's element functions define it, with dx
+    from `tables`: SCALE_RO where x > 0, else the entry of x's pattern without its sign bit
+    (the entry of -x at +0 and NaN), g*d in float64 (exact but for bfloat16's double entries),
+    rounded once; block by block."""
+    o = out.view(np.uint16)
+    inf = np.uint16((2 * FORMATS[fmt][1] + 1) << FORMATS[fmt][0])
+    for s in range(0, o.shape[0], BLOCK):
+        gb, xb = (a.view(np.uint16)[s : s + BLOCK] for a in (g, x))
+        d = np.where(xb - np.uint16(1) < inf, SCALE_RO, dx[xb & np.uint16(0x7FFF)])
+        with np.errstate(all="ignore"):
+            r = to_float64(gb, fmt) * d.astype(np.float64)
+        o[s : s + BLOCK] = from_float64(r, fmt)
 
 
 def backward_y(fmt: str, g: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
