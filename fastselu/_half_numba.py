@@ -292,7 +292,8 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
         return np.uint16(b - one) < inf  # +0 < x <= +inf
 
     @njit(inline="always", cache=False)
-    def fwd_chunk(x, out, t, lo, hi):  # type: ignore[no-untyped-def]
+    def fwd_chunk(x, _x, out, tabs, lo, hi):  # type: ignore[no-untyped-def]
+        t = tabs[0]
         for i in range(lo, hi):
             out[i] = t[x[i]]
 
@@ -315,7 +316,8 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
         out[k] = to_small(to_double(g[k]) * d)
 
     @njit(inline="always", cache=False)
-    def bwd_chunk(g, x, out, t, tf, lo, hi):  # type: ignore[no-untyped-def]
+    def bwd_chunk(g, x, out, tabs, lo, hi):  # type: ignore[no-untyped-def]
+        t, tf = tabs
         step = _H * _W
         n_v = lo + (hi - lo) // step * step
         for i in range(lo, n_v, step):
@@ -334,7 +336,7 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
         out[k] = to_small(to_double(g[k]) * d)
 
     @njit(inline="always", cache=False)
-    def bwd_y_chunk(g, y, out, lo, hi):  # type: ignore[no-untyped-def]
+    def bwd_y_chunk(g, y, out, tabs, lo, hi):  # type: ignore[no-untyped-def]
         step = _H * _W
         n_v = lo + (hi - lo) // step * step
         for i in range(lo, n_v, step):
@@ -349,77 +351,26 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
     u16r = types.Array(types.uint16, 1, "C", readonly=True)
     u16w = types.Array(types.uint16, 1, "C")
 
-    def driver(chunk: Any, nargs: int, table: Any, parallel: bool) -> Any:
-        # One Python function per (kernel, serial/parallel): numba's cache is keyed by function.
-        if nargs == 1:
-            if parallel:
+    def driver(chunk: Any, tabs: Any, parallel: bool) -> Any:
+        # k(a, b, out, tables, nt): the forward takes x twice (b unused), tables is a tuple
+        # (types tabs).  One Python function per (kernel, serial/parallel), prange a plain range
+        # in the serial one.
+        def k(a, b, out, t, nt):  # type: ignore[no-untyped-def]
+            if a.size != out.size or b.size != out.size:
+                raise ValueError(_SIZES)
+            env = _nb._fenv_save()
+            n = out.size
+            for c in prange(nt):
+                chunk(a, b, out, t, _nb._bound(n, nt, c), _nb._bound(n, nt, c + 1))
+            _nb._fenv_restore(env)
 
-                def k(x, out, t, nt):  # type: ignore[no-untyped-def]
-                    if x.size != out.size:
-                        raise ValueError(_SIZES)
-                    env = _nb._fenv_save()
-                    n = out.size
-                    for c in prange(nt):
-                        chunk(x, out, t, _nb._bound(n, nt, c), _nb._bound(n, nt, c + 1))
-                    _nb._fenv_restore(env)
-            else:
-
-                def k(x, out, t, nt):  # type: ignore[no-untyped-def]
-                    if x.size != out.size:
-                        raise ValueError(_SIZES)
-                    env = _nb._fenv_save()
-                    chunk(x, out, t, 0, out.size)
-                    _nb._fenv_restore(env)
-
-            sig = types.void(u16r, u16w, table, types.intp)
-        elif table is None:  # no table: from the result
-            if parallel:
-
-                def k(g, x, out, nt):  # type: ignore[no-untyped-def]
-                    if g.size != out.size or x.size != out.size:
-                        raise ValueError(_SIZES)
-                    env = _nb._fenv_save()
-                    n = out.size
-                    for c in prange(nt):
-                        chunk(g, x, out, _nb._bound(n, nt, c), _nb._bound(n, nt, c + 1))
-                    _nb._fenv_restore(env)
-            else:
-
-                def k(g, x, out, nt):  # type: ignore[no-untyped-def]
-                    if g.size != out.size or x.size != out.size:
-                        raise ValueError(_SIZES)
-                    env = _nb._fenv_save()
-                    chunk(g, x, out, 0, out.size)
-                    _nb._fenv_restore(env)
-
-            sig = types.void(u16r, u16r, u16w, types.intp)
-        else:
-            if parallel:
-
-                def k(g, x, out, t, tf, nt):  # type: ignore[no-untyped-def]
-                    if g.size != out.size or x.size != out.size:
-                        raise ValueError(_SIZES)
-                    env = _nb._fenv_save()
-                    n = out.size
-                    for c in prange(nt):
-                        chunk(g, x, out, t, tf, _nb._bound(n, nt, c), _nb._bound(n, nt, c + 1))
-                    _nb._fenv_restore(env)
-            else:
-
-                def k(g, x, out, t, tf, nt):  # type: ignore[no-untyped-def]
-                    if g.size != out.size or x.size != out.size:
-                        raise ValueError(_SIZES)
-                    env = _nb._fenv_save()
-                    chunk(g, x, out, t, tf, 0, out.size)
-                    _nb._fenv_restore(env)
-
-            sig = types.void(u16r, u16r, u16w, table, f32r, types.intp)
+        sig = types.void(u16r, u16r, u16w, tabs, types.intp)
         return njit(sig, parallel=parallel, nogil=True, cache=False)(k)
 
     parts = {
-        "forward": (fwd_chunk, 1, u16r),
-        "backward_x": (bwd_chunk, 2, dxtab),
-        "backward_y": (bwd_y_chunk, 2, None),
+        "forward": (fwd_chunk, types.Tuple((u16r,))),
+        "backward_x": (bwd_chunk, types.Tuple((dxtab, f32r))),
+        "backward_y": (bwd_y_chunk, types.Tuple(())),
     }
     return lambda kind, par: driver(*parts[kind], par)
 
@@ -467,20 +418,21 @@ def run(
 ) -> None:
     """A 16-bit kernel on uint16 views (the seam's ``fmt=`` calls)."""
     n = out.shape[0]
+    arrays = arrays * 2 if len(arrays) == 1 else arrays  # the forward's x twice (see driver)
     nt = 1 if nthreads < 2 or n < _nb._PAR_MIN else _nb._threads_for(n, nthreads)
     if nt > 1 and _nb._threads_startable(nt - 1 if _nb._layer is not None else _nb._MAX_THREADS):
         kernel, tables = _get(fmt, kind, True)
         if _nb._layer is not None and _nb._layer != "workqueue":
-            _nb._call_parallel(kernel, (*arrays, out, *tables), nt)
+            _nb._call_parallel(kernel, (*arrays, out, tables), nt)
             return
         lock = _nb._par_lock
         if lock.acquire(blocking=False):
             try:
-                _nb._call_parallel(kernel, (*arrays, out, *tables), nt)
+                _nb._call_parallel(kernel, (*arrays, out, tables), nt)
                 if _nb._layer is None:
                     _nb._layer = numba.threading_layer()
             finally:
                 lock.release()
             return
     kernel, tables = _get(fmt, kind, False)
-    kernel(*arrays, out, *tables, 1)
+    kernel(*arrays, out, tables, 1)
