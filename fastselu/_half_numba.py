@@ -330,7 +330,7 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
     @njit(inline="always", cache=False)
     def elem_y(g, y, out, k):  # type: ignore[no-untyped-def]
         """The header's fs_bwd_y_f16 / fs_bwd_y_bf16: g*d(y) in double, rounded once (correctly
-        rounded); the same bits as run_lanes_y'."""
+        rounded but for bfloat16's y < -2^54); the same bits as run_lanes_y'."""
         yb = y[k]
         d = SCALE_HI if pos(yb) else (to_double(yb) + SA_HI) + SA_LO
         out[k] = to_small(to_double(g[k]) * d)
