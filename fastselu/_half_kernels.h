@@ -146,8 +146,9 @@ FS_INLINE int fs_bf16_pos(uint16_t b) { return (uint16_t)(b - 1u) < FS_BF16_INF;
 static uint16_t fs_fwd_tab_f16[1 << 16], fs_fwd_tab_bf16[1 << 16];
 /* Derivatives of the 2^16 inputs, d(x) = SA*exp(x), as float32 rounded to odd (g*d is then
  * exact in double; the AVX2 loops round it to float32 first, see there); SCALE rounded to odd
- * where x > 0, and the entry of -x at +0 and NaN.  Both halves, so that a lookup needs no test of the sign (on AVX2 a 16-bit backward took ~10%
- * longer with the 2^15 entries of the negative inputs and a blend).  bfloat16's g reaches
+ * where x > 0, and the entry of -x at +0 and NaN.  Both halves, so that a lookup needs no test
+ * of the sign (on AVX2 a 16-bit backward took ~10% longer with the 2^15 entries of the negative
+ * inputs and a blend).  bfloat16's g reaches
  * 2^128, so where d(x) nears float32's subnormals (|x| >= 80) it is kept as a double:
  * fs_dx64_tab_bf16 holds that double there and the float32 one (exactly) elsewhere, for the
  * inputs with the sign bit set. */
@@ -205,7 +206,6 @@ FS_INLINE uint16_t NAME(uint16_t g, uint16_t x, const T *t)                     
     return TO_SMALL(TO_DOUBLE(g) * d);                                                             \
 }
 FS_HALF_ELEMENT(fs_bwd_f16, (double)t[x], fs_f16_to_double, fs_to_f16, float)
-FS_HALF_ELEMENT(fs_bwd_bf16, (double)t[x], fs_bf16_to_double, fs_to_bf16, float)
 FS_HALF_ELEMENT(fs_bwd_bf16_64, fs_bf16_pos(x) ? (double)fs_scale_ro : t[x & 0x7FFFu],
                 fs_bf16_to_double, fs_to_bf16, double)
 #define fs_bwd_x_f16(g, x) fs_bwd_f16(g, x, fs_dx_tab_f16)
@@ -286,51 +286,6 @@ FS_INLINE __m256 fs_unsure8(__m256 p, int below)
     return _mm256_castsi256_ps(_mm256_cmpgt_epi32(low, _mm256_set1_epi32(below)));
 }
 
-/* t: the table of d(x) */
-FS_INLINE ptrdiff_t fs_bwd_f16_avx2(const uint16_t *g, const uint16_t *x, uint16_t *out,
-                                    ptrdiff_t n, const float *t)
-{
-    enum { H = FS_CHAINS };
-    ptrdiff_t i = 0;
-    for (; i + 8 * H <= n; i += 8 * H) {
-        __m256 p[H], bad = _mm256_setzero_ps();
-        FS_EACH(H) p[h] = _mm256_mul_ps(fs_f16x8(g + i + 8 * h), fs_deriv8(x + i + 8 * h, t));
-        FS_EACH(H) bad = _mm256_or_ps(bad, fs_unsure8(p[h], 0xFFF));
-        if (_mm256_movemask_ps(bad)) {
-            for (ptrdiff_t j = i; j < i + 8 * H; j++) out[j] = fs_bwd_f16(g[j], x[j], t);
-            continue;
-        }
-        FS_EACH(H) _mm_storeu_si128((__m128i *)(out + i + 8 * h),
-                                    _mm256_cvtps_ph(p[h], _MM_FROUND_TO_NEAREST_INT));
-    }
-    return i;
-}
-
-/* t64: bfloat16's double table of d(x) (|x| >= 80 takes the element function) */
-FS_INLINE ptrdiff_t fs_bwd_bf16_avx2(const uint16_t *g, const uint16_t *x, uint16_t *out,
-                                     ptrdiff_t n, const float *t, const double *t64)
-{
-    enum { H = FS_CHAINS };
-    ptrdiff_t i = 0;
-    for (; i + 8 * H <= n; i += 8 * H) {
-        __m256 p[H], bad = _mm256_setzero_ps();
-        FS_EACH(H) p[h] = _mm256_mul_ps(fs_bf16x8(g + i + 8 * h), fs_deriv8(x + i + 8 * h, t));
-        FS_EACH(H) {  /* |x| >= 80: d(x) a double there */
-            __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i + 8 * h)));
-            bad = _mm256_or_ps(bad, _mm256_castsi256_ps(_mm256_cmpgt_epi32(
-                      _mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)),
-                      _mm256_set1_epi32((int)FS_BF16_HARD - 1))));
-        }
-        FS_EACH(H) bad = _mm256_or_ps(bad, fs_unsure8(p[h], 0x7FFF));
-        if (_mm256_movemask_ps(bad)) {
-            for (ptrdiff_t j = i; j < i + 8 * H; j++)
-                out[j] = fs_bwd_bf16_64(g[j], x[j], t64);
-            continue;
-        }
-        FS_EACH(H) fs_store_bf16x8(out + i + 8 * h, p[h]);
-    }
-    return i;
-}
 #ifdef __FMA__
 /* From the result: p = g*d(y) within one float32 ULP, fs_bwd_y_f32_fast's operations (d =
  * dh + dl, y + SA_HI_F = s + e exactly, one fma), so that its rounding to the format is g*d's
@@ -353,24 +308,40 @@ FS_INLINE __m256 fs_bwd_y_p8(__m256 g, __m256 y, __m256 *bad)
     *bad = _mm256_or_ps(*bad, _mm256_cmp_ps(y, _mm256_set1_ps(-SA_HI_F), _CMP_NGT_UQ));
     return _mm256_or_ps(p, _mm256_and_ps(g, _mm256_set1_ps(-0.0f)));
 }
+#endif
 
-/* bf: bfloat16, else float16 */
-FS_INLINE ptrdiff_t fs_bwd_y_half_avx2(const uint16_t *g, const uint16_t *y, uint16_t *out,
-                                       ptrdiff_t n, int bf)
+/* bf: bfloat16, else float16; y: from the result (fs_bwd_y_p8; needs FMA), else from x (g
+ * times the table's d; bfloat16's |x| >= 80, where d(x) is a double, takes the element
+ * function).  Both flags are constants where the macros below inline it. */
+FS_INLINE ptrdiff_t fs_bwd_half_avx2(const uint16_t *g, const uint16_t *x, uint16_t *out,
+                                     ptrdiff_t n, int bf, int y)
 {
     enum { H = FS_CHAINS };
     ptrdiff_t i = 0;
     for (; i + 8 * H <= n; i += 8 * H) {
         __m256 p[H], bad = _mm256_setzero_ps();
         FS_EACH(H) {
-            const uint16_t *gh = g + i + 8 * h, *yh = y + i + 8 * h;
-            p[h] = bf ? fs_bwd_y_p8(fs_bf16x8(gh), fs_bf16x8(yh), &bad)
-                      : fs_bwd_y_p8(fs_f16x8(gh), fs_f16x8(yh), &bad);
+            const uint16_t *gh = g + i + 8 * h, *xh = x + i + 8 * h;
+            __m256 gv = bf ? fs_bf16x8(gh) : fs_f16x8(gh);
+#ifdef __FMA__
+            if (y) {
+                p[h] = fs_bwd_y_p8(gv, bf ? fs_bf16x8(xh) : fs_f16x8(xh), &bad);
+                continue;
+            }
+#endif
+            p[h] = _mm256_mul_ps(gv, fs_deriv8(xh, bf ? fs_dx_tab_bf16 : fs_dx_tab_f16));
+            if (bf) {
+                __m256i wx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)xh));
+                bad = _mm256_or_ps(bad, _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+                          _mm256_and_si256(wx, _mm256_set1_epi32(0x7FFF)),
+                          _mm256_set1_epi32((int)FS_BF16_HARD - 1))));
+            }
         }
         FS_EACH(H) bad = _mm256_or_ps(bad, fs_unsure8(p[h], bf ? 0x7FFF : 0xFFF));
         if (_mm256_movemask_ps(bad)) {
             for (ptrdiff_t j = i; j < i + 8 * H; j++)
-                out[j] = bf ? fs_bwd_y_bf16(g[j], y[j]) : fs_bwd_y_f16(g[j], y[j]);
+                out[j] = y ? (bf ? fs_bwd_y_bf16(g[j], x[j]) : fs_bwd_y_f16(g[j], x[j]))
+                           : (bf ? fs_bwd_x_bf16(g[j], x[j]) : fs_bwd_x_f16(g[j], x[j]));
             continue;
         }
         FS_EACH(H) {
@@ -383,14 +354,15 @@ FS_INLINE ptrdiff_t fs_bwd_y_half_avx2(const uint16_t *g, const uint16_t *y, uin
     }
     return i;
 }
-#define fs_bwd_y_f16_avx2(g, y, out, n) fs_bwd_y_half_avx2(g, y, out, n, 0)
-#define fs_bwd_y_bf16_avx2(g, y, out, n) fs_bwd_y_half_avx2(g, y, out, n, 1)
+#define fs_bwd_x_f16_avx2(g, x, out, n) fs_bwd_half_avx2(g, x, out, n, 0, 0)
+#define fs_bwd_x_bf16_avx2(g, x, out, n) fs_bwd_half_avx2(g, x, out, n, 1, 0)
+#ifdef __FMA__
+#define fs_bwd_y_f16_avx2(g, y, out, n) fs_bwd_half_avx2(g, y, out, n, 0, 1)
+#define fs_bwd_y_bf16_avx2(g, y, out, n) fs_bwd_half_avx2(g, y, out, n, 1, 1)
 #else
 #define fs_bwd_y_f16_avx2(g, y, out, n) ((ptrdiff_t)0)
 #define fs_bwd_y_bf16_avx2(g, y, out, n) ((ptrdiff_t)0)
 #endif
-#define fs_bwd_x_f16_avx2(g, x, out, n) fs_bwd_f16_avx2(g, x, out, n, fs_dx_tab_f16)
-#define fs_bwd_x_bf16_avx2(g, x, out, n) fs_bwd_bf16_avx2(g, x, out, n, fs_dx_tab_bf16, fs_dx64_tab_bf16)
 #elif defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64)
 #include <emmintrin.h>
 /* Baseline x86-64 (SSE2; neither F16C nor FMA): the element functions' own operations, 8 lanes
