@@ -18,6 +18,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import _backend_numba as _nb, _half
@@ -124,24 +125,10 @@ def _round_bf16(b: Any, p: Any, f16c: bool) -> Tuple[Any, Any]:
     return b.lshr(b.add(b.bitcast(p, _VI), _k(0x8000)), _k(16)), _unsure(b, p, 0x7FFF)
 
 
-def _lanes_f16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
-    """g*d rounded once to float16 (g: <8 x i16> bits): g to float32 exactly, p = g*d rounded to
-    float32, then to nearest float16: g*d's rounding but where p is flagged (_unsure)."""
-    return _round_f16(b, b.fmul(_f16_lanes(b, g, f16c), d), f16c)
-
-
-def _lanes_bf16(b: Any, g: Any, d: Any, f16c: bool) -> Tuple[Any, Any]:
-    """As _lanes_f16, for bfloat16."""
-    return _round_bf16(b, b.fmul(_bf16_lanes(b, g, f16c), d), f16c)
-
-
 def _fma_lanes(b: Any, x: Any, y: Any, z: Any) -> Any:
     """x*y + z rounded once, lane by lane (llvm.fma; llvmlite names no vector intrinsic)."""
-    name = f"llvm.fma.v{_W}f32"
-    fn = b.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(_VF, [_VF, _VF, _VF]), name=name)
-    return b.call(fn, [x, y, z])
+    fnty = ir.FunctionType(_VF, [_VF] * 3)
+    return b.call(cgutils.get_or_insert_function(b.module, fnty, f"llvm.fma.v{_W}f32"), [x, y, z])
 
 
 def _y_lanes(b: Any, g: Any, y: Any) -> Tuple[Any, Any]:
@@ -161,12 +148,12 @@ def _y_lanes(b: Any, g: Any, y: Any) -> Tuple[Any, Any]:
 _H = 4  # vectors per step, as the header's FS_CHAINS
 
 
-def _make_lanes(lanes: Any, hard_from: int, y_from: Any = None) -> Any:
-    """The header's AVX2 loop (fs_bwd_f16_avx2, fs_bwd_bf16_avx2) for the _H * 8 elements from
-    i, as LLVM vector IR: numba widens uint32 arithmetic to 64 bits, and LLVM vectorises no loop
-    with a table lookup in it.  run(g, x, out, tf, i): d from the full float32 table tf by scalar
-    loads, as the header.  With y_from (the format's _f16_lanes / _bf16_lanes), run(g, y, out,
-    i) from the result, as fs_bwd_y_half_avx2 (`lanes` then rounds p: _round_f16 / _round_bf16).
+def _make_lanes(to_f32: Any, round_: Any, hard_from: int, from_y: bool) -> Any:
+    """The header's AVX2 loop (fs_bwd_half_avx2) for the _H * 8 elements from i, as LLVM vector
+    IR: numba widens uint32 arithmetic to 64 bits, and LLVM vectorises no loop with a table
+    lookup in it.  to_f32 / round_: the format's conversions (_f16_lanes and _round_f16, or the
+    bfloat16 ones).  run(g, x, out, tf, i): p = g*d with d from the full float32 table tf by
+    scalar loads, as the header; with from_y, run(g, y, out, i): p from the result (_y_lanes).
     The results are stored, and True returned, unless an element is flagged (bfloat16's
     |v| >= 80, where d(x) is a double; y <= -SA_HI_F or NaN; or an unsure product): then nothing
     is written (out may be g or x), and the caller does the elements by the element function."""
@@ -178,18 +165,19 @@ def _make_lanes(lanes: Any, hard_from: int, y_from: Any = None) -> Any:
         rs, flag = [], None
         for h in range(_H):
             i = b.add(i0, ir.Constant(i0.type, _W * h))
-            gv = b.load(b.bitcast(b.gep(g, [i]), _V16.as_pointer()), align=2)
-            if y_from is not None:
+            gf = to_f32(b, b.load(b.bitcast(b.gep(g, [i]), _V16.as_pointer()), align=2), f16c)
+            if from_y:
                 yv = b.load(b.bitcast(b.gep(x, [i]), _V16.as_pointer()), align=2)
-                p, bad = _y_lanes(b, y_from(b, gv, f16c), y_from(b, yv, f16c))
-                r, unsure = lanes(b, p, f16c)
-                unsure = b.or_(unsure, bad)
+                p, bad = _y_lanes(b, gf, to_f32(b, yv, f16c))
             else:
                 d = ir.Constant(_VF, ir.Undefined)
                 for j in range(_W):  # scalar index loads, as the header's fs_deriv8
                     xj = b.zext(b.load(b.gep(x, [b.add(i, ir.Constant(i.type, j))])), i.type)
                     d = b.insert_element(d, b.load(b.gep(tf, [xj])), ir.Constant(_I32, j))
-                r, unsure = lanes(b, gv, d, f16c)
+                p, bad = b.fmul(gf, d), None
+            r, unsure = round_(b, p, f16c)
+            if bad is not None:
+                unsure = b.or_(unsure, bad)
             if hard_from < 0x8000:
                 xv = b.load(b.bitcast(b.gep(x, [i]), _V16.as_pointer()), align=2)
                 hard = b.and_(b.zext(xv, _VI), _k(0x7FFF))
@@ -208,7 +196,7 @@ def _make_lanes(lanes: Any, hard_from: int, y_from: Any = None) -> Any:
         tys = signature.args[:k]
         return [context.make_array(ty)(context, b, a).data for ty, a in zip(tys, args[:k])]
 
-    if y_from is not None:
+    if from_y:
 
         @intrinsic
         def run_y(typingctx, g, y, out, i):  # type: ignore[no-untyped-def]
@@ -299,13 +287,9 @@ def _make_kernels(fmt: str) -> Callable[[str, bool], Any]:
 
     scale_ro = _half.SCALE_RO
     f16 = fmt == "float16"
-    run_lanes = _make_lanes(
-        _lanes_f16 if f16 else _lanes_bf16,
-        0x8000 if f16 else _half.BF16_HARD,  # 0x8000: never
-    )
-    run_lanes_y = _make_lanes(
-        _round_f16 if f16 else _round_bf16, 0x8000, _f16_lanes if f16 else _bf16_lanes
-    )
+    conv = (_f16_lanes, _round_f16) if f16 else (_bf16_lanes, _round_bf16)
+    run_lanes = _make_lanes(*conv, 0x8000 if f16 else _half.BF16_HARD, False)  # 0x8000: never
+    run_lanes_y = _make_lanes(*conv, 0x8000, True)
 
     @njit(inline="always", cache=False)
     def elem(g, x, out, t, k):  # type: ignore[no-untyped-def]
