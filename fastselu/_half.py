@@ -82,34 +82,36 @@ def evaluate(
         o[s : s + BLOCK] = res
 
 
+def _times_d(
+    fmt: str, g: np.ndarray, v: np.ndarray, out: np.ndarray, d_of: Callable[..., np.ndarray]
+) -> None:
+    """out (uint16 bits) = g*d in float64, rounded once to the format, d = d_of(v's bits, pos)
+    (pos: the lanes with +0 < v <= +inf); block by block."""
+    o = out.view(np.uint16)
+    inf = np.uint16((2 * FORMATS[fmt][1] + 1) << FORMATS[fmt][0])
+    for s in range(0, o.shape[0], BLOCK):
+        gb, vb = (a.view(np.uint16)[s : s + BLOCK] for a in (g, v))
+        with np.errstate(all="ignore"):
+            r = to_float64(gb, fmt) * d_of(vb, vb - np.uint16(1) < inf)
+        o[s : s + BLOCK] = from_float64(r, fmt)
+
+
 def backward_x(fmt: str, g: np.ndarray, x: np.ndarray, out: np.ndarray, dx: np.ndarray) -> None:
     """out (uint16 bits) = g*d(x) as _half_kernels.h's element functions define it, with dx
     from `tables`: SCALE_RO where x > 0, else the entry of x's pattern without its sign bit
     (the entry of -x at +0 and NaN), g*d in float64 (exact but for bfloat16's double entries),
-    rounded once; block by block."""
-    o = out.view(np.uint16)
-    inf = np.uint16((2 * FORMATS[fmt][1] + 1) << FORMATS[fmt][0])
-    for s in range(0, o.shape[0], BLOCK):
-        gb, xb = (a.view(np.uint16)[s : s + BLOCK] for a in (g, x))
-        d = np.where(xb - np.uint16(1) < inf, SCALE_RO, dx[xb & np.uint16(0x7FFF)])
-        with np.errstate(all="ignore"):
-            r = to_float64(gb, fmt) * d.astype(np.float64)
-        o[s : s + BLOCK] = from_float64(r, fmt)
+    rounded once."""
+    d64 = dx.astype(np.float64)
+    _times_d(fmt, g, x, out, lambda b, pos: np.where(pos, SCALE_RO, d64[b & np.uint16(0x7FFF)]))
 
 
 def backward_y(fmt: str, g: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
     """out (uint16 bits) = g*d(y) as _half_kernels.h's fs_bwd_y_f16 / fs_bwd_y_bf16 define it:
     d = SCALE where y > 0, else (y + SA_HI) + SA_LO, g*d in float64, rounded once to the format
-    (the same IEEE operations, so the same bits); block by block."""
-    o = out.view(np.uint16)
-    inf = np.uint16((2 * FORMATS[fmt][1] + 1) << FORMATS[fmt][0])
-    for s in range(0, o.shape[0], BLOCK):
-        gb, yb = (a.view(np.uint16)[s : s + BLOCK] for a in (g, y))
-        with np.errstate(all="ignore"):
-            yv = to_float64(yb, fmt)
-            d = np.where(yb - np.uint16(1) < inf, SCALE_HI, (yv + SA_HI) + SA_LO)
-            r = to_float64(gb, fmt) * d
-        o[s : s + BLOCK] = from_float64(r, fmt)
+    (the same IEEE operations, so the same bits)."""
+    _times_d(
+        fmt, g, y, out, lambda b, pos: np.where(pos, SCALE_HI, (to_float64(b, fmt) + SA_HI) + SA_LO)
+    )
 
 
 def ro32(v: np.ndarray) -> np.ndarray:
