@@ -1319,7 +1319,6 @@ void FS_NAME(fs_forward_f32)(const float *x, float *out, ptrdiff_t n)
         memcpy(out + i, res, (size_t)(n - i) * sizeof *out);
     }
 }
-#undef FS_EACH
 #else
 /* Without an FMA unit or SSE2: block by block the cheap checked fmas (fs_fmaf_k) into a scratch
  * block, and only a block where one of them could differ from the fma again with the exact ones
