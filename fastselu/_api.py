@@ -45,12 +45,6 @@ def _compute(dt: np.dtype[Any]) -> Optional[np.dtype[Any]]:
     return cdt
 
 
-def _dropout_compute(rdt: np.dtype[Any]) -> np.dtype[Any]:
-    """The dtype the dropout kernels compute a result dtype in: float16 and bfloat16 in float32
-    (they have no 16-bit kernels), rounded once to the result."""
-    return _F64 if rdt == _F64 else _F32
-
-
 def _fmt(cdt: np.dtype[Any]) -> Optional[str]:
     """The backend's name for a 16-bit format (its arrays go as uint16 views), else None."""
     if cdt.itemsize != 2:
@@ -382,13 +376,6 @@ class SELU:
 Origin = Optional[tuple[tuple[int, ...], tuple[int, ...]]]
 
 
-def _dropout_compute(rdt: np.dtype[Any]) -> np.dtype[Any]:
-    """The dtype the dropout kernels compute in: float64, else float32 (float16 and bfloat16
-    stream through the float32 kernels in chunks; the kept values stay within 1 ULP and the
-    dropped constant is passed already rounded to the result dtype)."""
-    return _F64 if rdt.type is np.float64 else _F32
-
-
 def _dropout_backend() -> Any:
     """The active backend, or the numpy reference while the active one lacks the dropout
     kernels (the mask, and so the results within the SPEC's bounds, are the same)."""
@@ -423,14 +410,18 @@ def _run_dropout(
     cdt: np.dtype[Any],
     origin: Origin,
 ) -> None:
-    """call(*inputs, out, start, nthreads) on 1-D native `cdt` pieces, in logical C order."""
+    """call(*inputs, out, start, nthreads) on 1-D native `cdt` pieces (float16/bfloat16 as
+    uint16 views of their bits, for the kernels' fmt=), in logical C order."""
     if out.size == 0:
         return
     inputs, out = _operands(inputs, out)
     nthreads = _config.effective_num_threads()
     run_len, starts = _runs(out.shape, out.size, origin)
+    bits = cdt.itemsize == 2
 
     def pieces(ops: list[np.ndarray], pos: int) -> None:
+        if bits:
+            ops = [o.view(np.uint16) for o in ops]
         m, done = ops[0].shape[0], 0
         while done < m:
             r, off = divmod(pos + done, run_len)
@@ -441,6 +432,8 @@ def _run_dropout(
     arrays = [*inputs, out]
     if all(a.dtype == cdt and a.flags.aligned and a.flags.c_contiguous for a in arrays):
         flat = [a.reshape(-1) for a in arrays]
+        if bits:
+            flat = [a.view(np.uint16) for a in flat]
         if origin is None:  # one run: the common case, without the loop
             call(*flat, 0, nthreads)
         else:
@@ -517,11 +510,12 @@ def _dropout_forward(
     prm = _dropout.params(pf, _dropout.fmt_name(rdt))
     res = xa if inplace else (oa if oa is not None else np.empty_like(xa, dtype=rdt, subok=False))
     kernel = _dropout_backend().dropout
+    fmt = _fmt(rdt)
 
     def call(xs: np.ndarray, os_: np.ndarray, start: int, nt: int) -> None:
-        kernel(xs, os_, prm, key, start, inner, fused, nt)
+        kernel(xs, os_, prm, key, start, inner, fused, nt, fmt=fmt)
 
-    _run_dropout(call, [xa], res, _dropout_compute(rdt), origin)
+    _run_dropout(call, [xa], res, rdt, origin)
     if inplace:
         return x
     return _finish(res, out)
@@ -606,14 +600,15 @@ def _dropout_backward(
     prm = _dropout.params(pf, _dropout.fmt_name(rdt))
     res = oa if oa is not None else np.empty_like(xa, dtype=rdt, subok=False)
     kernel = _dropout_backend().dropout_backward
+    fmt = _fmt(rdt)
 
     def call(*ops: Any) -> None:
         *arrs, os_, start, nt = ops
         gs = arrs[0]
         xs = arrs[1] if len(arrs) > 1 else gs
-        kernel(gs, xs, os_, prm, key, start, inner, mode, nt)
+        kernel(gs, xs, os_, prm, key, start, inner, mode, nt, fmt=fmt)
 
-    _run_dropout(call, inputs, res, _dropout_compute(rdt), origin)
+    _run_dropout(call, inputs, res, rdt, origin)
     return _finish(res, out)
 
 

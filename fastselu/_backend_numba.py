@@ -1205,7 +1205,7 @@ def info() -> Dict[str, Any]:
 
 import types as _pytypes  # noqa: E402
 
-from . import _dropout as _dp  # noqa: E402
+from . import _dropout as _dp, _half  # noqa: E402
 
 _U32 = np.uint32
 _U64 = np.uint64
@@ -1764,8 +1764,13 @@ def dropout(
     inner: int,
     fused: bool,
     nthreads: int,
+    fmt: Optional[str] = None,
 ) -> None:
     """out = AlphaDropout(x) (of SELU(x) if fused); see fastselu/_backends.py."""
+    if fmt is not None:
+        return _half.dropout_through_float32(
+            dropout, fmt, (x,), out, prm, key, start, inner, fused, nthreads
+        )
     args = (x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner), bool(fused))
     _dropout_launch(0, args, out.shape[0], nthreads)
 
@@ -1780,7 +1785,12 @@ def dropout_backward(
     inner: int,
     mode: int,
     nthreads: int,
+    fmt: Optional[str] = None,
 ) -> None:
     """out = the gradient of dropout(...); mode 0 plain, 1 fused from x, 2 fused from z."""
+    if fmt is not None:
+        return _half.dropout_through_float32(
+            dropout_backward, fmt, (g, x), out, prm, key, start, inner, mode, nthreads
+        )
     args = (g, x, out, prm, _U64(key[0]), _U64(key[1]), np.int64(start), np.int64(inner), int(mode))
     _dropout_launch(1, args, out.shape[0], nthreads)

@@ -377,9 +377,14 @@ def dropout(
     inner: int,
     fused: bool,
     nthreads: int,
+    fmt: Optional[str] = None,
 ) -> None:
     """out = AlphaDropout(x) (of SELU(x) if fused) for elements with logical indices
     start, start + 1, ...; in feature mode the mask index is (start + k) // inner."""
+    if fmt is not None:
+        return _half.dropout_through_float32(
+            dropout, fmt, (x,), out, prm, key, start, inner, fused, nthreads
+        )
     f32 = x.dtype == np.float32
     with np.errstate(all="ignore"):
         for s in _blocks(x.shape[0]):
@@ -422,9 +427,14 @@ def dropout_backward(
     inner: int,
     mode: int,
     nthreads: int,
+    fmt: Optional[str] = None,
 ) -> None:
     """out = the gradient of dropout(...) given grad g; mode 0: plain AlphaDropout (x unused),
     1: fused, x the input, 2: fused, x the fused output z."""
+    if fmt is not None:
+        return _half.dropout_through_float32(
+            dropout_backward, fmt, (g, x), out, prm, key, start, inner, mode, nthreads
+        )
     f32 = g.dtype == np.float32
     with np.errstate(all="ignore"):
         for s in _blocks(g.shape[0]):

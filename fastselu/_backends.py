@@ -14,7 +14,9 @@ AlphaDropout (see `_dropout` for the mask and the parameter array ``prm``):
 ``dropout_backward(g, x, out, prm, key, start, inner, mode, nthreads)`` (mode 0: plain, x is g;
 1: fused, x the input; 2: fused, x the fused output) on the same kind of arrays, whose element k
 has the logical index ``start + k`` in the whole array (the mask's index is ``(start + k) //
-inner``).  A backend without them gets the numpy reference's (`_api._dropout_backend`).
+inner``); float16/bfloat16 with ``fmt=`` on uint16 views, as above (each computes in float32 and
+rounds its results once more: `_half.dropout_through_float32`).  A backend without them gets the
+numpy reference's (`_api._dropout_backend`).
 
 Optionally a backend may also take whole calls in their commonest form, to keep small calls
 cheap: ``fast_forward(x, out, inplace)`` and ``fast_backward(g, x, is_result, out)``, with

@@ -27,13 +27,19 @@
                                   const double *, uint32_t, uint32_t, int64_t, int64_t, int);  \
     void fs_dropout_bwd_f64_##isa(const double *, const double *, double *, ptrdiff_t,         \
                                   const double *, uint32_t, uint32_t, int64_t, int64_t, int);  \
+    void fs_dropout_h16_##isa(const uint16_t *, uint16_t *, ptrdiff_t, const double *,        \
+                              uint32_t, uint32_t, int64_t, int64_t, int, int);                 \
+    void fs_dropout_bwd_h16_##isa(const uint16_t *, const uint16_t *, uint16_t *, ptrdiff_t,   \
+                                  const double *, uint32_t, uint32_t, int64_t, int64_t, int,   \
+                                  int);                                                        \
     static const fs_kernels fs_table_##isa = {                                                 \
         #isa, fs_forward_f32_##isa, fs_forward_f64_##isa, fs_backward_x_f32_##isa,             \
         fs_backward_x_f64_##isa, fs_backward_y_f32_##isa, fs_backward_y_f64_##isa,             \
         fs_half_init_##isa, fs_forward_f16_##isa, fs_forward_bf16_##isa,                       \
         fs_backward_x_f16_##isa, fs_backward_x_bf16_##isa, fs_backward_y_f16_##isa,            \
         fs_backward_y_bf16_##isa, fs_dropout_f32_##isa, fs_dropout_f64_##isa,                  \
-        fs_dropout_bwd_f32_##isa, fs_dropout_bwd_f64_##isa};
+        fs_dropout_bwd_f32_##isa, fs_dropout_bwd_f64_##isa, fs_dropout_h16_##isa,              \
+        fs_dropout_bwd_h16_##isa};
 
 #define FS_DECLARE_X(isa, features) FS_DECLARE(isa)
 #define FS_TABLE_X(isa, features) &fs_table_##isa,

@@ -31,6 +31,11 @@ typedef struct {
                             uint32_t, uint32_t, int64_t, int64_t, int);
     void (*dropout_bwd_f64)(const double *, const double *, double *, ptrdiff_t, const double *,
                             uint32_t, uint32_t, int64_t, int64_t, int);
+    /* the same on float16 (bf = 0) or bfloat16 (bf = 1) bits: ..., fused or mode, bf) */
+    void (*dropout_h16)(const uint16_t *, uint16_t *, ptrdiff_t, const double *, uint32_t,
+                        uint32_t, int64_t, int64_t, int, int);
+    void (*dropout_bwd_h16)(const uint16_t *, const uint16_t *, uint16_t *, ptrdiff_t,
+                            const double *, uint32_t, uint32_t, int64_t, int64_t, int, int);
 } fs_kernels;
 
 /* Variants compiled into this build, best first; the last one is always "baseline". */

@@ -772,3 +772,78 @@ void FS_NAME(fs_dropout_bwd_f64)(const double *g, const double *x, double *out, 
         })
 }
 #undef FS_DROPOUT_BODY
+
+/* ---------------- float16 / bfloat16 (bf): the float32 kernels on widened tiles ---------------- */
+
+/* A tile widened exactly to float32, the float32 kernel run on it at its logical indices (so
+ * the same mask), each result rounded once more to the format, to nearest, ties to even: the
+ * numba and numpy backends do the same (_half.dropout_through_f32), and so did this backend
+ * through NumPy's and ml_dtypes' casts, so the bits are those.  The SPEC's bounds hold: a kept
+ * float32 result within ~0.5 float32 ULP of the exact value, rounded again, is within
+ * 0.5 + 2^-13 ULP of the format; the dropped constant comes in prm already rounded to the
+ * format (_dropout.params), so it stays exact; NaN results are float32's default NaN, which
+ * narrows to the format's (0x7E00 / 0x7FC0). */
+FS_INLINE void fs_widen16(const uint16_t *h, float *f, ptrdiff_t m, int bf)
+{
+    ptrdiff_t k = 0;
+#if defined(__AVX2__) && defined(__F16C__)
+    for (; k + 8 <= m; k += 8)
+        _mm256_storeu_ps(f + k, bf ? fs_bf16x8(h + k) : fs_f16x8(h + k));
+#endif
+    for (; k < m; k++)
+        f[k] = (float)(bf ? fs_bf16_to_double(h[k]) : fs_f16_to_double(h[k]));
+}
+
+FS_INLINE void fs_narrow16(const float *f, uint16_t *h, ptrdiff_t m, int bf)
+{
+    ptrdiff_t k = 0;
+#if defined(__AVX2__) && defined(__F16C__)
+    for (; k + 8 <= m; k += 8) {
+        __m256 v = _mm256_loadu_ps(f + k);
+        if (!bf) {
+            _mm_storeu_si128((__m128i *)(h + k), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+            continue;
+        }
+        /* bits + 0x7FFF + (bit 16): rounded at bit 16, ties to even; NaN: the default NaN */
+        __m256i b = _mm256_castps_si256(v);
+        __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+        __m256i r = _mm256_srli_epi32(_mm256_add_epi32(
+                        b, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))), 16);
+        r = _mm256_blendv_epi8(r, _mm256_set1_epi32(FS_BF16_QNAN),
+                               _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+        _mm_storeu_si128((__m128i *)(h + k), _mm_packus_epi32(_mm256_castsi256_si128(r),
+                                                              _mm256_extracti128_si256(r, 1)));
+    }
+#endif
+    for (; k < m; k++)
+        h[k] = bf ? fs_to_bf16((double)f[k]) : fs_to_f16((double)f[k]);
+}
+
+void FS_NAME(fs_dropout_h16)(const uint16_t *x, uint16_t *out, ptrdiff_t n, const double *params,
+                             uint32_t k0, uint32_t k1, int64_t start, int64_t inner, int fused,
+                             int bf)
+{
+    float xs[FS_DROPOUT_TILE], os[FS_DROPOUT_TILE];
+    for (ptrdiff_t t0 = 0; t0 < n; t0 += FS_DROPOUT_TILE) {
+        ptrdiff_t m = n - t0 < FS_DROPOUT_TILE ? n - t0 : FS_DROPOUT_TILE;
+        fs_widen16(x + t0, xs, m, bf);
+        FS_NAME(fs_dropout_f32)(xs, os, m, params, k0, k1, start + t0, inner, fused);
+        fs_narrow16(os, out + t0, m, bf);
+    }
+}
+
+void FS_NAME(fs_dropout_bwd_h16)(const uint16_t *g, const uint16_t *x, uint16_t *out,
+                                 ptrdiff_t n, const double *params, uint32_t k0, uint32_t k1,
+                                 int64_t start, int64_t inner, int mode, int bf)
+{
+    float gs[FS_DROPOUT_TILE], xs[FS_DROPOUT_TILE], os[FS_DROPOUT_TILE];
+    for (ptrdiff_t t0 = 0; t0 < n; t0 += FS_DROPOUT_TILE) {
+        ptrdiff_t m = n - t0 < FS_DROPOUT_TILE ? n - t0 : FS_DROPOUT_TILE;
+        fs_widen16(g + t0, gs, m, bf);
+        if (mode != 0)
+            fs_widen16(x + t0, xs, m, bf);
+        FS_NAME(fs_dropout_bwd_f32)(gs, mode != 0 ? xs : gs, os, m, params, k0, k1, start + t0,
+                                    inner, mode);
+        fs_narrow16(os, out + t0, m, bf);
+    }
+}

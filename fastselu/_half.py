@@ -82,6 +82,29 @@ def evaluate(
         o[s : s + BLOCK] = res
 
 
+def dropout_through_float32(
+    kernel: Callable[..., None],
+    fmt: str,
+    inputs: Tuple[np.ndarray, ...],
+    out: np.ndarray,
+    *args: object,
+) -> None:
+    """A dropout kernel on 16-bit bits (`inputs`, `out`) through a backend's float32 one
+    (its ``dropout`` or ``dropout_backward``; `args` = prm, key, start, inner, flag, nthreads):
+    each block widened exactly, the float32 kernel at the block's logical start (so the same
+    mask), each result rounded once more to the format.  The compiled kernels' fs_dropout_h16
+    does the same, so the bits agree (see there for the accuracy)."""
+    prm, key, start, inner, flag, nthreads = args
+    o = out.view(np.uint16)
+    for s in range(0, o.shape[0], BLOCK):
+        blk = [a.view(np.uint16)[s : s + BLOCK] for a in inputs]
+        with np.errstate(invalid="ignore"):  # signalling NaNs
+            vals = [to_float64(a, fmt).astype(np.float32) for a in blk]
+        r = np.empty(vals[0].shape[0], np.float32)
+        kernel(*vals, r, prm, key, start + s, inner, flag, nthreads)  # type: ignore[operator]
+        o[s : s + BLOCK] = from_float64(r.astype(np.float64), fmt)
+
+
 def _times_d(
     fmt: str, g: np.ndarray, v: np.ndarray, out: np.ndarray, d_of: Callable[..., np.ndarray]
 ) -> None:

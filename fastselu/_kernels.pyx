@@ -46,6 +46,11 @@ cdef extern from "_dispatch.h" nogil:
         void (*dropout_bwd_f64)(const double *, const double *, double *, Py_ssize_t,
                                 const double *, uint32_t, uint32_t, int64_t, int64_t,
                                 int) noexcept nogil
+        void (*dropout_h16)(const uint16_t *, uint16_t *, Py_ssize_t, const double *, uint32_t,
+                            uint32_t, int64_t, int64_t, int, int) noexcept nogil
+        void (*dropout_bwd_h16)(const uint16_t *, const uint16_t *, uint16_t *, Py_ssize_t,
+                                const double *, uint32_t, uint32_t, int64_t, int64_t, int,
+                                int) noexcept nogil
     int fs_num_variants()
     const fs_kernels *fs_variant(int i)
     int fs_variant_supported(int i)
@@ -388,7 +393,7 @@ cdef void _run_dropout(int bwd, int typenum, char *g, char *x, char *o, Py_ssize
 cdef void _run_dropout_threads(int bwd, int typenum, char *g, char *x, char *o, Py_ssize_t n,
                                const double *prm, uint32_t k0, uint32_t k1, int64_t start,
                                int64_t inner, int flag, Py_ssize_t nt) noexcept nogil:
-    cdef Py_ssize_t i, lo, hi, item = 4 if typenum == cnp.NPY_FLOAT32 else 8
+    cdef Py_ssize_t i, lo, hi, item = _itemsize(typenum)
     for i in prange(nt, num_threads=nt, schedule="static"):
         lo = _bound(n, nt, i)
         hi = _bound(n, nt, i + 1)
@@ -399,7 +404,14 @@ cdef void _run_dropout_threads(int bwd, int typenum, char *g, char *x, char *o, 
 cdef inline void _dropout_chunk(int bwd, int typenum, char *g, char *x, char *o, Py_ssize_t n,
                                 const double *prm, uint32_t k0, uint32_t k1, int64_t start,
                                 int64_t inner, int flag) noexcept nogil:
-    if typenum == cnp.NPY_FLOAT32:
+    cdef int bf = typenum == BF16
+    if typenum == cnp.NPY_FLOAT16 or bf:
+        if bwd:
+            K.dropout_bwd_h16(<uint16_t *>g, <uint16_t *>x, <uint16_t *>o, n, prm, k0, k1, start,
+                              inner, flag, bf)
+        else:
+            K.dropout_h16(<uint16_t *>x, <uint16_t *>o, n, prm, k0, k1, start, inner, flag, bf)
+    elif typenum == cnp.NPY_FLOAT32:
         if bwd:
             K.dropout_bwd_f32(<float *>g, <float *>x, <float *>o, n, prm, k0, k1, start, inner,
                               flag)
@@ -414,12 +426,13 @@ cdef inline void _dropout_chunk(int bwd, int typenum, char *g, char *x, char *o,
 
 
 cdef _dropout_call(int bwd, cnp.ndarray g, cnp.ndarray x, cnp.ndarray out, cnp.ndarray prm,
-                   key, int64_t start, int64_t inner, int flag, int nthreads):
-    cdef int t = _typenum(x, "grad_output" if bwd else "x", False, 0)
-    if _typenum(out, "out", True, 0) != t or _typenum(g, "grad_output", False, 0) != t:
+                   key, int64_t start, int64_t inner, int flag, int nthreads, object fmt):
+    cdef int f = _fmt_code(fmt)
+    cdef int t = _typenum(x, "grad_output" if bwd else "x", False, f)
+    if _typenum(out, "out", True, f) != t or _typenum(g, "grad_output", False, f) != t:
         raise TypeError("all arrays must have the same dtype")
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-        raise TypeError("the dropout kernels take float32 or float64 arrays")
+    if f == 0 and t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        raise TypeError("the dropout kernels take float32 or float64 arrays, or fmt= with bits")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     if cnp.PyArray_SIZE(out) != n or cnp.PyArray_SIZE(g) != n:
         raise ValueError("all arrays must have the same number of elements")
@@ -488,17 +501,20 @@ def selu_at(int kind, bint f64, size_t a, size_t b, size_t o, Py_ssize_t n):
             _run(k, t, <char *>a, <char *>b, <char *>o, n, nt)
 
 
-def dropout_at(int bwd, bint f64, size_t g, size_t x, size_t o, Py_ssize_t n,
+def dropout_at(int bwd, int dtype, size_t g, size_t x, size_t o, Py_ssize_t n,
                cnp.ndarray prm not None, uint32_t k0, uint32_t k1, int64_t inner, int flag,
                int nthreads):
     """dropout (bwd = 0; x the input, g unused) or dropout_backward (bwd = 1; flag the mode) on
     raw addresses, for fastselu.torch's eager calls, which have checked their tensors (CPU,
-    C-contiguous, float64 if `f64` else float32, n elements each, `o` new or exactly x) and
-    the parameters (`prm` from _dropout.params, inner >= 1, mode in 0..2): no NumPy views."""
+    C-contiguous, of the dtype that `dtype` codes: 0 float32, 1 float64, 2 float16, 3 bfloat16;
+    n elements each, `o` new or exactly x) and the parameters (`prm` from _dropout.params for
+    that dtype, inner >= 1, mode in 0..2): no NumPy views."""
     if (cnp.PyArray_TYPE(prm) != cnp.NPY_FLOAT64 or not cnp.PyArray_IS_C_CONTIGUOUS(prm)
             or cnp.PyArray_SIZE(prm) != N_DROPOUT_PARAMS):
         raise ValueError(f"prm must be a contiguous float64 array of {N_DROPOUT_PARAMS} values")
-    cdef int t = cnp.NPY_FLOAT64 if f64 else cnp.NPY_FLOAT32
+    if dtype < 0 or dtype > 3:
+        raise ValueError("dtype must be 0, 1, 2 or 3")
+    cdef int t = (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64, cnp.NPY_FLOAT16, BF16)[dtype]
     cdef Py_ssize_t nt = _threads_for(n, nthreads) if FS_OPENMP else 1
     cdef const double *pp = <const double *>cnp.PyArray_DATA(prm)
     if n > 0:
@@ -508,18 +524,18 @@ def dropout_at(int bwd, bint f64, size_t g, size_t x, size_t o, Py_ssize_t n,
 
 
 def dropout(cnp.ndarray x not None, cnp.ndarray out not None, cnp.ndarray prm not None, key,
-            int64_t start, int64_t inner, bint fused, int nthreads):
+            int64_t start, int64_t inner, bint fused, int nthreads, fmt=None):
     """out = AlphaDropout(x) (of SELU(x) if fused) for logical indices start, start + 1, ..."""
-    _dropout_call(0, x, x, out, prm, key, start, inner, fused, nthreads)
+    _dropout_call(0, x, x, out, prm, key, start, inner, fused, nthreads, fmt)
 
 
 def dropout_backward(cnp.ndarray g not None, cnp.ndarray x not None, cnp.ndarray out not None,
                      cnp.ndarray prm not None, key, int64_t start, int64_t inner, int mode,
-                     int nthreads):
+                     int nthreads, fmt=None):
     """The gradient of dropout(); mode 0 plain (x unused), 1 fused from x, 2 fused from z."""
     if mode < 0 or mode > 2:
         raise ValueError("mode must be 0, 1 or 2")
-    _dropout_call(1, g, x, out, prm, key, start, inner, mode, nthreads)
+    _dropout_call(1, g, x, out, prm, key, start, inner, mode, nthreads, fmt)
 
 
 # ---------------------------------------------------------------------------------------------

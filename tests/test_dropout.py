@@ -315,6 +315,80 @@ def test_float16_and_integer_inputs(backend):
     assert same_floats(ri, fs.alpha_dropout(np.arange(10.0), 0.5, seed=3))
 
 
+def _half_dtype(fmt):
+    return np.float16 if fmt == "float16" else pytest.importorskip("ml_dtypes").bfloat16
+
+
+def _half_results(fmt, n=1 << 16):
+    """Every call kind on the first n bit patterns of `fmt` (grad_output: other patterns)."""
+    dt = _half_dtype(fmt)
+    x = np.arange(n, dtype=np.uint16).view(dt)
+    g = np.random.default_rng(5).integers(0, 1 << 16, n, dtype=np.uint16).view(dt)
+    out = []
+    for p in (0.05, 0.5, 1.0):
+        z = fs.selu_alpha_dropout(x, p, seed=9)
+        out += [
+            fs.alpha_dropout(x, p, seed=9),
+            z,
+            fs.alpha_dropout_backward(g, p, seed=9),
+            fs.selu_alpha_dropout_backward(g, x, p, seed=9),
+            fs.selu_alpha_dropout_backward(g, z, p, seed=9, is_result=True),
+        ]
+    return x, g, out
+
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+def test_half_formats_every_pattern(backend, fmt):
+    """float16/bfloat16 run the float32 kernels on the exactly widened values (the format's
+    parameters: its rounded dropped constant) and round each result once more, to nearest, ties
+    to even: every bit pattern, forward and the three backwards, against the backend's float32
+    kernel and NumPy's (ml_dtypes') cast, NaN and inf included."""
+    dt = _half_dtype(fmt)
+    x, g, got = _half_results(fmt)
+    x32, g32 = x.astype(np.float32), g.astype(np.float32)
+    kernels = _api._dropout_backend()
+    key = _dropout.key_of(9)
+    want = []
+    with np.errstate(all="ignore"):
+        for p in (0.05, 0.5, 1.0):
+            prm = _dropout.params(p, fmt)
+            r = [np.empty_like(x32) for _ in range(5)]
+            kernels.dropout(x32, r[0], prm, key, 0, 1, False, 1)
+            kernels.dropout(x32, r[1], prm, key, 0, 1, True, 1)
+            kernels.dropout_backward(g32, g32, r[2], prm, key, 0, 1, 0, 1)
+            kernels.dropout_backward(g32, x32, r[3], prm, key, 0, 1, 1, 1)
+            z32 = got[len(want) + 1].astype(np.float32)  # the fused result, as the call had it
+            kernels.dropout_backward(g32, z32, r[4], prm, key, 0, 1, 2, 1)
+            want += [a.astype(dt) for a in r]  # (errstate: float16 overflows to inf)
+    # float32 results on a midpoint of the format (ties to even) are rare, ~1 in 2^16 bfloat16
+    # results: many p
+    ties = 0
+    low = 0x1FFF if fmt == "float16" else 0xFFFF  # the float32 bits below the format's last
+    for p in np.linspace(0.01, 0.99, 161):
+        prm = _dropout.params(p, fmt)
+        r = np.empty_like(x32)
+        kernels.dropout(x32, r, prm, key, 0, 1, False, 1)
+        ties += np.count_nonzero((r.view(np.uint32) & low) == (low + 1) // 2)
+        got.append(fs.alpha_dropout(x, p, seed=9))
+        with np.errstate(over="ignore"):
+            want.append(r.astype(dt))
+    assert ties >= 10
+    for a, b in zip(got, want):
+        assert a.dtype == dt
+        assert np.array_equal(a.view(np.uint16), b.view(np.uint16))
+    # a strided and a byte-swapped input take the chunked path: the same values as contiguous
+    xs = x[::3]
+    assert np.array_equal(
+        fs.selu_alpha_dropout(xs, 0.3, seed=2).view(np.uint16),
+        fs.selu_alpha_dropout(np.ascontiguousarray(xs), 0.3, seed=2).view(np.uint16),
+    )
+    if fmt == "float16":
+        sw = x.astype(x.dtype.newbyteorder())
+        assert np.array_equal(
+            fs.alpha_dropout(sw, 0.3, seed=2), fs.alpha_dropout(x, 0.3, seed=2), equal_nan=True
+        )
+
+
 def test_feature_mask_shared_over_trailing_dims(backend):
     x = np.ones((5, 4, 3, 2), dtype=np.float32)
     r = fs.alpha_dropout(x, 0.5, seed=21, feature=True)
@@ -634,6 +708,7 @@ def test_simd_variants_bit_identical():
         "h = hashlib.sha256()\n"
         "for dt in (np.float32, np.float64):\n"
         "    for a in t._all_results(dt, 20001): h.update(a.tobytes())\n"
+        "for a in t._half_results('float16')[2]: h.update(a.tobytes())\n"
         "print(fs.show_config.__module__, h.hexdigest())\n"
     )
     digests = {}
