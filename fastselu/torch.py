@@ -67,7 +67,15 @@ _HALF_KERNELS = _half_call is not None
 _FAST_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64) + (
     (torch.float16, torch.bfloat16) if _HALF_KERNELS else ()
 )
-_DROPOUT_DTYPES = (torch.float32, torch.float64)  # the dropout API's float16/bfloat16: not yet
+_DROPOUT_DTYPES = _FAST_DTYPES
+# _kernels.dropout_at's dtype codes, and the format names of _dropout.params
+_AT_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+_FORMAT = {
+    torch.float32: "float32",
+    torch.float64: "float64",
+    torch.float16: "float16",
+    torch.bfloat16: "bfloat16",
+}
 _BF16 = torch.bfloat16
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 # Private hooks, looked up defensively: if one is missing, assume the machinery is active (safe).
@@ -591,39 +599,13 @@ def _check_p(p: Any) -> None:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
-def _np_dropout(
-    fused: bool, x: np.ndarray, p: float, seed: int, feature: bool, out: Optional[np.ndarray]
-) -> None:
-    fn = _api.selu_alpha_dropout if fused else _api.alpha_dropout
-    fn(x, p, seed=seed, feature=feature, out=out, inplace=out is None)
-
-
-def _np_dropout_backward(
-    fused: bool,
-    grad: np.ndarray,
-    saved: Optional[np.ndarray],
-    p: float,
-    seed: int,
-    feature: bool,
-    is_result: bool,
-    out: np.ndarray,
-) -> None:
-    if fused:
-        assert saved is not None  # the fused op saves x or its result
-        _api.selu_alpha_dropout_backward(
-            grad, saved, p, seed=seed, feature=feature, is_result=is_result, out=out
-        )
-    else:
-        _api.alpha_dropout_backward(grad, p, seed=seed, feature=feature, out=out)
-
-
 @torch.library.custom_op("fastselu::alpha_dropout", mutates_args=())
 def _dropout_op(
     x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool, fused: bool
 ) -> torch.Tensor:
     """AlphaDropout (of SELU(x) if `fused`) with fastselu's mask, as a new contiguous tensor."""
     out = _empty_like(x)
-    _np_dropout(fused, _nd(x.contiguous()), p, _seed_int(seed), feature, _nd(out))
+    _DropoutKernels(p, seed, feature, fused, False).forward(_nd(x.contiguous()), _nd(out))
     return out
 
 
@@ -647,9 +629,9 @@ def _dropout_backward_op(
     """The gradient w.r.t. the input; `saved` is x or (is_result) the fused output, or None
     for AlphaDropout alone."""
     out = _empty_like(grad)
-    s = None if saved is None else _nd(saved.contiguous())
-    _np_dropout_backward(
-        fused, _nd(grad.contiguous()), s, p, _seed_int(seed), feature, is_result, _nd(out)
+    s = None if saved is None else _nd(saved.to(grad.dtype).contiguous())
+    _DropoutKernels(p, seed, feature, fused, is_result).backward(
+        _nd(grad.contiguous()), s, _nd(out)
     )
     return out
 
@@ -717,50 +699,41 @@ _dropout_backward_op.register_autograd(_bwd_backward, setup_context=_bwd_setup_c
 class _DropoutKernels(_Kernels):
     """One training call's AlphaDropout (of SELU if `fused`): p, seed and layout on the instance.
 
-    The eager calls run the backend's dropout kernels directly on the flat views (the front
-    end's checks hold by construction: `_eager_fast` tensors, one dtype, the result allocated
-    here); other cases go through `_api`."""
+    The eager calls run the backend's dropout kernels directly (the front end's checks hold by
+    construction: `_eager_fast` tensors, one dtype, the result allocated here): the compiled
+    ones on the tensors' addresses, others on flat NumPy views (bfloat16 as its bits)."""
 
     def __init__(
-        self, p: float, seed: torch.Tensor, feature: bool, fused: bool, inplace: bool
+        self, p: float, seed: torch.Tensor, feature: bool, fused: bool, is_result: bool
     ) -> None:
         self.p, self.seed_t, self.seed = float(p), seed, _seed_int(seed)
         self.feature, self.fused = feature, fused
-        self.is_result = inplace  # in place, the fused backward works from the result
+        self.is_result = is_result  # the fused backward works from the result (in place)
         self.saves_result = False
         self.saves_input = fused  # AlphaDropout alone needs only the seed
 
-    def _plan(self, shape: Any, fmt: str) -> Optional[tuple[np.ndarray, tuple[int, int], int]]:
-        """(prm, key, inner) for a kernel call on the flat elements of an array of `shape`, or
-        None when the front end must decide (feature mode on < 2 dimensions, say)."""
-        if self.feature and len(shape) < 2:
-            return None
-        inner = math.prod(shape[2:]) if self.feature else 1
+    def _plan(self, shape: Any, fmt: str) -> tuple[np.ndarray, tuple[int, int], int]:
+        """(prm, key, inner) for a kernel call on the flat elements of an array of `shape`
+        (feature mode below 2 dimensions: the front end's ValueError, where a mask is drawn)."""
+        inner = _api._feature_inner(tuple(shape), self.feature, self.p < 1.0)
         return _dropout.params(self.p, fmt), _dropout.key_of(self.seed), inner
 
-    def _direct(self, a: np.ndarray) -> Optional[tuple[Any, np.ndarray, tuple[int, int], int]]:
-        """(backend, prm, key, inner) for a kernel call on `a`'s flat view, or None."""
-        plan = self._plan(a.shape, "float32" if a.dtype == np.float32 else "float64")
-        return None if plan is None else (_api._dropout_backend(), *plan)
+    def _mode(self) -> int:
+        return (2 if self.is_result else 1) if self.fused else 0
 
-    def _at(self, t: torch.Tensor) -> Optional[tuple[np.ndarray, tuple[int, int], int]]:
-        """(prm, key, inner) for the compiled kernels on `t`'s address, or None when they are
-        not the active backend (or `t` needs the front end)."""
-        if _dropout_at is None or _backends.active is not _KERNELS:
-            return None
-        return self._plan(t.shape, "float64" if t.dtype is torch.float64 else "float32")
+    def _compiled(self) -> bool:
+        return _dropout_at is not None and _backends.active is _KERNELS
 
     def forward_t(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        at = self._at(x)
-        if at is None:
+        if not self._compiled():
             self.forward(_nd(x), _nd(out))
             return
-        prm, (k0, k1), inner = at
+        prm, (k0, k1), inner = self._plan(x.shape, _FORMAT[x.dtype])
         nt = _config.effective_num_threads()
         assert _dropout_at is not None
         _dropout_at(
             0,
-            x.dtype is torch.float64,
+            _AT_CODE[x.dtype],
             0,
             x.data_ptr(),
             out.data_ptr(),
@@ -776,18 +749,18 @@ class _DropoutKernels(_Kernels):
     def backward_t(
         self, grad: torch.Tensor, saved: Optional[torch.Tensor], out: torch.Tensor
     ) -> None:
-        at = self._at(grad)
-        if at is None or (saved is not None and saved.dtype is not grad.dtype):
+        if saved is not None and saved.dtype is not grad.dtype:  # (not from autograd's calls)
+            saved = saved.to(grad.dtype)
+        if not self._compiled():
             self.backward(_nd(grad), None if saved is None else _nd(saved), _nd(out))
             return
-        prm, (k0, k1), inner = at
-        mode = (2 if self.is_result else 1) if self.fused else 0
+        prm, (k0, k1), inner = self._plan(grad.shape, _FORMAT[grad.dtype])
         x = grad if saved is None else saved
         nt = _config.effective_num_threads()
         assert _dropout_at is not None
         _dropout_at(
             1,
-            grad.dtype is torch.float64,
+            _AT_CODE[grad.dtype],
             grad.data_ptr(),
             x.data_ptr(),
             out.data_ptr(),
@@ -796,33 +769,34 @@ class _DropoutKernels(_Kernels):
             k0,
             k1,
             inner,
-            mode,
+            self._mode(),
             nt,
         )
 
+    def _views(
+        self, arrays: tuple[np.ndarray, ...]
+    ) -> tuple[list[np.ndarray], np.ndarray, tuple[int, int], int, Optional[str]]:
+        """Flat views for the backend's kernels (16-bit as uint16 bits, with their fmt) and the
+        call's (prm, key, inner)."""
+        a = arrays[0]
+        fmt = "bfloat16" if a.dtype == np.int16 else a.dtype.name  # `_nd`'s bfloat16 bits
+        prm, key, inner = self._plan(a.shape, fmt)
+        bits = a.dtype.itemsize == 2
+        flat = [v.reshape(-1).view(np.uint16) if bits else v.reshape(-1) for v in arrays]
+        return flat, prm, key, inner, fmt if bits else None
+
     def forward(self, x: np.ndarray, out: Optional[np.ndarray]) -> None:
-        d = self._direct(x)
-        if d is None:
-            _np_dropout(self.fused, x, self.p, self.seed, self.feature, out)
-            return
-        backend, prm, key, inner = d
-        o = x if out is None else out
+        (xs, os_), prm, key, inner, fmt = self._views((x, x if out is None else out))
         nt = _config.effective_num_threads()
-        backend.dropout(x.reshape(-1), o.reshape(-1), prm, key, 0, inner, self.fused, nt)
+        _api._dropout_backend().dropout(xs, os_, prm, key, 0, inner, self.fused, nt, fmt=fmt)
 
     def backward(self, grad: np.ndarray, saved: Optional[np.ndarray], out: np.ndarray) -> None:
-        d = self._direct(grad)
-        if d is None or (saved is not None and saved.dtype != grad.dtype):
-            _np_dropout_backward(
-                self.fused, grad, saved, self.p, self.seed, self.feature, self.is_result, out
-            )
-            return
-        backend, prm, key, inner = d
-        mode = (2 if self.is_result else 1) if self.fused else 0
-        g = grad.reshape(-1)
-        x = g if saved is None else saved.reshape(-1)
+        (gs, xs, os_), prm, key, inner, fmt = self._views(
+            (grad, grad if saved is None else saved, out)
+        )
         nt = _config.effective_num_threads()
-        backend.dropout_backward(g, x, out.reshape(-1), prm, key, 0, inner, mode, nt)
+        kernels = _api._dropout_backend()
+        kernels.dropout_backward(gs, xs, os_, prm, key, 0, inner, self._mode(), nt, fmt=fmt)
 
     def backward_op(self, grad: torch.Tensor, saved: Optional[torch.Tensor]) -> torch.Tensor:
         return cast(
@@ -848,8 +822,11 @@ def _torch_alpha_dropout(
     # PyTorch's formula (aten _dropout_impl), with the noise drawn from `generator`.
     if feature and input.dim() < 2:
         return _F.feature_alpha_dropout(input, p, training, inplace)  # PyTorch's error
-    shape = (*input.shape[:2], *([1] * (input.dim() - 2))) if feature else input.shape
-    noise = torch.empty(shape, dtype=input.dtype, device=input.device)
+    if feature:
+        shape = (*input.shape[:2], *([1] * (input.dim() - 2)))
+        noise = torch.empty(shape, dtype=input.dtype, device=input.device)
+    else:
+        noise = torch.empty_like(input)  # PyTorch's: the input's layout, so the same draws
     noise.bernoulli_(1 - p, generator=generator)
     alpha = SCALE_ALPHA_F64
     a = 1.0 / math.sqrt((alpha * alpha * p + 1) * (1 - p))

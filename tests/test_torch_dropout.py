@@ -16,6 +16,7 @@ from util import same_floats  # noqa: E402
 
 F = torch.nn.functional
 FLOATS = [torch.float32, torch.float64]
+HALVES = [torch.float16, torch.bfloat16]
 FUNCS = {
     "alpha_dropout": (fst.alpha_dropout, False, False),
     "feature_alpha_dropout": (fst.feature_alpha_dropout, True, False),
@@ -38,9 +39,25 @@ def expected_seed(torch_seed):
     return int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)) & (2**64 - 1)
 
 
+def to_numpy(t):
+    """A CPU tensor's values as an ndarray (bfloat16 as ml_dtypes')."""
+    t = t.detach()
+    if t.dtype is torch.bfloat16:
+        return t.view(torch.int16).numpy().view(pytest.importorskip("ml_dtypes").bfloat16)
+    return t.numpy()
+
+
+def same_bits(a, b):
+    """same_floats, and bit for bit for 16-bit arrays (bfloat16's NumPy dtype has no signbit)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.itemsize == 2:
+        return a.dtype == b.dtype and np.array_equal(a.view(np.uint16), b.view(np.uint16))
+    return same_floats(a, b)
+
+
 def numpy_twin(x, p, seed, feature, fused):
     fn = fastselu.selu_alpha_dropout if fused else fastselu.alpha_dropout
-    return np.asarray(fn(x.detach().numpy(), p, seed=seed, feature=feature))
+    return np.asarray(fn(to_numpy(x), p, seed=seed, feature=feature))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,18 +158,22 @@ def test_p1_is_input_times_zero(name):
     assert (np.signbit(y) == np.signbit(ref))[~np.isnan(ref)].all()
 
 
-@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("dtype", FLOATS + HALVES, ids=str)
 @pytest.mark.parametrize("name", list(FUNCS))
 def test_values_are_the_numpy_apis_with_the_drawn_seed(name, dtype):
     fn, feature, fused = FUNCS[name]
-    x = torch.randn(64, 8, 3, dtype=dtype, generator=torch.Generator().manual_seed(1)) * 3
+    x = torch.randn(64, 8, 3, generator=torch.Generator().manual_seed(1)).to(dtype) * 3
     seed = expected_seed(11)
     torch.manual_seed(11)
     y = fn(x, 0.3, True)
-    assert same_floats(y.numpy(), numpy_twin(x, 0.3, seed, feature, fused))
+    assert y.dtype is dtype
+    assert same_bits(to_numpy(y), numpy_twin(x, 0.3, seed, feature, fused))
     torch.manual_seed(11)
-    assert same_floats(fn(x, 0.3, True).numpy(), y.numpy())  # manual_seed repeats it
-    assert not same_floats(fn(x, 0.3, True).numpy(), y.numpy())  # the next call draws anew
+    assert same_bits(to_numpy(fn(x, 0.3, True)), to_numpy(y))  # manual_seed repeats it
+    assert not same_bits(to_numpy(fn(x, 0.3, True)), to_numpy(y))  # the next call draws anew
+    x2 = x.clone()
+    torch.manual_seed(11)
+    assert fn(x2, 0.3, True, True) is x2 and torch.equal(x2, y)  # in place
 
 
 def test_generator_keyword():
@@ -228,15 +249,31 @@ def test_gradcheck_gradgradcheck(name, inplace):
     assert torch.autograd.gradgradcheck(f, (x,))
 
 
-@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("dtype", FLOATS + HALVES, ids=str)
 def test_gradient_is_the_numpy_backward(dtype):
-    x = (torch.randn(40, 7, dtype=dtype) * 2).requires_grad_()
-    g = torch.randn(40, 7, dtype=dtype)
+    x = (torch.randn(40, 7).to(dtype) * 2).requires_grad_()
+    g = torch.randn(40, 7).to(dtype)
     seed = expected_seed(9)
     torch.manual_seed(9)
     fst.selu_alpha_dropout(x, 0.25, True).backward(g)
-    ref = fastselu.selu_alpha_dropout_backward(g.numpy(), x.detach().numpy(), 0.25, seed=seed)
-    assert same_floats(x.grad.numpy(), np.asarray(ref))
+    ref = fastselu.selu_alpha_dropout_backward(to_numpy(g), to_numpy(x), 0.25, seed=seed)
+    assert x.grad.dtype is dtype and same_bits(to_numpy(x.grad), np.asarray(ref))
+    # in place: the backward from the result
+    x.grad = None
+    h = x * 1
+    torch.manual_seed(9)
+    z = fst.selu_alpha_dropout(h, 0.25, True, True)
+    z.backward(g)
+    ref = fastselu.selu_alpha_dropout_backward(
+        to_numpy(g), to_numpy(z), 0.25, seed=seed, is_result=True
+    )
+    assert same_bits(to_numpy(x.grad), np.asarray(ref))
+    # AlphaDropout alone
+    x.grad = None
+    torch.manual_seed(9)
+    fst.alpha_dropout(x, 0.25, True).backward(g)
+    ref = fastselu.alpha_dropout_backward(to_numpy(g), 0.25, seed=seed)
+    assert same_bits(to_numpy(x.grad), np.asarray(ref))
 
 
 def _saved_bytes(fn):
@@ -308,8 +345,8 @@ def test_mlp_trains_like_torchs_pair():
 # Fallbacks and in-place rules.
 
 
-def test_other_dtypes_fall_back_to_pytorch():
-    x = torch.randn(20, 6, dtype=torch.float16)
+def test_other_layouts_fall_back_to_pytorch():
+    x = torch.randn(6, 20).t()  # not contiguous
     torch.manual_seed(4)
     y = fst.alpha_dropout(x, 0.3, True)
     torch.manual_seed(4)
@@ -321,7 +358,7 @@ def test_other_dtypes_fall_back_to_pytorch():
 
 
 def test_fallback_with_a_generator_is_pytorchs_formula():
-    x = torch.randn(200, 6, dtype=torch.float16)
+    x = torch.randn(6, 200, dtype=torch.float64).t()
     gen = torch.Generator().manual_seed(1)
     y = fst.alpha_dropout(x, 0.3, True, generator=gen)
     gen.manual_seed(1)
