@@ -68,6 +68,7 @@ _FAST_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64) + (
     (torch.float16, torch.bfloat16) if _HALF_KERNELS else ()
 )
 _DROPOUT_DTYPES = _FAST_DTYPES
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 # _kernels.dropout_at's dtype codes, and the format names of _dropout.params
 _AT_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 _FORMAT = {
@@ -147,8 +148,9 @@ def _torch_only() -> bool:
 
 
 @torch.library.custom_op("fastselu::selu", mutates_args=())
-def _selu_op(x: torch.Tensor) -> torch.Tensor:
-    """SELU(x) as a new contiguous tensor (fastselu's kernels on CPU float32/float64)."""
+def _selu_op(x: torch.Tensor, save_input: bool = False) -> torch.Tensor:
+    """SELU(x) as a new contiguous tensor (fastselu's kernels on CPU float32/float64); its
+    gradient works from the result, or from x if `save_input` (see _selu_setup_context)."""
     if x.dtype in _FAST_DTYPES and x.device.type == "cpu" and x.layout == torch.strided:
         xc = x.contiguous()
         out = _empty_like(x)
@@ -158,7 +160,7 @@ def _selu_op(x: torch.Tensor) -> torch.Tensor:
 
 
 @_selu_op.register_fake
-def _selu_fake(x: torch.Tensor) -> torch.Tensor:
+def _selu_fake(x: torch.Tensor, save_input: bool = False) -> torch.Tensor:
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 
@@ -189,12 +191,15 @@ def _selu_backward_fake(grad: torch.Tensor, result: torch.Tensor) -> torch.Tenso
 
 
 def _selu_setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-    ctx.save_for_backward(output)
+    x, ctx.from_x = inputs
+    ctx.save_for_backward(x if ctx.from_x else output)
 
 
-def _selu_backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-    (result,) = ctx.saved_tensors
-    return cast(torch.Tensor, _selu_backward_op(grad, result))
+def _selu_backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    (saved,) = ctx.saved_tensors
+    if ctx.from_x:
+        return _SELU_FROM_INPUT.backward_op(grad, saved), None
+    return cast(torch.Tensor, _selu_backward_op(grad, saved)), None
 
 
 _selu_op.register_autograd(_selu_backward, setup_context=_selu_setup_context)
@@ -511,7 +516,7 @@ def _call(
     kernels: _Kernels,
     input: torch.Tensor,
     inplace: bool,
-    graph_op: Callable[[torch.Tensor], torch.Tensor],
+    graph_op: Callable[[torch.Tensor, bool], torch.Tensor],  # (input, inplace)
     fallback: Callable[[torch.Tensor, bool], torch.Tensor],
     dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES,
 ) -> torch.Tensor:
@@ -527,12 +532,20 @@ def _call(
     if _graph_capture():
         if not _fast_ok(input, dtypes):
             return fallback(input, inplace)
-        # The custom op goes into the graph; in place = the op, then a copy (functionalized away).
-        return input.copy_(graph_op(input)) if inplace else graph_op(input)
+        # The custom op goes into the graph; in place = the op, then a copy (functionalized
+        # away), so that its gradient must work from the result (the copy_ overwrites x).
+        return input.copy_(graph_op(input, True)) if inplace else graph_op(input, False)
     if type(input) in _PLAIN_TYPES and not _torch_only() and not _is_functorch_tensor(input):
         if inplace:
             _check_inplace(input)  # PyTorch's own op may write first and raise afterwards
     return fallback(input, inplace)  # other dtypes/devices/layouts, subclasses, torch.func
+
+
+def _selu_graph_op(t: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """The custom op saving what the eager call saves: out of place, float16/bfloat16 save x (a
+    result rounded to 11 (8) bits loses SELU'(x) where y + SA cancels: ~60% off at x ~ -6 in
+    float16), float32/float64 the result."""
+    return cast(torch.Tensor, _selu_op(t, not inplace and t.dtype in _HALF_DTYPES))
 
 
 def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -544,7 +557,7 @@ def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     if not inplace and _eager_fast(input) and input.requires_grad and torch.is_grad_enabled():
         kernels = _SELU if input.dtype in _FULL_DTYPES else _SELU_FROM_INPUT
         return cast(torch.Tensor, _eager_apply(kernels, input))  # a training step's path, flat
-    return _call(_SELU, input, inplace, _selu_op, _F.selu)
+    return _call(_SELU, input, inplace, _selu_graph_op, _F.selu)
 
 
 def selu_(input: torch.Tensor) -> torch.Tensor:
@@ -601,9 +614,15 @@ def _check_p(p: Any) -> None:
 
 @torch.library.custom_op("fastselu::alpha_dropout", mutates_args=())
 def _dropout_op(
-    x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool, fused: bool
+    x: torch.Tensor,
+    p: float,
+    seed: torch.Tensor,
+    feature: bool,
+    fused: bool,
+    save_input: bool = False,
 ) -> torch.Tensor:
-    """AlphaDropout (of SELU(x) if `fused`) with fastselu's mask, as a new contiguous tensor."""
+    """AlphaDropout (of SELU(x) if `fused`) with fastselu's mask, as a new contiguous tensor;
+    fused, its gradient works from the result, or from x if `save_input`."""
     out = _empty_like(x)
     _DropoutKernels(p, seed, feature, fused, False).forward(_nd(x.contiguous()), _nd(out))
     return out
@@ -611,7 +630,12 @@ def _dropout_op(
 
 @_dropout_op.register_fake
 def _dropout_fake(
-    x: torch.Tensor, p: float, seed: torch.Tensor, feature: bool, fused: bool
+    x: torch.Tensor,
+    p: float,
+    seed: torch.Tensor,
+    feature: bool,
+    fused: bool,
+    save_input: bool = False,
 ) -> torch.Tensor:
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
@@ -650,15 +674,14 @@ def _dropout_backward_fake(
 
 
 def _dropout_setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-    x, ctx.p, seed, ctx.feature, ctx.fused = inputs
-    # The fused op saves its result (so an in-place graph's copy_ into x cannot disturb it).
-    ctx.save_for_backward(seed, output if ctx.fused else None)
+    x, ctx.p, seed, ctx.feature, ctx.fused, ctx.from_x = inputs
+    ctx.save_for_backward(seed, (x if ctx.from_x else output) if ctx.fused else None)
 
 
 def _dropout_backward(ctx: Any, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
-    seed, result = ctx.saved_tensors
-    g = _dropout_backward_op(grad, result, ctx.p, seed, ctx.feature, ctx.fused, True)
-    return g, None, None, None, None
+    seed, saved = ctx.saved_tensors
+    g = _dropout_backward_op(grad, saved, ctx.p, seed, ctx.feature, ctx.fused, not ctx.from_x)
+    return g, None, None, None, None, None
 
 
 _dropout_op.register_autograd(_dropout_backward, setup_context=_dropout_setup_context)
@@ -855,8 +878,9 @@ def _alpha_dropout_call(
             t = _F.selu(t, inplace)
         return _torch_alpha_dropout(t, p, True, inplace, feature, generator)
 
-    def graph_op(t: torch.Tensor) -> torch.Tensor:
-        return cast(torch.Tensor, _dropout_op(t, float(p), _draw_seed(generator), feature, fused))
+    def graph_op(t: torch.Tensor, inplace: bool) -> torch.Tensor:  # saves what eager saves
+        seed = _draw_seed(generator)
+        return cast(torch.Tensor, _dropout_op(t, float(p), seed, feature, fused, not inplace))
 
     if _eager_fast(input, _DROPOUT_DTYPES):  # checks first: a seed is drawn only for a real call
         if inplace:
