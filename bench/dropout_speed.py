@@ -3,6 +3,8 @@
     python bench/dropout_speed.py [--repeat 7] [--threads 1,2] [--sizes 1e5,1e6,1e7]
                                   [--dtypes float32,float64] [--p 0.1]
 
+(--dtypes also takes float16 and bfloat16, beside PyTorch's own float16/bfloat16 ops.)
+
 For each thread count, size and dtype, rounds interleave (each round times every row once, the
 order rotating from round to round); a figure is the median over rounds of a timed loop's mean
 (wall clock, or with ``--clock cpu`` the process's CPU time, all threads and the kernel's page
@@ -57,9 +59,14 @@ def timed(fn, min_time):  # type: ignore[no-untyped-def]
 
 def rows(n: int, dtype: torch.dtype, p: float):  # type: ignore[no-untyped-def]
     gen = torch.Generator().manual_seed(0)
-    t = torch.randn(n, dtype=dtype, generator=gen).requires_grad_(True)
-    g = torch.randn(n, dtype=dtype, generator=gen)
-    x = t.detach().numpy().copy()
+    t = torch.randn(n, generator=gen).to(dtype).requires_grad_(True)
+    g = torch.randn(n, generator=gen).to(dtype)
+    if dtype is torch.bfloat16:  # NumPy's bfloat16 is ml_dtypes'
+        import ml_dtypes
+
+        x = t.detach().view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
+    else:
+        x = t.detach().numpy().copy()
     o = np.empty_like(x)
 
     def torch_fwd() -> None:

@@ -31,6 +31,8 @@
  *   SA*p, times a; fused: x - ln q against a triple-double ln q, then expm1 in double-double.
  *   At x ~ ln q (or v ~ -SA*p) the result is ~2^-53 of the constants, which is why their
  *   third words are needed there.
+ * - float16/bfloat16: the float32 kernels on tiles widened exactly, each result rounded once
+ *   more to the format (fs_dropout_h16, at the end).
  * The forwards take every element down the same path (no branch on the data).  The fused
  * backward from x has a fast path as selu_backward's (a four-entry table, here a*SA*2^(j/4) per
  * p, ~0.7 ULP), taken by tiles whose x are all above -80 (float32) / -700 (float64); a tile with
