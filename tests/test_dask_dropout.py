@@ -60,6 +60,25 @@ def test_backward_matches_in_memory(is_result):
     assert same_floats(r.compute(scheduler="sync"), fs.alpha_dropout_backward(g, 0.2, seed=5))
 
 
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+def test_half_formats_match_in_memory(fmt):
+    """float16/bfloat16 blocks (2-D, not one run of flat indices) give the in-memory bits."""
+    dt = np.float16 if fmt == "float16" else pytest.importorskip("ml_dtypes").bfloat16
+    x = _data(dtype=dt)
+    g = _data()[::-1].astype(dt)
+    dx, dg = da.from_array(x, chunks=(91, 37)), da.from_array(g, chunks=(64, 300))
+    for got, want in (
+        (fd.selu_alpha_dropout(dx, 0.3, seed=7), fs.selu_alpha_dropout(x, 0.3, seed=7)),
+        (fd.alpha_dropout(dx, 0.3, seed=7), fs.alpha_dropout(x, 0.3, seed=7)),
+        (
+            fd.selu_alpha_dropout_backward(dg, dx, 0.3, seed=7),
+            fs.selu_alpha_dropout_backward(g, x, 0.3, seed=7),
+        ),
+    ):
+        r = got.compute(scheduler="sync")
+        assert r.dtype == dt and np.array_equal(r.view(np.uint16), want.view(np.uint16))
+
+
 def test_seed_drawn_once_at_graph_build():
     x = _data((50, 40))
     dx = da.from_array(x, chunks=(10, 10))
