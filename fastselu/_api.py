@@ -14,12 +14,13 @@ size.  bfloat16 is ml_dtypes' user dtype, recognised by name without importing m
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _backends, _config, _dropout
+from . import _backends, _config, _dropout, _fastpath
 
 # Elements per nditer chunk: 3 operands x 128 Ki x 8 bytes = 3 MiB of scratch at most.
 CHUNK = 1 << 17
@@ -469,6 +470,53 @@ def _feature_inner(shape: tuple[int, ...], feature: bool, needs_mask: bool) -> i
     return int(np.prod(shape[2:], dtype=np.int64))
 
 
+def _dropout_fast(
+    arrays: tuple[Any, ...],
+    p: Any,
+    seed: Any,
+    feature: bool,
+    training: bool,
+    out: Any,
+    inplace: bool,
+    run: Callable[..., None],
+) -> Any:
+    """The common dropout call in a few operations (~9 µs of general checks saved): `arrays`
+    (x, or grad_output and x) plain and alike as `_fastpath` requires, a float p in (0, 1], an
+    int seed, training; `run(*flat, prm, key, inner, nthreads, fmt)` on flat views.  Returns
+    what the general path returns, or NotImplemented for any other call (which the general path
+    then takes, errors included)."""
+    a = arrays[0]
+    if not (
+        training
+        and type(p) is float
+        and 0.0 < p <= 1.0
+        and type(seed) is int
+        and 0 <= seed < 1 << 64
+        and _fastpath._plain(a, inplace)
+    ):
+        return NotImplemented
+    for v in arrays[1:]:
+        if not (_fastpath._plain(v) and v.dtype == a.dtype and v.shape == a.shape):
+            return NotImplemented
+    if feature and a.ndim < 2 and p < 1.0:
+        return NotImplemented  # the general path's ValueError
+    if inplace:
+        if out is not None:
+            return NotImplemented
+        res = a
+    else:
+        res = _fastpath._destination(arrays[-1], out, a)
+        if res is None:
+            return NotImplemented
+    if a.size:
+        fmt = _fastpath._FMT[a.dtype]
+        inner = math.prod(a.shape[2:]) if feature else 1
+        prm = _dropout.params(p, _dropout.fmt_name(a.dtype))
+        flat = [_fastpath._flat(v, fmt) for v in (*arrays, res)]
+        run(*flat, prm, _dropout.key_of(seed), inner, _config.effective_num_threads(), fmt)
+    return res
+
+
 def _dropout_forward(
     x: Any,
     p: Any,
@@ -480,6 +528,15 @@ def _dropout_forward(
     fused: bool,
     origin: Origin = None,
 ) -> Any:
+    if origin is None:
+        kernel = _dropout_backend().dropout
+
+        def run(xs: Any, os_: Any, prm: Any, key: Any, inner: int, nt: int, fmt: Any) -> None:
+            kernel(xs, os_, prm, key, 0, inner, fused, nt, fmt=fmt)
+
+        res = _dropout_fast((x,), p, seed, feature, training, out, inplace, run)
+        if res is not NotImplemented:
+            return res
     _check_foreign(x, "x")
     pf = _dropout.check_p(p)
     _dropout.check_seed(seed)
@@ -565,6 +622,19 @@ def _dropout_backward(
     mode: int,
     origin: Origin = None,
 ) -> Any:
+    if origin is None:
+        kernel = _dropout_backend().dropout_backward
+        m = 2 if mode == 1 and is_result else mode
+
+        def run(*ops: Any) -> None:
+            *arrs, os_, prm, key, inner, nt, fmt = ops
+            xs = arrs[-1]  # mode 0: g itself
+            kernel(arrs[0], xs, os_, prm, key, 0, inner, m, nt, fmt=fmt)
+
+        arrays = (g,) if mode == 0 else (g, x)
+        res = _dropout_fast(arrays, p, seed, feature, training, out, False, run)
+        if res is not NotImplemented:
+            return res
     ga = _as_input(g, "grad_output")
     pf = _dropout.check_p(p)
     _dropout.check_seed(seed)

@@ -200,3 +200,122 @@ def test_fast_path_keeps_the_contract(name, dtype, monkeypatch):
             assert len(got) == len(want) and all(map(same, got, want)), (case.label, got, want)
             for k in want_args:  # what the call did to its arguments
                 assert same(got_args[k], want_args[k]), (case.label, k)
+
+
+def dropout_cases(dtype):
+    """The AlphaDropout functions' fast path (`_api._dropout_fast`): the contract above with a
+    float p in (0, 1], an int seed in [0, 2**64) and training=True; anything else declined."""
+    rng = np.random.default_rng(1)
+    x0 = (rng.standard_normal((7, 5)) * 3).astype(dtype)
+    g0 = rng.standard_normal((7, 5)).astype(dtype)
+
+    def arrays():
+        return {"x": x0.copy(), "g": g0.copy(), "o": np.full_like(x0, 7)}
+
+    def zero_d():
+        return {"x": np.array(-1.5, dtype), "g": np.array(2.0, dtype), "o": np.full((), 7, dtype)}
+
+    def read_only(a):
+        a.flags.writeable = False
+        return a
+
+    f = fastselu.selu_alpha_dropout
+    ad = fastselu.alpha_dropout
+    b = fastselu.selu_alpha_dropout_backward
+    adb = fastselu.alpha_dropout_backward
+    return [
+        Case("new", True, arrays, lambda a: f(a["x"], 0.3, seed=5)),
+        Case("alpha new", True, arrays, lambda a: ad(a["x"], 0.3, seed=5)),
+        Case("out", True, arrays, lambda a: f(a["x"], 0.3, seed=5, out=a["o"])),
+        Case("out=x", True, arrays, lambda a: ad(a["x"], 0.3, seed=5, out=a["x"])),
+        Case("inplace", True, arrays, lambda a: f(a["x"], 0.3, seed=5, inplace=True)),
+        Case("p=1", True, arrays, lambda a: ad(a["x"], 1.0, seed=5)),
+        Case("top seed", True, arrays, lambda a: f(a["x"], 0.3, seed=2**64 - 1)),
+        Case("feature", True, arrays, lambda a: f(a["x"], 0.3, seed=5, feature=True)),
+        Case("feature 1-D p=1", True, arrays, lambda a: ad(a["x"][0], 1.0, seed=5, feature=True)),
+        Case("0-d out", True, zero_d, lambda a: f(a["x"], 0.3, seed=5, out=a["o"])),
+        Case("0-d inplace", True, zero_d, lambda a: f(a["x"], 0.3, seed=5, inplace=True)),
+        Case(
+            "empty", True, lambda: {"x": np.empty((0, 2), dtype)}, lambda a: f(a["x"], 0.3, seed=5)
+        ),
+        Case("bwd", True, arrays, lambda a: b(a["g"], a["x"], 0.3, seed=5)),
+        Case("bwd result", True, arrays, lambda a: b(a["g"], a["x"], 0.3, seed=5, is_result=True)),
+        Case("bwd out=g", True, arrays, lambda a: b(a["g"], a["x"], 0.3, seed=5, out=a["g"])),
+        Case("alpha bwd", True, arrays, lambda a: adb(a["g"], 0.3, seed=5)),
+        Case("alpha bwd out=g", True, arrays, lambda a: adb(a["g"], 0.3, seed=5, out=a["g"])),
+        # declined: the general path's own cases, results and errors
+        Case("0-d", False, zero_d, lambda a: f(a["x"], 0.3, seed=5)),
+        Case("p=0", False, arrays, lambda a: f(a["x"], 0.0, seed=5)),
+        Case("int p", False, arrays, lambda a: ad(a["x"], 1, seed=5)),
+        Case("NumPy p", False, arrays, lambda a: f(a["x"], np.float64(0.3), seed=5)),
+        Case("NaN p", False, arrays, lambda a: f(a["x"], float("nan"), seed=5)),
+        Case("p > 1", False, arrays, lambda a: f(a["x"], 1.5, seed=5)),
+        Case("NumPy seed", False, arrays, lambda a: f(a["x"], 0.3, seed=np.uint64(5))),
+        Case("bool seed", False, arrays, lambda a: f(a["x"], 0.3, seed=True)),
+        Case("negative seed", False, arrays, lambda a: f(a["x"], 0.3, seed=-1)),
+        Case("huge seed", False, arrays, lambda a: f(a["x"], 0.3, seed=2**64)),
+        Case(
+            "Generator seed",
+            False,
+            arrays,
+            lambda a: f(a["x"], 0.3, seed=np.random.default_rng(2)),
+        ),
+        Case("not training", False, arrays, lambda a: f(a["x"], 0.3, seed=5, training=False)),
+        Case("feature 1-D", False, arrays, lambda a: f(a["x"][0], 0.3, seed=5, feature=True)),
+        Case("strided", False, arrays, lambda a: f(a["x"][:, ::2], 0.3, seed=5)),
+        Case("F order", False, arrays, lambda a: f(a["x"].T, 0.3, seed=5)),
+        Case("list", False, arrays, lambda a: f(a["x"].tolist(), 0.3, seed=5)),
+        Case("subclass", False, arrays, lambda a: f(a["x"].view(Sub), 0.3, seed=5)),
+        Case(
+            "partial overlap",
+            False,
+            arrays,
+            lambda a: f(a["x"][1:], 0.3, seed=5, out=a["x"][:-1]),
+        ),
+        Case(
+            "read-only out",
+            False,
+            arrays,
+            lambda a: f(a["x"], 0.3, seed=5, out=read_only(a["o"])),
+        ),
+        Case(
+            "read-only inplace",
+            False,
+            arrays,
+            lambda a: f(read_only(a["x"]), 0.3, seed=5, inplace=True),
+        ),
+        Case(
+            "inplace and out",
+            False,
+            arrays,
+            lambda a: f(a["x"], 0.3, seed=5, out=a["o"], inplace=True),
+        ),
+        Case("bwd shapes", False, arrays, lambda a: b(a["g"], a["x"][:3], 0.3, seed=5)),
+        Case(
+            "bwd mixed dtypes",
+            False,
+            arrays,
+            lambda a: b(a["g"].astype(np.float64), a["x"].astype(np.float32), 0.3, seed=5),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", BACKENDS)
+def test_dropout_fast_path_keeps_the_contract(name, dtype, monkeypatch):
+    from fastselu import _api
+
+    with switched_backend(name):
+        for case in dropout_cases(dtype):
+            taken = []
+            with monkeypatch.context() as m:
+                m.setattr(_api, "_dropout_fast", recording(_api._dropout_fast, taken))
+                got, got_args = outcome(case)
+            with monkeypatch.context() as m:
+                m.setattr(_api, "_dropout_fast", lambda *a: NotImplemented)
+                want, want_args = outcome(case)
+            assert taken[:1] == [case.taken], case.label
+            assert len(got) == len(want) and all(map(same, got, want)), (case.label, got, want)
+            assert got_args.keys() == want_args.keys()
+            for k in got_args:
+                assert same(got_args[k], want_args[k]), (case.label, k)
