@@ -261,6 +261,13 @@ def dropout_cases(dtype):
             lambda a: f(a["x"], 0.3, seed=np.random.default_rng(2)),
         ),
         Case("not training", False, arrays, lambda a: f(a["x"], 0.3, seed=5, training=False)),
+        Case("NumPy bool", False, arrays, lambda a: f(a["x"], 0.3, seed=5, training=np.True_)),
+        Case(
+            "ambiguous inplace",
+            False,
+            arrays,
+            lambda a: f(a["x"], 0.3, seed=5, inplace=np.array([True, False])),
+        ),
         Case("feature 1-D", False, arrays, lambda a: f(a["x"][0], 0.3, seed=5, feature=True)),
         Case("strided", False, arrays, lambda a: f(a["x"][:, ::2], 0.3, seed=5)),
         Case("F order", False, arrays, lambda a: f(a["x"].T, 0.3, seed=5)),
