@@ -319,22 +319,28 @@ def _half_dtype(fmt):
     return np.float16 if fmt == "float16" else pytest.importorskip("ml_dtypes").bfloat16
 
 
+def _every_kind(g, x, seed):
+    """The five call kinds (forwards, then the backwards: plain, from x, from the fused result)
+    at p = 0.05, 0.5 and 1."""
+    out = []
+    for p in (0.05, 0.5, 1.0):
+        z = fs.selu_alpha_dropout(x, p, seed=seed)
+        out += [
+            fs.alpha_dropout(x, p, seed=seed),
+            z,
+            fs.alpha_dropout_backward(g, p, seed=seed),
+            fs.selu_alpha_dropout_backward(g, x, p, seed=seed),
+            fs.selu_alpha_dropout_backward(g, z, p, seed=seed, is_result=True),
+        ]
+    return out
+
+
 def _half_results(fmt, n=1 << 16):
     """Every call kind on the first n bit patterns of `fmt` (grad_output: other patterns)."""
     dt = _half_dtype(fmt)
     x = np.arange(n, dtype=np.uint16).view(dt)
     g = np.random.default_rng(5).integers(0, 1 << 16, n, dtype=np.uint16).view(dt)
-    out = []
-    for p in (0.05, 0.5, 1.0):
-        z = fs.selu_alpha_dropout(x, p, seed=9)
-        out += [
-            fs.alpha_dropout(x, p, seed=9),
-            z,
-            fs.alpha_dropout_backward(g, p, seed=9),
-            fs.selu_alpha_dropout_backward(g, x, p, seed=9),
-            fs.selu_alpha_dropout_backward(g, z, p, seed=9, is_result=True),
-        ]
-    return x, g, out
+    return x, g, _every_kind(g, x, 9)
 
 
 @pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
@@ -611,19 +617,11 @@ def _cases(dtype, n=70001):
 
 def _all_results(dtype, n=70001):
     g, x = _cases(dtype, n)
-    out = []
+    out = _every_kind(g, x, 5)
     for p in (0.05, 0.5, 1.0):
-        z = fs.selu_alpha_dropout(x, p, seed=5)
-        out += [
-            fs.alpha_dropout(x, p, seed=5),
-            z,
-            fs.alpha_dropout_backward(g, p, seed=5),
-            fs.selu_alpha_dropout_backward(g, x, p, seed=5),
-            fs.selu_alpha_dropout_backward(g, z, p, seed=5, is_result=True),
-            fs.selu_alpha_dropout(
-                x[: n - n % 7].reshape(-1, 7, 1), p, seed=5, feature=True
-            ).ravel(),
-        ]
+        out.append(
+            fs.selu_alpha_dropout(x[: n - n % 7].reshape(-1, 7, 1), p, seed=5, feature=True).ravel()
+        )
     return out
 
 
