@@ -89,9 +89,17 @@ _c_is_tracing: Callable[[], bool] = getattr(torch._C, "_is_tracing", _is_tracing
 _forward_ad = torch.autograd.forward_ad
 
 
-def _fast_ok(t: torch.Tensor, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES) -> bool:
-    """True if the kernels can work on `t`'s memory directly: CPU, `dtypes`, C-contiguous."""
-    return t.is_cpu and t.dtype in dtypes and t.layout == torch.strided and t.is_contiguous()
+def _fast_ok(
+    t: torch.Tensor, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES, any_layout: bool = False
+) -> bool:
+    """True if the kernels can work on `t`'s memory directly: CPU, `dtypes`, C-contiguous (or
+    any strided layout, for a caller that makes a contiguous copy)."""
+    return (
+        t.is_cpu
+        and t.dtype in dtypes
+        and t.layout == torch.strided
+        and (any_layout or t.is_contiguous())
+    )
 
 
 def _nd(t: torch.Tensor) -> np.ndarray:
@@ -491,10 +499,13 @@ def _run(kernels: _Kernels, input: torch.Tensor, inplace: bool) -> torch.Tensor:
 # Public API.
 
 
-def _eager_fast(t: Any, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES) -> bool:
-    """The call can run eagerly on the kernels: a plain CPU contiguous tensor of `dtypes`,
-    and no graph capture, torch.func transform or forward-mode AD.  (One flat test: this runs on
-    every call, and each Python operation costs ~0.1 µs, more with cold caches in a training step.)
+def _eager_fast(
+    t: Any, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES, any_layout: bool = False
+) -> bool:
+    """The call can run eagerly on the kernels: a plain CPU contiguous tensor of `dtypes` (or
+    of any strided layout, as `_fast_ok`), and no graph capture, torch.func transform or
+    forward-mode AD.  (One flat test: this runs on every call, and each Python operation costs
+    ~0.1 µs, more with cold caches in a training step.)
     """
     return (
         type(t) in _PLAIN_TYPES
@@ -502,7 +513,7 @@ def _eager_fast(t: Any, dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES) -> bool:
         and t.is_cpu
         and t.dtype in dtypes
         and t.layout == torch.strided
-        and t.is_contiguous()
+        and (any_layout or t.is_contiguous())
         and not t.is_neg()
         and not _c_is_tracing()
         and _dispatch_stack_len() == 0
@@ -519,10 +530,12 @@ def _call(
     graph_op: Callable[[torch.Tensor, bool], torch.Tensor],  # (input, inplace)
     fallback: Callable[[torch.Tensor, bool], torch.Tensor],
     dtypes: tuple[torch.dtype, ...] = _FAST_DTYPES,
+    any_layout: bool = False,
 ) -> torch.Tensor:
-    """Route a call of an elementwise op: eager kernels, the custom op under graph capture, or
-    PyTorch's own op (`fallback(input, inplace)`) for everything else; PyTorch's in-place refusals
-    are checked before any data changes wherever fastselu.torch decides the route."""
+    """Route a call of an elementwise op: eager kernels, the custom op under graph capture (on
+    any strided layout with `any_layout`: the op makes a contiguous copy), or PyTorch's own op
+    (`fallback(input, inplace)`) for everything else; PyTorch's in-place refusals are checked
+    before any data changes wherever fastselu.torch decides the route."""
     if _eager_fast(input, dtypes):
         if inplace:
             _check_inplace(input)
@@ -530,7 +543,7 @@ def _call(
     if not isinstance(input, torch.Tensor):
         return fallback(input, inplace)
     if _graph_capture():
-        if not _fast_ok(input, dtypes):
+        if not _fast_ok(input, dtypes, any_layout):
             return fallback(input, inplace)
         # The custom op goes into the graph; in place = the op, then a copy (functionalized
         # away), so that its gradient must work from the result (the copy_ overwrites x).
@@ -882,12 +895,16 @@ def _alpha_dropout_call(
         seed = _draw_seed(generator)
         return cast(torch.Tensor, _dropout_op(t, float(p), seed, feature, fused, not inplace))
 
-    if _eager_fast(input, _DROPOUT_DTYPES):  # checks first: a seed is drawn only for a real call
-        if inplace:
+    if _eager_fast(input, _DROPOUT_DTYPES, any_layout=True):  # checks first: a seed is drawn
+        if inplace:  # only for a real call
             _check_inplace(input)
+        if not input.is_contiguous():  # the mask goes by C-order index, whatever the layout
+            out = _alpha_dropout_call(input.contiguous(), p, True, False, feature, fused, generator)
+            return input.copy_(out) if inplace else out
         kernels = _DropoutKernels(p, _draw_seed(generator), feature, fused, inplace)
         return _run(kernels, input, inplace)
-    return _call(_SELU, input, inplace, graph_op, fallback, _DROPOUT_DTYPES)  # not the eager path
+    # not the eager path (graph capture on a contiguous copy, as above)
+    return _call(_SELU, input, inplace, graph_op, fallback, _DROPOUT_DTYPES, any_layout=True)
 
 
 def alpha_dropout(

@@ -345,8 +345,43 @@ def test_mlp_trains_like_torchs_pair():
 # Fallbacks and in-place rules.
 
 
-def test_other_layouts_fall_back_to_pytorch():
-    x = torch.randn(6, 20).t()  # not contiguous
+class Sub(torch.Tensor):
+    pass
+
+
+@pytest.mark.parametrize("dtype", FLOATS + HALVES, ids=str)
+def test_any_layout_gets_fastselus_mask(dtype):
+    """A non-contiguous tensor (transposed, strided) gets the mask of its C-order indices, as
+    the NumPy API and any layout do (SPEC): the contiguous call's values and gradients, in place
+    too; PyTorch's ops only for other devices and dtypes, subclasses and torch.func."""
+    base = torch.randn(8, 30).to(dtype)
+    for view in (lambda b: b.t(), lambda b: b[:, ::3], lambda b: b.t()[::2]):
+        assert not view(base).is_contiguous()
+        for name, (fn, _, _) in FUNCS.items():
+            torch.manual_seed(2)
+            want = fn(view(base).contiguous(), 0.3, True)
+            torch.manual_seed(2)
+            assert torch.equal(fn(view(base), 0.3, True), want), name
+            grads = []
+            for how in ("contiguous copy", "as is", "in place"):
+                leaf = base.clone().requires_grad_()
+                x = view(leaf * 1 if how == "in place" else leaf)
+                torch.manual_seed(2)
+                if how == "contiguous copy":
+                    y = fn(x.contiguous(), 0.3, True)
+                elif how == "as is":
+                    y = fn(x, 0.3, True)
+                else:
+                    assert fn(x, 0.3, True, True) is x
+                    y = x
+                assert torch.equal(y, want), (name, how)
+                y.backward(torch.ones_like(want))
+                grads.append(leaf.grad)
+            assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], grads[2]), name
+
+
+def test_subclasses_fall_back_to_pytorch():
+    x = torch.randn(6, 20).t().as_subclass(Sub)
     torch.manual_seed(4)
     y = fst.alpha_dropout(x, 0.3, True)
     torch.manual_seed(4)
@@ -358,7 +393,7 @@ def test_other_layouts_fall_back_to_pytorch():
 
 
 def test_fallback_with_a_generator_is_pytorchs_formula():
-    x = torch.randn(6, 200, dtype=torch.float64).t()
+    x = torch.randn(6, 200, dtype=torch.float64).t().as_subclass(Sub)  # not contiguous either
     gen = torch.Generator().manual_seed(1)
     y = fst.alpha_dropout(x, 0.3, True, generator=gen)
     gen.manual_seed(1)
