@@ -775,11 +775,11 @@ void FS_NAME(fs_dropout_bwd_f64)(const double *g, const double *x, double *out, 
 }
 #undef FS_DROPOUT_BODY
 
-/* ---------------- float16 / bfloat16 (bf): the float32 kernels on widened tiles ---------------- */
+/* ---------------- float16 / bfloat16 (bf): the float32 kernels on widened tiles ------------- */
 
 /* A tile widened exactly to float32, the float32 kernel run on it at its logical indices (so
  * the same mask), each result rounded once more to the format, to nearest, ties to even: the
- * numba and numpy backends do the same (_half.dropout_through_f32), and so did this backend
+ * numba and numpy backends do the same (_half.dropout_through_float32), and so did this backend
  * through NumPy's and ml_dtypes' casts, so the bits are those.  The SPEC's bounds hold: a kept
  * float32 result within ~0.5 float32 ULP of the exact value, rounded again, is within
  * 0.5 + 2^-13 ULP of the format; the dropped constant comes in prm already rounded to the
